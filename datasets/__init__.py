@@ -1,0 +1,1 @@
+"""TFDS builders, one folder per dataset (installed as ``tfrf.datasets``)."""

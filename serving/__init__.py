@@ -1,0 +1,1 @@
+"""TF-Serving client, configuration and local development server (``tfrf.serving``)."""

@@ -1,0 +1,5 @@
+import sys
+
+from tfrf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the `tfrf` CLI, one module each (see `tfrf.cli`)."""

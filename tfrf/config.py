@@ -1,0 +1,114 @@
+"""Model configuration: one typed dataclass, per-dataset values in named presets.
+
+Networks never branch on the dataset: everything that differs between datasets (image size,
+pose channels) lives here, and the command line only overrides fields of a preset.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Dict, Tuple
+
+WARP_BACKENDS = ("tfa", "gather")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Hyperparameters of the generator (paper supplementary, tables 5-7).
+
+    Attributes:
+        name: preset name, kept for bookkeeping only.
+        image_height: H of source and target images; divisible by 32.
+        image_width: W; divisible by 32.
+        pose_channels: Cp of a pose map: 18 keypoint heatmaps, 21 view one-hots, 6 camera
+            DOF, 3 for an RGB landmark drawing.
+        width_multiplier: scales every channel count (1.0 is the paper's network; 0.25 or
+            0.5 give small and mobile variants).
+        min_channels: lower bound for a scaled channel count.
+        use_residual_flow: the RF block predicts a residual flow (paper eq. 4-5).
+        use_occlusion: blend in the target feature where the occlusion mask says so (eq. 6).
+        use_attention: weight sources by a softmax over K of the attention logits; otherwise
+            all sources weigh 1/K.
+        warp_backend: "tfa" (tfa.image.resampler) or "gather" (pure TF, export-safe).
+        leaky_relu_slope: slope of the LeakyReLU used in every residual block.
+    """
+
+    name: str = "custom"
+    image_height: int = 256
+    image_width: int = 256
+    pose_channels: int = 18
+    width_multiplier: float = 1.0
+    min_channels: int = 8
+    use_residual_flow: bool = True
+    use_occlusion: bool = True
+    use_attention: bool = True
+    warp_backend: str = "tfa"
+    leaky_relu_slope: float = 0.1
+
+    def __post_init__(self):
+        for field in ("image_height", "image_width"):
+            value = getattr(self, field)
+            if value <= 0 or value % 32:
+                raise ValueError(f"ModelConfig.{field} must be a positive multiple of 32, got {value}")
+        if self.pose_channels <= 0:
+            raise ValueError(f"ModelConfig.pose_channels must be positive, got {self.pose_channels}")
+        if self.width_multiplier <= 0:
+            raise ValueError(f"ModelConfig.width_multiplier must be positive, got {self.width_multiplier}")
+        if self.warp_backend not in WARP_BACKENDS:
+            raise ValueError(f"ModelConfig.warp_backend must be one of {WARP_BACKENDS}, got {self.warp_backend!r}")
+
+    @property
+    def image_size(self) -> Tuple[int, int]:
+        return (self.image_height, self.image_width)
+
+    def channels(self, base: int) -> int:
+        """Channel count of a layer whose paper width is `base`, after the multiplier."""
+        return max(self.min_channels, int(round(base * self.width_multiplier)))
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "ModelConfig":
+        return cls(**values)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "ModelConfig":
+        """A named preset (see `PRESETS`), with optional field overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return PRESETS[name].replace(**overrides)
+
+    @classmethod
+    def ablation(cls, base: "ModelConfig", variant: str) -> "ModelConfig":
+        """The paper's table-4 ablations of `base`: full, no_residual_flow, no_occlusion,
+        no_attention, baseline (all three off)."""
+        switches = {
+            "full": {},
+            "no_residual_flow": {"use_residual_flow": False},
+            "no_occlusion": {"use_occlusion": False},
+            "no_attention": {"use_attention": False},
+            "baseline": {"use_residual_flow": False, "use_occlusion": False, "use_attention": False},
+        }
+        if variant not in switches:
+            raise ValueError(f"unknown ablation {variant!r}; choose one of {sorted(switches)}")
+        return base.replace(**switches[variant])
+
+
+PRESETS: Dict[str, ModelConfig] = {
+    "deepfashion": ModelConfig(name="deepfashion", image_height=256, image_width=256, pose_channels=18),
+    "market1501": ModelConfig(name="market1501", image_height=128, image_width=64, pose_channels=18),
+    "shapenet_chairs": ModelConfig(name="shapenet_chairs", image_height=256, image_width=256, pose_channels=21),
+    "kitti": ModelConfig(name="kitti", image_height=256, image_width=256, pose_channels=6),
+    "voxceleb2": ModelConfig(name="voxceleb2", image_height=256, image_width=256, pose_channels=3),
+    "synthetic": ModelConfig(name="synthetic", image_height=64, image_width=64, pose_channels=21),
+}

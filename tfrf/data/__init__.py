@@ -1,0 +1,1 @@
+"""Input pipelines and the built-in synthetic dataset."""
