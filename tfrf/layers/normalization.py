@@ -1,0 +1,43 @@
+"""Instance normalisation built from core ops (MEAN, SQUARED_DIFFERENCE, RSQRT in TFLite)."""
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+@tf.keras.utils.register_keras_serializable(package="tfrf")
+class InstanceNormalization(tf.keras.layers.Layer):
+    """Normalise each channel of each example over H and W, then a learned affine map.
+
+    Statistics are computed in float32 under a mixed-precision policy.
+
+    Args:
+        epsilon: added to the variance.
+        affine: learn a per-channel scale and offset.
+    """
+
+    def __init__(self, epsilon: float = 1e-5, affine: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+        self.affine = affine
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError(f"{self.name}: the channel dimension must be known, got {input_shape}")
+        if self.affine:
+            self.gamma = self.add_weight(name="gamma", shape=(channels,), initializer="ones")
+            self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, inputs):
+        """inputs `[B, H, W, C]` -> `[B, H, W, C]`."""
+        x = tf.cast(inputs, tf.float32)
+        mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+        variance = tf.reduce_mean(tf.math.squared_difference(x, mean), axis=[1, 2], keepdims=True)
+        x = (x - mean) * tf.math.rsqrt(variance + self.epsilon)
+        if self.affine:
+            x = x * tf.cast(self.gamma, tf.float32) + tf.cast(self.beta, tf.float32)
+        return tf.cast(x, self.compute_dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon, "affine": self.affine}

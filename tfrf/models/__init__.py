@@ -1,0 +1,13 @@
+"""Networks: per-source extractors, the target image predictor and the generator."""
+from tfrf.models.extractors import FlowConfidenceExtractor, FlowHeads, SourceAppearanceExtractor
+from tfrf.models.generator import Generator, validate_inputs
+from tfrf.models.predictor import TargetImagePredictor
+
+__all__ = [
+    "FlowConfidenceExtractor",
+    "FlowHeads",
+    "Generator",
+    "SourceAppearanceExtractor",
+    "TargetImagePredictor",
+    "validate_inputs",
+]

@@ -1,0 +1,115 @@
+"""Per-source networks of the generator (paper supplementary, tables 5 and 6).
+
+Both run on `[N, H, W, ...]` with N = B*K: the generator folds the K sources into the batch,
+so the weights are shared across sources and one graph serves every K.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import tensorflow as tf
+
+from tfrf.config import ModelConfig
+from tfrf.layers import ResBlockDown, ResBlockUp
+
+LEVELS = ("h8", "h4")
+
+
+@tf.keras.utils.register_keras_serializable(package="tfrf")
+class SourceAppearanceExtractor(tf.keras.layers.Layer):
+    """ResBlockDown 3->64 (H/2) -> 128 (H/4) -> 256 (H/8); the H/4 and H/8 maps feed fusing."""
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        c, slope = config.channels, config.leaky_relu_slope
+        self.down1 = ResBlockDown(c(64), leaky_relu_slope=slope, name="down1")
+        self.down2 = ResBlockDown(c(128), leaky_relu_slope=slope, name="down2")
+        self.down3 = ResBlockDown(c(256), leaky_relu_slope=slope, name="down3")
+
+    def call(self, images) -> Dict[str, tf.Tensor]:
+        """images `[N, H, W, 3]` -> {"h4": `[N, H/4, W/4, c(128)]`, "h8": `[N, H/8, W/8, c(256)]`}."""
+        h4 = self.down2(self.down1(images))
+        return {"h4": h4, "h8": self.down3(h4)}
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(ModelConfig.from_dict(config.pop("config")), **config)
+
+
+@tf.keras.utils.register_keras_serializable(package="tfrf")
+class FlowHeads(tf.keras.layers.Layer):
+    """Three 3x3 convs on one decoder level: flow (2), attention logit (1), occlusion (1, sigmoid)."""
+
+    def __init__(self, leaky_relu_slope: float = 0.1, flow_init_stddev: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.leaky_relu_slope = leaky_relu_slope
+        self.flow_init_stddev = flow_init_stddev
+        small = tf.keras.initializers.RandomNormal(stddev=flow_init_stddev)
+        self.activation = tf.keras.layers.LeakyReLU(leaky_relu_slope)
+        self.flow = tf.keras.layers.Conv2D(2, 3, padding="same", kernel_initializer=small, name="flow")
+        self.attention = tf.keras.layers.Conv2D(1, 3, padding="same", name="attention_logit")
+        self.occlusion = tf.keras.layers.Conv2D(1, 3, padding="same", name="occlusion")
+
+    def call(self, features) -> Dict[str, tf.Tensor]:
+        """features `[N, h, w, C]` -> flow `[N,h,w,2]`, attention_logit and occlusion `[N,h,w,1]`."""
+        x = self.activation(features)
+        return {
+            "flow": self.flow(x),
+            "attention_logit": self.attention(x),
+            "occlusion": tf.sigmoid(self.occlusion(x)),
+        }
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "leaky_relu_slope": self.leaky_relu_slope,
+            "flow_init_stddev": self.flow_init_stddev,
+        }
+
+
+@tf.keras.utils.register_keras_serializable(package="tfrf")
+class FlowConfidenceExtractor(tf.keras.layers.Layer):
+    """U-Net of residual blocks on concat(I_s, P_s, P_t): flows, attention and occlusion.
+
+    Encoder: ResBlockDown to 32 (H/2), 64 (H/4), 128 (H/8), 256 (H/16), 512 (H/32).
+    Decoder: ResBlockUp + skip to 256 (H/16); to 128 (H/8) -> heads; to 64 (H/4) -> heads.
+    Skips are added to the upsampled features (same channel count).
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        c, slope = config.channels, config.leaky_relu_slope
+        self.encoder = [
+            ResBlockDown(c(width), leaky_relu_slope=slope, name=f"down{i + 1}")
+            for i, width in enumerate((32, 64, 128, 256, 512))
+        ]
+        self.up16 = ResBlockUp(c(256), leaky_relu_slope=slope, name="up16")
+        self.up8 = ResBlockUp(c(128), leaky_relu_slope=slope, name="up8")
+        self.up4 = ResBlockUp(c(64), leaky_relu_slope=slope, name="up4")
+        self.heads = {level: FlowHeads(slope, name=f"heads_{level}") for level in LEVELS}
+
+    def call(self, inputs) -> Dict[str, Dict[str, tf.Tensor]]:
+        """inputs `[N, H, W, 3 + 2*Cp]` -> per level ("h8", "h4") the `FlowHeads` outputs."""
+        skips = []
+        x = inputs
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)  # H/2, H/4, H/8, H/16, H/32
+        x = self.up16(x) + skips[3]
+        h8 = self.up8(x) + skips[2]
+        h4 = self.up4(h8) + skips[1]
+        return {"h8": self.heads["h8"](h8), "h4": self.heads["h4"](h4)}
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(ModelConfig.from_dict(config.pop("config")), **config)

@@ -1,0 +1,172 @@
+"""The multi-source generator: K source images and poses + a target pose -> the target image.
+
+Lu et al., AAAI 2022 (supplementary tables 5-7). The K sources are folded into the batch
+(`[B, K, ...]` -> `[B*K, ...]`) for the per-source extractors, so the weights are shared, one
+graph serves every K >= 1, and the result does not depend on the order of the sources.
+"""
+from __future__ import annotations
+
+from typing import Dict, Mapping
+
+import tensorflow as tf
+
+from tfrf.config import ModelConfig
+from tfrf.models.extractors import LEVELS, FlowConfidenceExtractor, SourceAppearanceExtractor
+from tfrf.models.predictor import TargetImagePredictor
+
+INPUT_KEYS = ("source_images", "source_poses", "target_pose")
+
+
+def validate_inputs(inputs: Mapping[str, tf.Tensor], config: ModelConfig) -> None:
+    """Raise a ValueError naming the tensor and the expected shape for malformed inputs.
+
+    Only static (known) dimensions are checked, so traced functions with unknown B, K, H or W
+    pass through.
+    """
+    if not isinstance(inputs, Mapping):
+        raise ValueError(f"generator inputs must be a dict with keys {INPUT_KEYS}, got {type(inputs).__name__}")
+    missing = [key for key in INPUT_KEYS if key not in inputs]
+    if missing:
+        raise ValueError(f"generator inputs lack {missing}; expected keys {INPUT_KEYS}")
+    cp = config.pose_channels
+    images = tf.TensorShape(inputs["source_images"].shape)
+    poses = tf.TensorShape(inputs["source_poses"].shape)
+    target = tf.TensorShape(inputs["target_pose"].shape)
+    for name, shape, expected in (
+        ("source_images", images, "[B, K, H, W, 3]"),
+        ("source_poses", poses, f"[B, K, H, W, {cp}]"),
+        ("target_pose", target, f"[B, H, W, {cp}]"),
+    ):
+        rank = expected.count(",") + 1
+        if shape.rank is not None and shape.rank != rank:
+            raise ValueError(f"{name} must be {expected}, got shape {shape}")
+    if images.rank is None:
+        return
+    if images[-1] is not None and images[-1] != 3:
+        raise ValueError(f"source_images must be [B, K, H, W, 3], got shape {images}")
+    if images[1] == 0:
+        raise ValueError(f"source_images must hold K >= 1 sources: expected [B, K>=1, H, W, 3], got {images}")
+    for axis, label in ((2, "H"), (3, "W")):
+        if images[axis] is not None and images[axis] % 32:
+            raise ValueError(
+                f"source_images must be [B, K, H, W, 3] with H and W multiples of 32, got {images} "
+                f"({label} = {images[axis]})"
+            )
+    if poses.rank is not None:
+        if poses[1] is not None and images[1] is not None and poses[1] != images[1]:
+            raise ValueError(
+                f"source_poses must be [B, K={images[1]}, H, W, {cp}] to match source_images {images}, "
+                f"got {poses} (K differs)"
+            )
+        if poses[-1] is not None and poses[-1] != cp:
+            raise ValueError(
+                f"source_poses must be [B, K, H, W, {cp}] (pose channels of config {config.name!r}), got {poses}"
+            )
+        for axis in (0, 2, 3):
+            if poses[axis] is not None and images[axis] is not None and poses[axis] != images[axis]:
+                raise ValueError(f"source_poses must be [B, K, H, W, {cp}] matching source_images {images}, got {poses}")
+    if target.rank is not None:
+        if target[-1] is not None and target[-1] != cp:
+            raise ValueError(
+                f"target_pose must be [B, H, W, {cp}] (pose channels of config {config.name!r}), got {target}"
+            )
+        for axis_t, axis_i in ((0, 0), (1, 2), (2, 3)):
+            if target[axis_t] is not None and images[axis_i] is not None and target[axis_t] != images[axis_i]:
+                raise ValueError(f"target_pose must be [B, H, W, {cp}] matching source_images {images}, got {target}")
+
+
+def _fold(x: tf.Tensor) -> tf.Tensor:
+    shape = tf.shape(x)
+    return tf.reshape(x, tf.concat([[-1], shape[2:]], axis=0))
+
+
+def _unfold(x: tf.Tensor, batch_and_sources: tf.Tensor) -> tf.Tensor:
+    return tf.reshape(x, tf.concat([batch_and_sources, tf.shape(x)[1:]], axis=0))
+
+
+@tf.keras.utils.register_keras_serializable(package="tfrf")
+class Generator(tf.keras.Model):
+    """Source appearance extractor + flow confidence extractor + target image predictor.
+
+    Args:
+        config: a `tfrf.ModelConfig` (e.g. `ModelConfig.preset("deepfashion")`).
+
+    Call:
+        `generator({"source_images": [B,K,H,W,3], "source_poses": [B,K,H,W,Cp],
+        "target_pose": [B,H,W,Cp]})` -> image `[B,H,W,3]` in [-1, 1].
+        With `return_intermediates=True`: a dict with `image` and, per level (`h8`, `h4`),
+        `flows` and `residual_flows` `[B,K,h,w,2]`, `attention` (after the softmax over K) and
+        `occlusions` `[B,K,h,w,1]`.
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        kwargs.setdefault("name", "generator")
+        super().__init__(**kwargs)
+        if isinstance(config, Mapping):
+            config = ModelConfig.from_dict(config)
+        self.config = config
+        self.source_extractor = SourceAppearanceExtractor(config, name="source_appearance_extractor")
+        self.flow_extractor = FlowConfidenceExtractor(config, name="flow_confidence_extractor")
+        self.predictor = TargetImagePredictor(config, name="target_image_predictor")
+
+    def extract_flows(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, Dict[str, tf.Tensor]]:
+        """Flow confidence extractor on every source: per level flow, attention logit, occlusion
+        as `[B, K, h, w, c]`."""
+        source_images = tf.convert_to_tensor(inputs["source_images"])
+        source_poses = tf.cast(inputs["source_poses"], source_images.dtype)
+        target_pose = tf.cast(inputs["target_pose"], source_images.dtype)
+        batch_and_sources = tf.shape(source_images)[:2]
+        target_per_source = tf.broadcast_to(tf.expand_dims(target_pose, 1), tf.shape(source_poses))
+        flow_input = tf.concat([_fold(source_images), _fold(source_poses), _fold(target_per_source)], axis=-1)
+        outputs = self.flow_extractor(flow_input)
+        return {
+            level: {name: _unfold(value, batch_and_sources) for name, value in outputs[level].items()}
+            for level in LEVELS
+        }
+
+    def encode_sources(self, source_images) -> Dict[str, tf.Tensor]:
+        """Source appearance features per level, `[B, K, h, w, C]`."""
+        source_images = tf.convert_to_tensor(source_images)
+        batch_and_sources = tf.shape(source_images)[:2]
+        features = self.source_extractor(_fold(source_images))
+        return {level: _unfold(features[level], batch_and_sources) for level in LEVELS}
+
+    def call(self, inputs, training=None, return_intermediates: bool = False):
+        validate_inputs(inputs, self.config)
+        inputs = {key: tf.convert_to_tensor(inputs[key]) for key in INPUT_KEYS}
+        source_features = self.encode_sources(inputs["source_images"])
+        flow_outputs = self.extract_flows(inputs)
+        image, fusing = self.predictor(
+            tf.cast(inputs["target_pose"], source_features["h8"].dtype),
+            source_features,
+            flow_outputs,
+            return_intermediates=True,
+        )
+        if not return_intermediates:
+            return image
+        result = {"image": image}
+        for level in LEVELS:
+            result[level] = {
+                "flows": flow_outputs[level]["flow"],
+                "residual_flows": fusing[level]["residual_flows"],
+                "attention": fusing[level]["attention"],
+                "occlusions": fusing[level]["occlusions"],
+            }
+        return result
+
+    def dummy_inputs(self, batch_size: int = 1, num_sources: int = 1, dtype=tf.float32) -> Dict[str, tf.Tensor]:
+        """Zero inputs of the configured size, e.g. to build the weights."""
+        h, w, cp = self.config.image_height, self.config.image_width, self.config.pose_channels
+        return {
+            "source_images": tf.zeros([batch_size, num_sources, h, w, 3], dtype),
+            "source_poses": tf.zeros([batch_size, num_sources, h, w, cp], dtype),
+            "target_pose": tf.zeros([batch_size, h, w, cp], dtype),
+        }
+
+    def get_config(self):
+        return {"config": self.config.to_dict(), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        return cls(ModelConfig.from_dict(config.pop("config")), **config)

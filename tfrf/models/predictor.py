@@ -1,0 +1,102 @@
+"""Target image predictor (paper supplementary, table 7).
+
+Encodes the target pose to f_t at H/8, fuses the warped source features there and at H/4 with
+residual fusing blocks, and decodes to the image:
+
+    pose -> ResBlockDown 64, 128, 256 -> f_t (H/8)
+    RF(256, H/8) -> ResBlock -> ResBlockUp 128 (H/4)        [D^1]
+    RF(128, H/4) -> ResBlock -> ResBlockUp 64 (H/2)         [D^2]
+    ResBlock -> ResBlockUp 64 (H) -> 3x3 conv -> tanh
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import tensorflow as tf
+
+from tfrf.config import ModelConfig
+from tfrf.layers import ResBlock, ResBlockDown, ResBlockUp, ResidualFusingBlock
+from tfrf.models.extractors import LEVELS
+
+
+@tf.keras.utils.register_keras_serializable(package="tfrf")
+class TargetImagePredictor(tf.keras.layers.Layer):
+    """Pose encoder, two residual fusing blocks and the image decoder."""
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        c, slope = config.channels, config.leaky_relu_slope
+        self.pose_encoder = [
+            ResBlockDown(c(width), leaky_relu_slope=slope, name=f"pose_down{i + 1}")
+            for i, width in enumerate((64, 128, 256))
+        ]
+        self.fusing = {
+            level: ResidualFusingBlock(
+                use_residual_flow=config.use_residual_flow,
+                use_occlusion=config.use_occlusion,
+                use_attention=config.use_attention,
+                warp_backend=config.warp_backend,
+                name=f"fusing_{level}",
+            )
+            for level in LEVELS
+        }
+        self.decode_h8 = [
+            ResBlock(c(256), leaky_relu_slope=slope, name="decode_h8_res"),
+            ResBlockUp(c(128), leaky_relu_slope=slope, name="decode_h8_up"),
+        ]
+        self.decode_h4 = [
+            ResBlock(c(128), leaky_relu_slope=slope, name="decode_h4_res"),
+            ResBlockUp(c(64), leaky_relu_slope=slope, name="decode_h4_up"),
+        ]
+        self.decode_h2 = [
+            ResBlock(c(64), leaky_relu_slope=slope, name="decode_h2_res"),
+            ResBlockUp(c(64), leaky_relu_slope=slope, name="decode_h2_up"),
+        ]
+        self.output_activation = tf.keras.layers.LeakyReLU(slope)
+        self.to_rgb = tf.keras.layers.Conv2D(3, 3, padding="same", name="to_rgb")
+        self.tanh = tf.keras.layers.Activation("tanh", dtype="float32", name="tanh")
+
+    def call(self, target_pose, source_features, flow_outputs, return_intermediates: bool = False):
+        """Predict the target image.
+
+        Args:
+            target_pose: `[B, H, W, Cp]`.
+            source_features: per level ("h8", "h4") source appearance features `[B, K, h, w, C]`.
+            flow_outputs: per level a dict with `flow` `[B, K, h, w, 2]`, `attention_logit` and
+                `occlusion` `[B, K, h, w, 1]`.
+            return_intermediates: also return the fusing blocks' intermediates per level.
+
+        Returns:
+            image `[B, H, W, 3]` in [-1, 1] (float32), and per level the intermediates dict.
+        """
+        x = target_pose
+        for block in self.pose_encoder:
+            x = block(x)
+        intermediates = {}
+        for level, decoder in (("h8", self.decode_h8), ("h4", self.decode_h4)):
+            outputs = flow_outputs[level]
+            x, intermediates[level] = self.fusing[level](
+                x,
+                source_features[level],
+                outputs["flow"],
+                outputs["attention_logit"],
+                outputs["occlusion"],
+                return_intermediates=True,
+            )
+            for block in decoder:
+                x = block(x)
+        for block in self.decode_h2:
+            x = block(x)
+        image = self.tanh(self.to_rgb(self.output_activation(x)))
+        if return_intermediates:
+            return image, intermediates
+        return image
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(ModelConfig.from_dict(config.pop("config")), **config)

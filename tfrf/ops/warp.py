@@ -1,0 +1,117 @@
+"""Bilinear warping of feature maps by a dense flow field.
+
+`warp(f, flow)` samples `f` at `(x + dx, y + dy)` for every pixel `(x, y)`, bilinearly; samples
+falling outside the map count as zero. This is exactly `tfa.image.resampler(f, base_grid + flow)`.
+
+Two backends, side by side:
+- "tfa": `tfa.image.resampler` — fused kernels on CPU and GPU; the `Addons>Resampler` op exists
+  neither in stock TF-Serving nor in TFLite, and has no XLA kernel.
+- "gather": pure TensorFlow (floor, four gathers, validity masks). Works under XLA, with unknown
+  batch/height/width, in float16 and float32, and converts to builtin TFLite ops only. Every
+  export uses it.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+BACKENDS = ("tfa", "gather")
+
+
+def base_grid(height, width, dtype=tf.float32) -> tf.Tensor:
+    """Pixel coordinates `[h, w, 2]` with channel 0 = x (column) and channel 1 = y (row)."""
+    ys = tf.cast(tf.range(height), dtype)
+    xs = tf.cast(tf.range(width), dtype)
+    grid_y, grid_x = tf.meshgrid(ys, xs, indexing="ij")
+    return tf.stack([grid_x, grid_y], axis=-1)
+
+
+def _check_inputs(features: tf.Tensor, flow: tf.Tensor) -> None:
+    if features.shape.rank is not None and features.shape.rank != 4:
+        raise ValueError(f"warp: features must be [B, h, w, C], got shape {features.shape}")
+    if flow.shape.rank is not None and flow.shape.rank != 4:
+        raise ValueError(f"warp: flow must be [B, h, w, 2], got shape {flow.shape}")
+    if flow.shape[-1] is not None and flow.shape[-1] != 2:
+        raise ValueError(f"warp: flow must be [B, h, w, 2] (dx, dy), got shape {flow.shape}")
+    for axis, name in ((0, "B"), (1, "h"), (2, "w")):
+        a, b = features.shape[axis], flow.shape[axis]
+        if a is not None and b is not None and a != b:
+            raise ValueError(
+                f"warp: flow must be [B, h, w, 2] matching features [B, h, w, C] = "
+                f"{features.shape}; got flow {flow.shape} ({name} differs)"
+            )
+
+
+def warp_tfa(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
+    """Reference backend: `tfa.image.resampler` on `base_grid + flow`."""
+    import tensorflow_addons as tfa  # imported lazily: exports never load the Addons ops
+
+    shape = tf.shape(features)
+    coordinates = base_grid(shape[1], shape[2], flow.dtype) + flow
+    return tfa.image.resampler(features, coordinates)
+
+
+def warp_gather(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
+    """Pure-TF backend: four flat gathers with per-corner validity masks.
+
+    Coordinates are computed in float32 whatever the feature dtype (float16 cannot address a
+    256-px map at sub-pixel precision); the interpolation weights are cast to the feature dtype.
+    """
+    shape = tf.shape(features)
+    batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+    flow32 = tf.cast(flow, tf.float32)
+    grid = base_grid(height, width, tf.float32)
+    x = tf.expand_dims(grid[..., 0], 0) + flow32[..., 0]  # [B, h, w]
+    y = tf.expand_dims(grid[..., 1], 0) + flow32[..., 1]
+
+    x0 = tf.stop_gradient(tf.floor(x))
+    y0 = tf.stop_gradient(tf.floor(y))
+    wx1 = x - x0
+    wy1 = y - y0
+    wx0 = 1.0 - wx1
+    wy0 = 1.0 - wy1
+    x0i = tf.cast(x0, tf.int32)
+    y0i = tf.cast(y0, tf.int32)
+    x1i = x0i + 1
+    y1i = y0i + 1
+
+    flat = tf.reshape(features, tf.stack([batch * height * width, channels]))
+    batch_offset = tf.reshape(tf.range(batch) * (height * width), tf.stack([batch, 1, 1]))
+
+    def corner(xi, yi, weight):
+        valid = tf.logical_and(
+            tf.logical_and(tf.greater_equal(xi, 0), tf.less(xi, width)),
+            tf.logical_and(tf.greater_equal(yi, 0), tf.less(yi, height)),
+        )
+        index = batch_offset + tf.clip_by_value(yi, 0, height - 1) * width + tf.clip_by_value(xi, 0, width - 1)
+        values = tf.gather(flat, index)  # [B, h, w, C]
+        weight = weight * tf.cast(valid, tf.float32)
+        return values * tf.expand_dims(tf.cast(weight, features.dtype), -1)
+
+    return (
+        corner(x0i, y0i, wx0 * wy0)
+        + corner(x1i, y0i, wx1 * wy0)
+        + corner(x0i, y1i, wx0 * wy1)
+        + corner(x1i, y1i, wx1 * wy1)
+    )
+
+
+def warp(features, flow, backend: str = "tfa") -> tf.Tensor:
+    """Warp `features [B, h, w, C]` by `flow [B, h, w, 2]` (dx, dy in pixels of the map).
+
+    Args:
+        features: the map to sample from.
+        flow: offsets; output pixel (x, y) reads `features` at (x + dx, y + dy), bilinearly,
+            with zeros outside the map.
+        backend: "tfa" (tfa.image.resampler) or "gather" (pure TensorFlow, export-safe).
+
+    Returns:
+        `[B, h, w, C]`, the dtype of `features`.
+    """
+    features = tf.convert_to_tensor(features)
+    flow = tf.convert_to_tensor(flow)
+    _check_inputs(features, flow)
+    if backend == "tfa":
+        return warp_tfa(features, tf.cast(flow, features.dtype))
+    if backend == "gather":
+        return warp_gather(features, flow)
+    raise ValueError(f"warp: backend must be one of {BACKENDS}, got {backend!r}")
