@@ -1,9 +1,11 @@
 """Networks: per-source extractors, the target image predictor and the generator."""
+from tfrf.models.discriminator import Discriminator
 from tfrf.models.extractors import FlowConfidenceExtractor, FlowHeads, SourceAppearanceExtractor
 from tfrf.models.generator import Generator, validate_inputs
 from tfrf.models.predictor import TargetImagePredictor
 
 __all__ = [
+    "Discriminator",
     "FlowConfidenceExtractor",
     "FlowHeads",
     "Generator",
