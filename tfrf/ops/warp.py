@@ -53,15 +53,17 @@ def warp_tfa(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
 def warp_gather(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
     """Pure-TF backend: four flat gathers with per-corner validity masks.
 
-    Coordinates are computed in float32 whatever the feature dtype (float16 cannot address a
-    256-px map at sub-pixel precision); the interpolation weights are cast to the feature dtype.
+    Coordinates are computed in float32 (float64 for float64 inputs) whatever the feature
+    dtype: float16 cannot address a 256-px map at sub-pixel precision. The interpolation weights
+    are cast to the feature dtype.
     """
     shape = tf.shape(features)
     batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
-    flow32 = tf.cast(flow, tf.float32)
-    grid = base_grid(height, width, tf.float32)
-    x = tf.expand_dims(grid[..., 0], 0) + flow32[..., 0]  # [B, h, w]
-    y = tf.expand_dims(grid[..., 1], 0) + flow32[..., 1]
+    coordinate_dtype = tf.float64 if tf.float64 in (features.dtype, flow.dtype) else tf.float32
+    flow = tf.cast(flow, coordinate_dtype)
+    grid = base_grid(height, width, coordinate_dtype)
+    x = tf.expand_dims(grid[..., 0], 0) + flow[..., 0]  # [B, h, w]
+    y = tf.expand_dims(grid[..., 1], 0) + flow[..., 1]
 
     x0 = tf.stop_gradient(tf.floor(x))
     y0 = tf.stop_gradient(tf.floor(y))
@@ -84,7 +86,7 @@ def warp_gather(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
         )
         index = batch_offset + tf.clip_by_value(yi, 0, height - 1) * width + tf.clip_by_value(xi, 0, width - 1)
         values = tf.gather(flat, index)  # [B, h, w, C]
-        weight = weight * tf.cast(valid, tf.float32)
+        weight = weight * tf.cast(valid, coordinate_dtype)
         return values * tf.expand_dims(tf.cast(weight, features.dtype), -1)
 
     return (
