@@ -1,0 +1,114 @@
+"""Sampling-correctness loss (GFLA, Ren et al. CVPR 2020, eq. 3; Lu et al. AAAI 2022, eq. 9).
+
+A flow field is "correct" where the source VGG feature it samples resembles the target VGG
+feature at the same place. For every target position l:
+
+    sim(l)  = cos(warp(v_s, w)(l), v_t(l))          similarity of the sampled source feature
+    best(l) = max over source positions q of cos(v_s(q), v_t(l))
+    L_cor   = mean_l exp(-sim(l) / best(l)) - exp(-1)
+
+so the loss is 0 where the flow samples the best-matching source feature and grows as it
+samples worse ones. The flow at H/8 is scored on relu4_1 (stride 8), the one at H/4 on relu3_1
+(stride 4). Sampling is bilinear with zeros outside the map, so a flow pointing off the source
+scores exp(0) - exp(-1).
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import tensorflow as tf
+
+_EPSILON = 1e-8
+
+# The VGG19 layer whose stride matches each flow level of the generator.
+CORRECTNESS_LAYERS = {"h8": "relu4_1", "h4": "relu3_1"}
+
+
+def _default_warp(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
+    from tfrf.ops import warp
+
+    return warp(features, flow, backend="gather")
+
+
+def _check_shapes(source_features, target_features, flow) -> None:
+    rank = source_features.shape.rank
+    if rank not in (4, 5):
+        raise ValueError(
+            f"sampling_correctness_loss: source_features must be [B, h, w, C] or [B, K, h, w, C], "
+            f"got shape {source_features.shape}"
+        )
+    if target_features.shape.rank != 4:
+        raise ValueError(
+            f"sampling_correctness_loss: target_features must be [B, h, w, C], got shape {target_features.shape}"
+        )
+    if flow.shape.rank != rank or (flow.shape[-1] is not None and flow.shape[-1] != 2):
+        expected = "[B, h, w, 2]" if rank == 4 else "[B, K, h, w, 2]"
+        raise ValueError(
+            f"sampling_correctness_loss: flow must be {expected} to match source_features "
+            f"{source_features.shape}, got shape {flow.shape}"
+        )
+    source_map = source_features.shape[-3:]
+    for name, shape in (("target_features", target_features.shape[-3:]), ("flow", flow.shape[-3:-1])):
+        for axis in range(len(shape)):
+            a, b = source_map[axis], shape[axis]
+            if a is not None and b is not None and a != b:
+                raise ValueError(
+                    f"sampling_correctness_loss: {name} {shape} must share h, w (and C) with "
+                    f"source_features {source_features.shape}; compute the flow at the VGG layer's "
+                    f"resolution (relu4_1 for H/8, relu3_1 for H/4)"
+                )
+
+
+def sampling_correctness_loss(
+    source_features: tf.Tensor,
+    target_features: tf.Tensor,
+    flow: tf.Tensor,
+    mask: Optional[tf.Tensor] = None,
+    warp_fn: Optional[Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = None,
+) -> tf.Tensor:
+    """GFLA's sampling-correctness loss of a flow field, a float32 scalar.
+
+    Args:
+        source_features: VGG features of the source image(s), `[B, h, w, C]`, or `[B, K, h, w, C]`
+            for K sources of one target.
+        target_features: VGG features of the target image at the same layer, `[B, h, w, C]`.
+        flow: `[B, h, w, 2]` (or `[B, K, h, w, 2]`), dx then dy in pixels of this map; target
+            pixel (x, y) reads the source at (x + dx, y + dy).
+        mask: optional `[B, h, w]` or `[B, h, w, 1]` weights over target positions (e.g. the
+            foreground); the loss becomes the mask-weighted mean.
+        warp_fn: `(features, flow) -> warped`; defaults to `tfrf.ops.warp(..., backend="gather")`.
+
+    Returns:
+        mean over target positions (and sources) of `exp(-sim / best) - exp(-1)`.
+    """
+    source_features = tf.cast(tf.convert_to_tensor(source_features), tf.float32)
+    target_features = tf.cast(tf.convert_to_tensor(target_features), tf.float32)
+    flow = tf.cast(tf.convert_to_tensor(flow), tf.float32)
+    _check_shapes(source_features, target_features, flow)
+    warp_fn = warp_fn or _default_warp
+
+    if source_features.shape.rank == 5:
+        num_sources = tf.shape(source_features)[1]
+        target_features = tf.repeat(target_features, num_sources, axis=0)
+        source_features = tf.reshape(source_features, tf.concat([[-1], tf.shape(source_features)[2:]], 0))
+        flow = tf.reshape(flow, tf.concat([[-1], tf.shape(flow)[2:]], 0))
+        if mask is not None:
+            mask = tf.repeat(tf.convert_to_tensor(mask), num_sources, axis=0)
+
+    shape = tf.shape(target_features)
+    batch, channels = shape[0], shape[3]
+    source_flat = tf.reshape(source_features, tf.stack([batch, -1, channels]))  # [B, Ns, C]
+    target_flat = tf.reshape(target_features, tf.stack([batch, -1, channels]))  # [B, Nt, C]
+    source_unit = source_flat / (tf.norm(source_flat, axis=-1, keepdims=True) + _EPSILON)
+    target_unit = target_flat / (tf.norm(target_flat, axis=-1, keepdims=True) + _EPSILON)
+    best = tf.reduce_max(tf.matmul(source_unit, target_unit, transpose_b=True), axis=1)  # [B, Nt]
+
+    sampled = tf.reshape(warp_fn(source_features, flow), tf.stack([batch, -1, channels]))
+    norms = tf.norm(sampled, axis=-1) * tf.norm(target_flat, axis=-1)
+    similarity = tf.reduce_sum(sampled * target_flat, axis=-1) / tf.maximum(norms, _EPSILON)  # [B, Nt]
+
+    loss_map = tf.exp(-similarity / (best + _EPSILON)) - tf.exp(-1.0)
+    if mask is None:
+        return tf.reduce_mean(loss_map)
+    mask = tf.reshape(tf.cast(mask, tf.float32), tf.stack([batch, -1]))
+    return tf.reduce_sum(mask * loss_map) / (tf.reduce_sum(mask) + _EPSILON)
