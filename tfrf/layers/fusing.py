@@ -129,6 +129,9 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
         Returns:
             The fused feature `[B, h, w, C]` (before D^i), and the dict when asked.
         """
+        target_feature, source_features, flows, attention_logits, occlusions = (
+            tf.convert_to_tensor(x) for x in (target_feature, source_features, flows, attention_logits, occlusions)
+        )
         self._check(target_feature, source_features, flows, attention_logits, occlusions)
         dtype = source_features.dtype
         batch_and_sources = tf.shape(source_features)[:2]
