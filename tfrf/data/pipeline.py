@@ -294,28 +294,23 @@ def table_from_tfds(
             "on demand needs array_record (prepare the builder with file_format='array_record')"
         )
 
-    decoders = None if in_memory else {keys["image"]: tfds.decode.SkipDecoding()}
-    dataset = builder.as_dataset(split=split, decoders=decoders, shuffle_files=False)
-    columns: Dict[str, list] = {name: [] for name, key in keys.items() if key is not None}
-    for example in tfds.as_numpy(dataset):
-        for name in columns:
-            if name != "image" or in_memory:
-                columns[name].append(example[keys[name]])
-    if not columns["group"]:
+    wanted = [key for name, key in keys.items() if key is not None and (in_memory or name != "image")]
+    columns = read_split_columns(builder, split, wanted, skip_decoding=() if in_memory else (keys["image"],))
+    if not len(columns[keys["group"]]):
         raise ValueError(f"{builder.name} split {split!r} is empty")
-
     if in_memory:
-        images: ArrayOrLoader = np.stack(columns["image"])
+        images: ArrayOrLoader = np.stack(columns[keys["image"]])
     else:
         source = builder.as_data_source(split=split)
         image_key_ = keys["image"]
         images = lambda index: source[index][image_key_]  # noqa: E731
+    column = lambda name: columns[keys[name]] if keys[name] is not None else None  # noqa: E731
     return ViewTable(
         images=images,
-        poses=np.stack(columns["pose"]),
-        groups=np.asarray(columns["group"], dtype=np.int64),
-        order=np.asarray(columns["order"], dtype=np.int64) if "order" in columns else None,
-        targets_ok=np.asarray(columns["targets_ok"], dtype=bool) if "targets_ok" in columns else None,
+        poses=np.stack(column("pose")),
+        groups=np.asarray(column("group"), dtype=np.int64),
+        order=column("order"),
+        targets_ok=column("targets_ok"),
         pose_encoder=pose_encoder,
     )
 
@@ -326,3 +321,35 @@ def _has_random_access(builder) -> bool:
     except AttributeError:
         formats = {builder.info.file_format}
     return any(getattr(fmt, "value", fmt) == "array_record" for fmt in formats)
+
+
+def read_split_columns(builder, split: str, keys: Sequence[str], skip_decoding: Sequence[str] = (),
+                       chunk: int = 1024) -> Dict[str, list]:
+    """Reads features `keys` of every example of a prepared split, in its stored order.
+
+    Args:
+        builder: a prepared `tfds.core.DatasetBuilder` (tfrecord or array_record).
+        split: the split name.
+        keys: top-level feature names to read.
+        skip_decoding: features read as their encoded bytes (e.g. images not needed now).
+        chunk: examples per random-access read.
+
+    Returns:
+        feature name -> list of numpy values, one per example.
+    """
+    import tensorflow_datasets as tfds
+
+    decoders = {key: tfds.decode.SkipDecoding() for key in skip_decoding} or None
+    columns: Dict[str, list] = {key: [] for key in keys}
+    if _has_random_access(builder):
+        source = builder.as_data_source(split=split, decoders=decoders)
+        for start in range(0, len(source), chunk):
+            for example in source.__getitems__(list(range(start, min(start + chunk, len(source))))):
+                for key in keys:
+                    columns[key].append(np.asarray(example[key]))
+        return columns
+    dataset = builder.as_dataset(split=split, decoders=decoders, shuffle_files=False)
+    for example in tfds.as_numpy(dataset):
+        for key in keys:
+            columns[key].append(example[key])
+    return columns
