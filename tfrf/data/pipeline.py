@@ -346,7 +346,7 @@ def read_split_columns(builder, split: str, keys: Sequence[str], skip_decoding: 
         for start in range(0, len(source), chunk):
             for example in source.__getitems__(list(range(start, min(start + chunk, len(source))))):
                 for key in keys:
-                    columns[key].append(np.asarray(example[key]))
+                    columns[key].append(example[key])
         return columns
     dataset = builder.as_dataset(split=split, decoders=decoders, shuffle_files=False)
     for example in tfds.as_numpy(dataset):

@@ -154,7 +154,9 @@ def transform_keypoints(keypoints, transform: Sequence[float]) -> np.ndarray:
         [(keypoints[..., 0] + 0.5) * scale_y - 0.5 + offset_y, (keypoints[..., 1] + 0.5) * scale_x - 0.5 + offset_x],
         axis=-1,
     )
-    return np.where(present(keypoints)[..., None], moved, MISSING).astype(np.float32)
+    # A pixel centre can land a fraction below 0 (e.g. pixel 0 when downscaling); negative
+    # means missing here, so it is kept on the border.
+    return np.where(present(keypoints)[..., None], np.maximum(moved, 0.0), MISSING).astype(np.float32)
 
 
 def rescale_keypoints(keypoints, from_size: Sequence[int], to_size: Sequence[int], mode: str = "stretch") -> np.ndarray:
