@@ -1,4 +1,6 @@
 """OpenPose-18 keypoints: CSV parsing, geometry, Gaussian heatmaps, drawings, MediaPipe mapping."""
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -176,3 +178,18 @@ def test_extract_keypoints_finds_no_person_in_a_blank_image():
         kp.extract_keypoints(np.full((256, 176, 3), 255, np.uint8))
     with pytest.raises(ValueError, match="uint8"):
         kp.extract_keypoints(np.zeros((8, 8), np.float32))
+
+
+def test_pose_json_round_trip_and_errors(tmp_path):
+    keypoints = _pose({0: (10.5, 20.25), 1: (30, 40)})
+    path = tmp_path / "pose.json"
+    kp.save_pose_json(str(path), keypoints, (256, 176))
+    loaded, image_size = kp.load_pose_json(str(path))
+    np.testing.assert_allclose(loaded, keypoints)
+    assert image_size == (256, 176)
+    path.write_text(json.dumps({"keypoints": [[1, 2]] * 17, "image_size": [8, 8]}))
+    with pytest.raises(ValueError, match=r"pose\.json: keypoints must be 18 \[y, x\] pairs"):
+        kp.load_pose_json(str(path))
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"pose\.json: expected"):
+        kp.load_pose_json(str(path))

@@ -115,17 +115,52 @@ def write_keypoint_csv(path: str, annotations: Mapping[str, np.ndarray]) -> None
         keypoints = _check_keypoints(keypoints, f"keypoints of {name!r}")
         rounded = np.where(present(keypoints)[:, None], np.rint(keypoints), MISSING).astype(int)
         lines.append(f"{name}: {json.dumps(rounded[:, 0].tolist())}: {json.dumps(rounded[:, 1].tolist())}")
+    _write_text_atomically(path, "\n".join(lines) + "\n")
+
+
+def _write_text_atomically(path: str, text: str) -> None:
+    """Writes `text` to a temporary file beside `path`, then renames it over `path`."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".csv")
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write("\n".join(lines) + "\n")
+            stream.write(text)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def save_pose_json(path: str, keypoints, image_size: Sequence[int]) -> None:
+    """Writes one pose as JSON, atomically: {"keypoints": [[y, x] x 18], "image_size": [h, w]},
+    coordinates in pixels of an image of `image_size`, -1 where missing."""
+    keypoints = _check_keypoints(keypoints)
+    if keypoints.ndim != 2:
+        raise ValueError(f"save_pose_json writes one pose [18, 2], got {keypoints.shape}")
+    content = {"keypoints": np.round(keypoints, 3).tolist(), "image_size": [int(v) for v in image_size]}
+    _write_text_atomically(os.fspath(path), json.dumps(content))
+
+
+def load_pose_json(path: str) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """Reads a `save_pose_json` file: (float32 [18, 2] (y, x), (h, w) of its image)."""
+    path = os.fspath(path)
+    with open(path, encoding="utf-8") as stream:
+        try:
+            content = json.load(stream)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not JSON ({error.msg})") from None
+    if not isinstance(content, dict) or "keypoints" not in content or "image_size" not in content:
+        raise ValueError(f'{path}: expected {{"keypoints": [[y, x] x 18], "image_size": [h, w]}}')
+    keypoints = np.asarray(content["keypoints"], dtype=np.float32)
+    if keypoints.shape != (NUM_KEYPOINTS, 2):
+        raise ValueError(f"{path}: keypoints must be {NUM_KEYPOINTS} [y, x] pairs, got shape {keypoints.shape}")
+    image_size = tuple(int(v) for v in content["image_size"])
+    if len(image_size) != 2 or min(image_size) <= 0:
+        raise ValueError(f"{path}: image_size must be [h, w] > 0, got {content['image_size']}")
+    keypoints[~present(keypoints)] = MISSING
+    return keypoints, image_size
 
 
 # --- geometry between image sizes -------------------------------------------------------------
