@@ -83,3 +83,35 @@ def test_mixed_precision_features_are_float32():
         tf.keras.mixed_precision.set_global_policy(policy)
     assert all(f.dtype == tf.float32 for f in features.values())
     assert features["relu2_1"].shape == (1, 8, 8, 128)
+
+
+def test_one_pass_over_a_concatenated_batch_splits_per_image(extractor):
+    target = tf.random.uniform([2, 32, 32, 3], -1.0, 1.0)
+    sources = tf.random.uniform([4, 32, 32, 3], -1.0, 1.0)
+    target_features, source_features = losses.split_features(extractor(tf.concat([target, sources], 0)), [2, 4])
+    alone = extractor(sources)
+    for name in losses.PERCEPTUAL_LAYERS:
+        assert target_features[name].shape[0] == 2
+        np.testing.assert_allclose(source_features[name], alone[name], rtol=1e-4, atol=1e-4)
+
+
+def test_correctness_on_vgg_features_of_a_shifted_image_prefers_the_right_flow(extractor):
+    # A smooth random image, and the same image shifted left by 8 px (one relu4_1 pixel):
+    # target(x, y) = source(x + 8, y), so the right H/8 flow is dx = 1.
+    rng = np.random.default_rng(0)
+    coarse = rng.uniform(-1, 1, size=(1, 8, 12, 3)).astype(np.float32)
+    source = tf.image.resize(coarse, [64, 96], method="bicubic")
+    target = tf.concat([source[:, :, 8:], tf.zeros([1, 64, 8, 3])], axis=2)
+    source_features, target_features = losses.split_features(extractor(tf.concat([source, target], 0)), [1, 1])
+    layer = losses.CORRECTNESS_LAYERS["h8"]
+    h, w = target_features[layer].shape[1:3]
+    assert (h, w) == (8, 12)
+    inside = np.zeros([1, h, w, 1], np.float32)
+    inside[:, 1:-1, 1:-3] = 1.0  # away from zero padding and the shifted-in border
+    right = tf.concat([tf.ones([1, h, w, 1]), tf.zeros([1, h, w, 1])], -1)
+    scores = [
+        float(losses.sampling_correctness_loss(source_features[layer], target_features[layer], flow, mask=inside))
+        for flow in (right, tf.zeros_like(right), -right)
+    ]
+    # Random-weight relu4_1 features are all similar in direction, hence small margins.
+    assert abs(scores[0]) < 1e-4 and min(scores[1:]) > 0.01, scores

@@ -1,6 +1,7 @@
 """Training losses, apart from the networks (Lu et al. AAAI 2022, sec. 3.3; GFLA).
 
-- `VGGFeatures`: one frozen VGG19, called once per image; its feature dicts feed every VGG loss.
+- `VGGFeatures`: one frozen VGG19, called once per image (or once on a concatenated batch,
+  cut apart with `split_features`); its feature dicts feed every VGG loss.
 - `sampling_correctness_loss`, `affine_regularization_loss`: L_flow's two terms, per flow level
   (`CORRECTNESS_LAYERS` and `AFFINE_PATCH_SIZES` say which VGG layer and patch size go with
   the H/8 and H/4 flows).
@@ -18,7 +19,7 @@ from tfrf.losses.adversarial import (
 from tfrf.losses.content import gram_matrix, l1_loss, perceptual_loss, style_loss
 from tfrf.losses.correctness import CORRECTNESS_LAYERS, sampling_correctness_loss
 from tfrf.losses.regularization import AFFINE_PATCH_SIZES, affine_regularization_loss, affine_residual_matrix
-from tfrf.losses.vgg import PERCEPTUAL_LAYERS, VGGFeatures, layer_name, layer_stride
+from tfrf.losses.vgg import PERCEPTUAL_LAYERS, VGGFeatures, layer_name, layer_stride, split_features
 
 __all__ = [
     "AFFINE_PATCH_SIZES",
@@ -37,5 +38,6 @@ __all__ = [
     "layer_stride",
     "perceptual_loss",
     "sampling_correctness_loss",
+    "split_features",
     "style_loss",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -43,6 +43,16 @@ def layer_name(name: str) -> str:
 def layer_stride(name: str) -> int:
     """Downsampling factor of a VGG19 activation: relu1_x 1, relu2_x 2, relu3_x 4, relu4_x 8, relu5_x 16."""
     return 2 ** (int(layer_name(name)[4]) - 1)
+
+
+def split_features(features: Dict[str, tf.Tensor], sizes: Sequence) -> List[Dict[str, tf.Tensor]]:
+    """Split the feature dict of a concatenated batch back into one dict per part.
+
+    Lets a training step run VGG once on `concat([target, generated, sources])` and hand each
+    loss its part: `target, generated, sources = split_features(vgg(batch), [B, B, B * K])`.
+    """
+    parts = {name: tf.split(value, list(sizes), axis=0) for name, value in features.items()}
+    return [{name: parts[name][index] for name in features} for index in range(len(sizes))]
 
 
 def _keras_name(name: str) -> str:
