@@ -240,3 +240,19 @@ def test_shipped_dummy_data_builds_with_the_real_configs(tmp_path, builder_cls, 
     assert table.targets_ok is not None and table.pose_encoder == "keypoints18"
     for k in config.test_tuple_ks:
         tuples_lib.check_tuples(builder.test_tuples(k), pipeline.table_from_tfds(builder, "test").groups, k)
+
+
+def test_tfrecord_preparation_loads_in_memory(tmp_path):
+    manual = tmp_path / "manual"
+    people_common.write_dummy_data(
+        Market1501, str(manual), {"train": ["0002_c1s1_000451_03.jpg", "0002_c2s1_000301_01.jpg"],
+                                  "test": ["0001_c1s1_001051_00.jpg", "0001_c2s1_000301_00.jpg"]})
+    config = _tiny(height=64, width=32, fit_mode="stretch", test_tuple_ks=(1,))
+    builder = Market1501(config=config, data_dir=str(tmp_path / "data"), file_format="tfrecord")
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+    table = pipeline.table_from_tfds(builder, "test")
+    assert isinstance(table.images, np.ndarray) and table.images.shape == (2, 64, 32, 3)
+    np.testing.assert_array_equal(table.groups, [1, 1])
+    assert len(builder.test_tuples(1)) == 2
+    with pytest.raises(ValueError, match="needs array_record"):
+        pipeline.table_from_tfds(builder, "test", in_memory=False)
