@@ -31,6 +31,9 @@ class ModelConfig:
             all sources weigh 1/K.
         warp_backend: "tfa" (tfa.image.resampler) or "gather" (pure TF, export-safe).
         leaky_relu_slope: slope of the LeakyReLU used in every residual block.
+        order_invariant_fusion: accumulate the fusion over K in float64 so that the output
+            does not depend on the order of the sources even at float32 rounding level
+            (`ResidualFusingBlock(order_invariant=...)`); TFLite exports switch it off.
     """
 
     name: str = "custom"
@@ -44,6 +47,7 @@ class ModelConfig:
     use_attention: bool = True
     warp_backend: str = "tfa"
     leaky_relu_slope: float = 0.1
+    order_invariant_fusion: bool = True
 
     def __post_init__(self):
         for field in ("image_height", "image_width"):

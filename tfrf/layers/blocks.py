@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfrf.layers.activations import LeakyReLU
 from tfrf.layers.normalization import InstanceNormalization
 
 NORMALIZATIONS = ("none", "instance")
@@ -61,7 +62,7 @@ class _ResidualBlock(tf.keras.layers.Layer):
         self.conv1 = _conv(self.filters, 3, self.spectral_norm, "conv1")
         self.norm2 = _norm(self.normalization, "norm2")
         self.conv2 = _conv(self.filters, 3, self.spectral_norm, "conv2")
-        self.activation = tf.keras.layers.LeakyReLU(self.leaky_relu_slope)
+        self.activation = LeakyReLU(self.leaky_relu_slope)
         self.learned_shortcut = in_channels != self.filters or self.resample is not None
         if self.learned_shortcut:
             self.conv_shortcut = _conv(self.filters, 1, self.spectral_norm, "conv_shortcut")

@@ -43,6 +43,10 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
         warp_backend: "tfa" or "gather" (see `tfrf.ops.warp`).
         residual_init_stddev: stddev of the residual conv's initial kernel (small, so training
             starts from the extractor's flow).
+        order_invariant: compute the softmax over K and the sum over K in float64. A float32
+            sum depends on the order of its terms at the 1e-7 level, which the decoder can
+            amplify past 1e-5; in float64 the rounded result no longer depends on the order of
+            the sources. TFLite has no float64 kernels, so its export switches this off.
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
         use_attention: bool = True,
         warp_backend: str = "tfa",
         residual_init_stddev: float = 1e-3,
+        order_invariant: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -62,6 +67,7 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
         self.use_attention = use_attention
         self.warp_backend = warp_backend
         self.residual_init_stddev = residual_init_stddev
+        self.order_invariant = order_invariant
         self.residual_conv = None
         if use_residual_flow:
             self.residual_conv = tf.keras.layers.Conv2D(
@@ -156,13 +162,14 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
             mask = tf.zeros_like(tf.cast(occlusions, dtype))
             blended = corrected
 
-        logits = tf.cast(attention_logits, dtype)
+        accumulate = tf.float64 if self.order_invariant else dtype
+        logits = tf.cast(attention_logits, accumulate)
         if self.use_attention:
             weights = tf.nn.softmax(logits, axis=1)
         else:
-            num_sources = tf.cast(batch_and_sources[1], dtype)
-            weights = tf.ones_like(logits) / num_sources
-        fused = tf.reduce_sum(weights * blended, axis=1)
+            weights = tf.ones_like(logits) / tf.cast(batch_and_sources[1], accumulate)
+        fused = tf.cast(tf.reduce_sum(weights * tf.cast(blended, accumulate), axis=1), dtype)
+        weights = tf.cast(weights, dtype)
 
         if not return_intermediates:
             return fused
@@ -180,4 +187,5 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
             "use_attention": self.use_attention,
             "warp_backend": self.warp_backend,
             "residual_init_stddev": self.residual_init_stddev,
+            "order_invariant": self.order_invariant,
         }

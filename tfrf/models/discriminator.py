@@ -10,7 +10,7 @@ from typing import Mapping
 import tensorflow as tf
 
 from tfrf.config import ModelConfig
-from tfrf.layers import ResBlockDown
+from tfrf.layers import LeakyReLU, ResBlockDown
 
 DISCRIMINATOR_WIDTHS = (64, 128, 256, 256, 512)
 
@@ -40,7 +40,7 @@ class Discriminator(tf.keras.Model):
             )
             for i, width in enumerate(DISCRIMINATOR_WIDTHS)
         ]
-        self.activation = tf.keras.layers.LeakyReLU(config.leaky_relu_slope)
+        self.activation = LeakyReLU(config.leaky_relu_slope)
         head = tf.keras.layers.Conv2D(1, 3, padding="same", name="logits")
         if spectral_norm:
             import tensorflow_addons as tfa

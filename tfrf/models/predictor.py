@@ -15,7 +15,7 @@ from typing import Dict
 import tensorflow as tf
 
 from tfrf.config import ModelConfig
-from tfrf.layers import ResBlock, ResBlockDown, ResBlockUp, ResidualFusingBlock
+from tfrf.layers import LeakyReLU, ResBlock, ResBlockDown, ResBlockUp, ResidualFusingBlock
 from tfrf.models.extractors import LEVELS
 
 
@@ -37,6 +37,7 @@ class TargetImagePredictor(tf.keras.layers.Layer):
                 use_occlusion=config.use_occlusion,
                 use_attention=config.use_attention,
                 warp_backend=config.warp_backend,
+                order_invariant=config.order_invariant_fusion,
                 name=f"fusing_{level}",
             )
             for level in LEVELS
@@ -53,7 +54,7 @@ class TargetImagePredictor(tf.keras.layers.Layer):
             ResBlock(c(64), leaky_relu_slope=slope, name="decode_h2_res"),
             ResBlockUp(c(64), leaky_relu_slope=slope, name="decode_h2_up"),
         ]
-        self.output_activation = tf.keras.layers.LeakyReLU(slope)
+        self.output_activation = LeakyReLU(slope)
         self.to_rgb = tf.keras.layers.Conv2D(3, 3, padding="same", name="to_rgb")
         self.tanh = tf.keras.layers.Activation("tanh", dtype="float32", name="tanh")
 
