@@ -108,3 +108,14 @@ def test_view_table_validates_shapes():
     with pytest.raises(ValueError, match="unknown pose encoder"):
         pipeline.ViewTable(images=np.zeros((3, 4, 4, 3), np.uint8), poses=np.zeros((3, 2)), groups=[0, 0, 1],
                            pose_encoder="nope")
+
+
+def test_max_offset_keeps_sources_near_the_target_frame():
+    table = _view_table(num_groups=2, per_group=10)
+    table.order = np.tile(np.arange(10), 2) * 3  # frame numbers 0, 3, ..., 27
+    batch = next(pipeline.make_dataset(table, 2, batch_size=64, training=False, max_offset=3).as_numpy_iterator())
+    tuples = _indices_of(batch)
+    assert len(tuples) == 16  # the first and last frame of each sequence have one neighbour only
+    assert (np.abs(table.order[tuples[:, :2]] - table.order[tuples[:, 2:]]) <= 3).all()
+    with pytest.raises(ValueError, match="needs ViewTable.order"):
+        pipeline.make_dataset(_view_table(), 1, batch_size=1, training=False, max_offset=2)

@@ -41,7 +41,6 @@ class ViewTable:
         order: optional int [N] (e.g. frame numbers), for `max_offset` windows.
         targets_ok: optional bool [N]; images allowed as targets.
         pose_encoder: a name of the `tfrf.pose` encoder registry.
-        num_images: N; only needed when both images and poses are callables.
     """
 
     images: ArrayOrLoader
