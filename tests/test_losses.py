@@ -94,7 +94,9 @@ def test_affine_regularization_matches_least_squares_reference(k):
 def test_affine_regularization_accepts_k_sources_and_has_gradient():
     flow = tf.constant(np.random.default_rng(2).normal(size=(2, 3, 6, 6, 2)), tf.float32)
     flat = tf.reshape(flow, [6, 6, 6, 2])
-    np.testing.assert_allclose(losses.affine_regularization_loss(flow, 3), losses.affine_regularization_loss(flat, 3), rtol=1e-6)
+    np.testing.assert_allclose(
+        losses.affine_regularization_loss(flow, 3), losses.affine_regularization_loss(flat, 3), rtol=1e-6
+    )
     with tf.GradientTape() as tape:
         tape.watch(flow)
         loss = losses.affine_regularization_loss(flow, 3)
@@ -171,7 +173,8 @@ def test_correctness_loss_k_sources_broadcast_target_and_gradient():
 
 def test_correctness_loss_float16_inputs_give_float32():
     source = _features()
-    loss = losses.sampling_correctness_loss(source.astype(np.float16), source.astype(np.float16), np.zeros((2, 8, 8, 2), np.float16))
+    half = source.astype(np.float16)
+    loss = losses.sampling_correctness_loss(half, half, np.zeros((2, 8, 8, 2), np.float16))
     assert loss.dtype == tf.float32
     assert abs(float(loss)) < 1e-3
 
@@ -255,9 +258,26 @@ def test_nonsaturating_discriminator_loss_is_eq11_negated():
     real, fake = np.float32(0.7), np.float32(-0.2)
     sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
     expected = -(np.log(sigmoid(real)) + np.log(1 - sigmoid(fake)))
-    np.testing.assert_allclose(float(losses.discriminator_adversarial_loss([real], [fake], "nonsaturating")), expected, rtol=1e-5)
+    loss = losses.discriminator_adversarial_loss([real], [fake], "nonsaturating")
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
 
 
 def test_adversarial_rejects_unknown_form():
     with pytest.raises(ValueError, match="form must be one of"):
         losses.generator_adversarial_loss([0.0], form="wgan")
+
+
+def test_flow_losses_under_xla_and_unknown_shapes_match_eager():
+    source = tf.constant(_features(0))
+    target = tf.constant(_features(1))
+    flow = tf.constant(np.random.default_rng(3).normal(size=(2, 8, 8, 2)), tf.float32)
+
+    def flow_loss(s, t, f):
+        return losses.sampling_correctness_loss(s, t, f) + losses.affine_regularization_loss(f, 3)
+
+    eager = float(flow_loss(source, target, flow))
+    compiled = tf.function(flow_loss, jit_compile=True)
+    np.testing.assert_allclose(float(compiled(source, target, flow)), eager, rtol=1e-4)
+    signature = [tf.TensorSpec([None, None, None, 16])] * 2 + [tf.TensorSpec([None, None, None, 2])]
+    unknown = tf.function(flow_loss, input_signature=signature)
+    np.testing.assert_allclose(float(unknown(source, target, flow)), eager, rtol=1e-5)

@@ -28,7 +28,8 @@ def test_five_layers_with_strides_and_channels(extractor):
 
 def test_frozen_but_differentiable_in_the_input(extractor):
     assert extractor.trainable_weights == []
-    assert len(extractor.non_trainable_weights) == 2 * 13  # the 13 convolutions up to relu5_1; the last 3 are never built
+    # Kernels and biases of the 13 convolutions up to relu5_1; the last 3 are never built.
+    assert len(extractor.non_trainable_weights) == 2 * 13
     images = tf.random.uniform([1, 32, 32, 3], -1.0, 1.0)
     with tf.GradientTape() as tape:
         tape.watch(images)
@@ -62,7 +63,8 @@ def test_selected_layers_and_weights_from_a_local_file(tmp_path, extractor):
     images = tf.random.uniform([1, 16, 16, 3], -1.0, 1.0)
     features = loaded(images)
     assert sorted(features) == ["relu3_1", "relu4_1"]
-    reference = tf.keras.Model(backbone.input, backbone.get_layer("block4_conv1").output)(VGGFeatures.preprocess(images))
+    truncated = tf.keras.Model(backbone.input, backbone.get_layer("block4_conv1").output)
+    reference = truncated(VGGFeatures.preprocess(images))
     np.testing.assert_allclose(features["relu4_1"], reference, rtol=1e-5, atol=1e-5)
     config = loaded.get_config()
     assert config["layers"] == ["relu3_1", "relu4_1"] and config["weights"] == path

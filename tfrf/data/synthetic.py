@@ -126,7 +126,9 @@ def default_cache_dir() -> str:
     return os.path.join(base, "tfrf", "synthetic")
 
 
-def cache_path(split: str, num_objects: int, seed: int, image_size: int, supersample: int, cache_dir: Optional[str] = None) -> str:
+def cache_path(
+    split: str, num_objects: int, seed: int, image_size: int, supersample: int, cache_dir: Optional[str] = None
+) -> str:
     """The `.npz` file that caches one parameter set."""
     key = f"v{GENERATOR_VERSION}-{split}-n{num_objects}-seed{seed}-s{image_size}-aa{supersample}"
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
@@ -198,5 +200,9 @@ def load_table(split: str, **kwargs):
 
     data = load(split, **kwargs)
     return ViewTable(
-        images=data["images"], poses=data["poses"], groups=data["groups"], order=data["order"], pose_encoder=POSE_ENCODER
+        images=data["images"],
+        poses=data["poses"],
+        groups=data["groups"],
+        order=data["order"],
+        pose_encoder=POSE_ENCODER,
     )

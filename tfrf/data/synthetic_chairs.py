@@ -64,7 +64,9 @@ def _geometry(rng: np.random.Generator) -> Tuple[List[Box], List[int]]:
         num_slats = int(rng.integers(2, 5))
         slat = rng.uniform(0.06, 0.12)
         for x in np.linspace(-half_w + slat / 2, half_w - slat / 2, num_slats):
-            boxes.append(_box(x - slat / 2, x + slat / 2, back_bottom, back_top - rail, z_back, z_back + back_thickness))
+            boxes.append(
+                _box(x - slat / 2, x + slat / 2, back_bottom, back_top - rail, z_back, z_back + back_thickness)
+            )
             parts.append(2)
 
     if rng.uniform() < 0.35:  # armrests with a front post
@@ -113,7 +115,9 @@ def random_chair(rng: np.random.Generator) -> TexturedBoxes:
     frequency = np.zeros((num_boxes, 6))
     direction = np.zeros((num_boxes, 6), np.int64)
     # Faces of the same part share their per-face textures, so slats and legs look alike.
-    face_materials = [[_material(rng) if rng.uniform() < 0.5 else part_materials[p] for _ in range(6)] for p in range(4)]
+    face_materials = [
+        [_material(rng) if rng.uniform() < 0.5 else part_materials[part] for _ in range(6)] for part in range(4)
+    ]
     for b, part in enumerate(parts):
         for f in range(6):
             color_a[b, f], color_b[b, f], pattern[b, f], frequency[b, f], direction[b, f] = face_materials[part][f]

@@ -129,9 +129,9 @@ def _face_texture(boxes: TexturedBoxes, box: np.ndarray, face: np.ndarray, axis:
     v = points[rows, second_axis] - low[rows, second_axis]
     direction = boxes.direction[box, face]
     along = np.where(direction == 0, u, np.where(direction == 1, v, (u + v) * 0.7071))
+    first_extent, second_extent = extent[rows, first_axis], extent[rows, second_axis]
     along_extent = np.where(
-        direction == 0, extent[rows, first_axis],
-        np.where(direction == 1, extent[rows, second_axis], (extent[rows, first_axis] + extent[rows, second_axis]) * 0.7071),
+        direction == 0, first_extent, np.where(direction == 1, second_extent, (first_extent + second_extent) * 0.7071)
     )
     frequency = boxes.frequency[box, face]
     stripes = np.floor(along * frequency) % 2
