@@ -142,8 +142,8 @@ def _face_texture(boxes: TexturedBoxes, box: np.ndarray, face: np.ndarray, axis:
     return boxes.color_a[box, face] * (1.0 - mix[:, None]) + boxes.color_b[box, face] * mix[:, None]
 
 
-def _shade(boxes, box, axis, directions, points, background_image, view_index, pixel_index):
-    """Texture and Lambert-shade the visible hits, writing them into `background_image` [V, P, 3]."""
+def _shade(boxes, box, axis, directions, points, image, view_index, pixel_index):
+    """Texture and Lambert-shade the visible hits, writing them into `image` [V, P, 3]."""
     side = (directions[np.arange(box.size), axis] < 0).astype(np.int64)  # entered through the max face
     face = 2 * axis + side
     albedo = _face_texture(boxes, box, face, axis, points)
@@ -152,7 +152,7 @@ def _shade(boxes, box, axis, directions, points, background_image, view_index, p
     shade = np.full(box.size, _AMBIENT, np.float32)
     for light, strength in _LIGHTS:
         shade += strength * np.maximum(normals @ (light / np.linalg.norm(light)).astype(np.float32), 0.0)
-    background_image[view_index, pixel_index] = np.clip(albedo * shade[:, None], 0.0, 1.0)
+    image[view_index, pixel_index] = np.clip(albedo * shade[:, None], 0.0, 1.0)
 
 
 def _to_uint8(image: np.ndarray, num_views: int, size: int, supersample: int) -> np.ndarray:
