@@ -27,8 +27,16 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     "test": ["pytest>=7", "pytest-timeout"],
     # MediaPipe carries the pose and face-mesh TFLite models in its wheel (offline).
-    "mediapipe": ["mediapipe==0.10.14", "opencv-contrib-python<4.11", "matplotlib<3.10"],
-    "video": ["imageio>=2.31", "imageio-ffmpeg"],
+    # Pinned so that numpy stays <2: an unpinned jax pulls numpy 2 and breaks TF 2.15.
+    "mediapipe": [
+        "mediapipe==0.10.14",
+        "jax==0.4.30",
+        "jaxlib==0.4.30",
+        "scipy<1.14",
+        "opencv-contrib-python==4.10.0.84",
+        "matplotlib<3.10",
+    ],
+    "video": ["imageio==2.38.1", "imageio-ffmpeg==0.8.1"],
     "gpu": ["tensorflow[and-cuda]==2.15.1"],
 }
 EXTRAS_REQUIRE["all"] = sorted(

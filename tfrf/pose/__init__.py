@@ -33,3 +33,19 @@ def encoder_channels(name: str) -> int:
     if name not in _ENCODERS:
         raise ValueError(f"unknown pose encoder {name!r}; choose one of {sorted(_ENCODERS)}")
     return _ENCODERS[name][2]
+
+
+_REEXPORTS = {
+    "extract_keypoints": "tfrf.pose.keypoints",
+    "NoPersonFoundError": "tfrf.pose.keypoints",
+    "keypoints_to_heatmaps": "tfrf.pose.keypoints",
+    "view_pose_map": "tfrf.pose.views",
+    "draw_landmarks": "tfrf.pose.face",
+}
+
+
+def __getattr__(name):
+    # Lazy, so that `tfrf.pose.encoder` does not import every pose module (and TensorFlow).
+    if name in _REEXPORTS:
+        return getattr(importlib.import_module(_REEXPORTS[name]), name)
+    raise AttributeError(f"module 'tfrf.pose' has no attribute {name!r}")
