@@ -16,7 +16,6 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -24,6 +23,7 @@ import tensorflow_datasets as tfds
 
 from tfrf.data import pipeline
 from tfrf.data import tuples as tuples_lib
+from tfrf.io import atomic_write_text  # noqa: F401  (re-exported for the dummy-data scripts)
 
 logger = logging.getLogger("tfrf.datasets")
 
@@ -224,19 +224,6 @@ def index_of(names: Sequence[str]) -> Dict[str, int]:
     return {name: index for index, name in enumerate(sorted(set(names)))}
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Writes `text` to `path` through a temporary file in the same folder and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
 
 
 def write_hdf5_views(path: str, views: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> None:

@@ -18,6 +18,7 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)
+        os.chmod(temporary, 0o644)  # mkstemp creates 0600; outputs are for every user
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -31,6 +32,13 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
 def atomic_write_text(path: str, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_save_image(path: str, image, format: str = "PNG") -> None:
+    """Save a uint8 `[H, W, 3]` (or `[H, W]`) array as an image file."""
+    from PIL import Image
+
+    atomic_write(path, lambda stream: Image.fromarray(image).save(stream, format=format))
 
 
 def atomic_directory(path: str, populate: Callable[[str], None]) -> None:

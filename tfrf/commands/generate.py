@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from tfrf.config import PRESETS, ModelConfig
+from tfrf.io import atomic_save_image
 from tfrf.pose import keypoints as keypoints_lib
 
 POSE_SUFFIX = ".json"
@@ -124,20 +124,6 @@ def generate_image(generator, inputs: Dict[str, np.ndarray]) -> np.ndarray:
     return np.clip(np.rint((image + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def _save_png(path: str, image: np.ndarray) -> None:
-    from PIL import Image
-
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-    os.close(handle)
-    try:
-        Image.fromarray(image).save(temporary, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
 
 
 def resolve_config(preset: str, config_path: Optional[str]) -> ModelConfig:
@@ -165,6 +151,6 @@ def run(args: argparse.Namespace) -> int:
     target = load_pose(args.target_pose, size, args.fit)
     inputs = build_inputs([image for image, _ in sources], [points for _, points in sources], target)
     generator = load_generator(config, args.weights)
-    _save_png(args.out, generate_image(generator, inputs))
+    atomic_save_image(args.out, generate_image(generator, inputs))
     print(f"wrote {args.out} ({size[0]}x{size[1]}, K = {len(sources)})")
     return 0

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 import warnings
 import zipfile
@@ -27,6 +26,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from tfrf.data.synthetic_chairs import random_chair
+from tfrf.io import atomic_write
 from tfrf.data.synthetic_render import fit_field_of_view, render_views
 from tfrf.pose.views import AZIMUTH_STEP_DEGREES, ELEVATIONS_DEGREES, NUM_AZIMUTH_BINS, NUM_ELEVATION_BINS
 
@@ -135,19 +135,6 @@ def cache_path(
     return os.path.join(cache_dir or default_cache_dir(), f"chairs-{key}-{digest}.npz")
 
 
-def _write_atomically(path: str, arrays: Dict[str, np.ndarray]) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez_compressed(stream, **arrays)
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; a cache is for every user
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
 
 
 def load(
@@ -188,7 +175,7 @@ def load(
         print(f"synthetic {split}: rendered {num_objects} objects x {VIEWS_PER_OBJECT} views "
               f"in {time.perf_counter() - start:.1f} s")
     if use_cache:
-        _write_atomically(path, data)
+        atomic_write(path, lambda stream: np.savez_compressed(stream, **data))
         if verbose:
             print(f"synthetic {split}: cached in {path}")
     return data

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Optional, Union
 
 import numpy as np
+
+from tfrf.io import atomic_write
 
 MAX_TEST_TUPLES = 12000
 
@@ -180,18 +181,6 @@ def check_tuples(tuples, groups, k: Optional[int] = None) -> np.ndarray:
     return tuples
 
 
-def _atomic_write(path: str, write) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
 
 
 def save_tuples(path: str, tuples) -> None:
@@ -201,10 +190,10 @@ def save_tuples(path: str, tuples) -> None:
         raise ValueError(f"tuples must have shape [M, K+1], got {tuples.shape}")
     path = os.fspath(path)
     if path.endswith(".npy"):
-        _atomic_write(path, lambda stream: np.save(stream, tuples, allow_pickle=False))
+        atomic_write(path, lambda stream: np.save(stream, tuples, allow_pickle=False))
     elif path.endswith(".json"):
         text = json.dumps({"k": tuples.shape[1] - 1, "tuples": tuples.tolist()})
-        _atomic_write(path, lambda stream: stream.write(text.encode("utf-8")))
+        atomic_write(path, lambda stream: stream.write(text.encode("utf-8")))
     else:
         raise ValueError(f"tuple file {path} must end in .npy or .json")
 

@@ -17,18 +17,12 @@ from typing import Dict, Tuple, Union
 
 import tensorflow as tf
 
+from tfrf.ops.sources import fold_sources, unfold_sources
 from tfrf.ops.warp import BACKENDS, warp
 
 
-def _fold(x: tf.Tensor) -> tf.Tensor:
-    """`[B, K, ...]` -> `[B*K, ...]`."""
-    shape = tf.shape(x)
-    return tf.reshape(x, tf.concat([[-1], shape[2:]], axis=0))
 
 
-def _unfold(x: tf.Tensor, batch_and_sources: tf.Tensor) -> tf.Tensor:
-    """`[B*K, ...]` -> `[B, K, ...]` given `[B, K]`."""
-    return tf.reshape(x, tf.concat([batch_and_sources, tf.shape(x)[1:]], axis=0))
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrf")
@@ -141,19 +135,19 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
         self._check(target_feature, source_features, flows, attention_logits, occlusions)
         dtype = source_features.dtype
         batch_and_sources = tf.shape(source_features)[:2]
-        features = _fold(source_features)  # [B*K, h, w, C]
-        flow = tf.cast(_fold(flows), dtype)
+        features = fold_sources(source_features)  # [B*K, h, w, C]
+        flow = tf.cast(fold_sources(flows), dtype)
         target = tf.expand_dims(target_feature, 1)  # [B, 1, h, w, C]
 
         if self.use_residual_flow:
             warped = warp(features, flow, backend=self.warp_backend)
-            target_per_source = _fold(tf.broadcast_to(target, tf.shape(source_features)))
+            target_per_source = fold_sources(tf.broadcast_to(target, tf.shape(source_features)))
             residual = tf.cast(self.residual_conv(tf.concat([target_per_source, warped], axis=-1)), dtype)
             corrected = warp(features, flow + residual, backend=self.warp_backend)
         else:
             residual = tf.zeros_like(flow)
             corrected = warp(features, flow, backend=self.warp_backend)
-        corrected = _unfold(corrected, batch_and_sources)  # [B, K, h, w, C]
+        corrected = unfold_sources(corrected, batch_and_sources)  # [B, K, h, w, C]
 
         if self.use_occlusion:
             mask = tf.cast(occlusions, dtype)
@@ -174,7 +168,7 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
         if not return_intermediates:
             return fused
         return fused, {
-            "residual_flows": _unfold(residual, batch_and_sources),
+            "residual_flows": unfold_sources(residual, batch_and_sources),
             "attention": weights,
             "occlusions": mask,
         }

@@ -10,18 +10,19 @@ from typing import Dict
 import tensorflow as tf
 
 from tfrf.config import ModelConfig
+from tfrf.models.base import ConfiguredLayer
 from tfrf.layers import LeakyReLU, ResBlockDown, ResBlockUp
 
 LEVELS = ("h8", "h4")
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrf")
-class SourceAppearanceExtractor(tf.keras.layers.Layer):
+class SourceAppearanceExtractor(ConfiguredLayer):
     """ResBlockDown 3->64 (H/2) -> 128 (H/4) -> 256 (H/8); the H/4 and H/8 maps feed fusing."""
 
     def __init__(self, config: ModelConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
+        config = self.config
         c, slope = config.channels, config.leaky_relu_slope
         self.down1 = ResBlockDown(c(64), leaky_relu_slope=slope, name="down1")
         self.down2 = ResBlockDown(c(128), leaky_relu_slope=slope, name="down2")
@@ -32,13 +33,6 @@ class SourceAppearanceExtractor(tf.keras.layers.Layer):
         h4 = self.down2(self.down1(images))
         return {"h4": h4, "h8": self.down3(h4)}
 
-    def get_config(self):
-        return {**super().get_config(), "config": self.config.to_dict()}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        return cls(ModelConfig.from_dict(config.pop("config")), **config)
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrf")
@@ -73,7 +67,7 @@ class FlowHeads(tf.keras.layers.Layer):
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrf")
-class FlowConfidenceExtractor(tf.keras.layers.Layer):
+class FlowConfidenceExtractor(ConfiguredLayer):
     """U-Net of residual blocks on concat(I_s, P_s, P_t): flows, attention and occlusion.
 
     Encoder: ResBlockDown to 32 (H/2), 64 (H/4), 128 (H/8), 256 (H/16), 512 (H/32).
@@ -82,8 +76,8 @@ class FlowConfidenceExtractor(tf.keras.layers.Layer):
     """
 
     def __init__(self, config: ModelConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
+        config = self.config
         c, slope = config.channels, config.leaky_relu_slope
         self.encoder = [
             ResBlockDown(c(width), leaky_relu_slope=slope, name=f"down{i + 1}")
@@ -105,11 +99,3 @@ class FlowConfidenceExtractor(tf.keras.layers.Layer):
         h8 = self.up8(x) + skips[2]
         h4 = self.up4(h8) + skips[1]
         return {"h8": self.heads["h8"](h8), "h4": self.heads["h4"](h4)}
-
-    def get_config(self):
-        return {**super().get_config(), "config": self.config.to_dict()}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        return cls(ModelConfig.from_dict(config.pop("config")), **config)

@@ -10,6 +10,7 @@ from typing import Dict, Mapping
 
 import tensorflow as tf
 
+from tfrf.ops.sources import fold_sources, unfold_sources
 from tfrf.config import ModelConfig
 from tfrf.models.extractors import LEVELS, FlowConfidenceExtractor, SourceAppearanceExtractor
 from tfrf.models.predictor import TargetImagePredictor
@@ -75,13 +76,8 @@ def validate_inputs(inputs: Mapping[str, tf.Tensor], config: ModelConfig) -> Non
                 raise ValueError(f"target_pose must be [B, H, W, {cp}] matching source_images {images}, got {target}")
 
 
-def _fold(x: tf.Tensor) -> tf.Tensor:
-    shape = tf.shape(x)
-    return tf.reshape(x, tf.concat([[-1], shape[2:]], axis=0))
 
 
-def _unfold(x: tf.Tensor, batch_and_sources: tf.Tensor) -> tf.Tensor:
-    return tf.reshape(x, tf.concat([batch_and_sources, tf.shape(x)[1:]], axis=0))
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrf")
@@ -117,10 +113,10 @@ class Generator(tf.keras.Model):
         target_pose = tf.cast(inputs["target_pose"], source_images.dtype)
         batch_and_sources = tf.shape(source_images)[:2]
         target_per_source = tf.broadcast_to(tf.expand_dims(target_pose, 1), tf.shape(source_poses))
-        flow_input = tf.concat([_fold(source_images), _fold(source_poses), _fold(target_per_source)], axis=-1)
+        flow_input = tf.concat([fold_sources(source_images), fold_sources(source_poses), fold_sources(target_per_source)], axis=-1)
         outputs = self.flow_extractor(flow_input)
         return {
-            level: {name: _unfold(value, batch_and_sources) for name, value in outputs[level].items()}
+            level: {name: unfold_sources(value, batch_and_sources) for name, value in outputs[level].items()}
             for level in LEVELS
         }
 
@@ -128,8 +124,8 @@ class Generator(tf.keras.Model):
         """Source appearance features per level, `[B, K, h, w, C]`."""
         source_images = tf.convert_to_tensor(source_images)
         batch_and_sources = tf.shape(source_images)[:2]
-        features = self.source_extractor(_fold(source_images))
-        return {level: _unfold(features[level], batch_and_sources) for level in LEVELS}
+        features = self.source_extractor(fold_sources(source_images))
+        return {level: unfold_sources(features[level], batch_and_sources) for level in LEVELS}
 
     def call(self, inputs, training=None, return_intermediates: bool = False):
         validate_inputs(inputs, self.config)

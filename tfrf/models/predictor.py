@@ -10,22 +10,22 @@ residual fusing blocks, and decodes to the image:
 """
 from __future__ import annotations
 
-from typing import Dict
 
 import tensorflow as tf
 
 from tfrf.config import ModelConfig
+from tfrf.models.base import ConfiguredLayer
 from tfrf.layers import LeakyReLU, ResBlock, ResBlockDown, ResBlockUp, ResidualFusingBlock
 from tfrf.models.extractors import LEVELS
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrf")
-class TargetImagePredictor(tf.keras.layers.Layer):
+class TargetImagePredictor(ConfiguredLayer):
     """Pose encoder, two residual fusing blocks and the image decoder."""
 
     def __init__(self, config: ModelConfig, **kwargs):
-        super().__init__(**kwargs)
-        self.config = config
+        super().__init__(config, **kwargs)
+        config = self.config
         c, slope = config.channels, config.leaky_relu_slope
         self.pose_encoder = [
             ResBlockDown(c(width), leaky_relu_slope=slope, name=f"pose_down{i + 1}")
@@ -93,11 +93,3 @@ class TargetImagePredictor(tf.keras.layers.Layer):
         if return_intermediates:
             return image, intermediates
         return image
-
-    def get_config(self):
-        return {**super().get_config(), "config": self.config.to_dict()}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        return cls(ModelConfig.from_dict(config.pop("config")), **config)

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+
+from tfrf.io import atomic_write_text
 
 KEYPOINT_NAMES = (
     "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
@@ -115,22 +116,9 @@ def write_keypoint_csv(path: str, annotations: Mapping[str, np.ndarray]) -> None
         keypoints = _check_keypoints(keypoints, f"keypoints of {name!r}")
         rounded = np.where(present(keypoints)[:, None], np.rint(keypoints), MISSING).astype(int)
         lines.append(f"{name}: {json.dumps(rounded[:, 0].tolist())}: {json.dumps(rounded[:, 1].tolist())}")
-    _write_text_atomically(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def _write_text_atomically(path: str, text: str) -> None:
-    """Writes `text` to a temporary file beside `path`, then renames it over `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
 
 
 def save_pose_json(path: str, keypoints, image_size: Sequence[int]) -> None:
@@ -140,7 +128,7 @@ def save_pose_json(path: str, keypoints, image_size: Sequence[int]) -> None:
     if keypoints.ndim != 2:
         raise ValueError(f"save_pose_json writes one pose [18, 2], got {keypoints.shape}")
     content = {"keypoints": np.round(keypoints, 3).tolist(), "image_size": [int(v) for v in image_size]}
-    _write_text_atomically(os.fspath(path), json.dumps(content))
+    atomic_write_text(os.fspath(path), json.dumps(content))
 
 
 def load_pose_json(path: str) -> Tuple[np.ndarray, Tuple[int, int]]:

@@ -1,0 +1,19 @@
+"""A Keras layer built from a `ModelConfig`, serialisable through it."""
+from __future__ import annotations
+
+from typing import Mapping
+
+import tensorflow as tf
+
+from tfrf.config import ModelConfig
+
+
+class ConfiguredLayer(tf.keras.layers.Layer):
+    """Holds `self.config` (a `ModelConfig`, or its dict) and round-trips it in `get_config`."""
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = ModelConfig.from_dict(config) if isinstance(config, Mapping) else config
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
