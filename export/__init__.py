@@ -1,1 +1,15 @@
-"""SavedModel and TFLite export (``tfrf.export``)."""
+"""SavedModel and TFLite export (``tfrf.export``).
+
+Every export builds the generator with the pure-TF `gather` warp (`Addons>Resampler` exists
+neither in stock TF-Serving nor in TFLite); weights trained with the `tfa` backend load into it
+unchanged, since the variables are the same.
+
+- `tfrf.export.saved_model`: `export_saved_model(generator, MODEL_DIR/NAME)` writes the next
+  numeric version atomically for TF-Serving (signatures `serving_default` and `serving_uint8`).
+- `tfrf.export.tflite`: `convert(generator, num_sources, quantize)` gives a builtin-ops-only
+  flatbuffer with the signatures `encode_sources` and `render`.
+- `tfrf.export.benchmark`: latency, size and throughput figures (`python -m tfrf.export.benchmark`).
+"""
+from tfrf.export.model import build_generator, export_config
+
+__all__ = ["build_generator", "export_config"]

@@ -1,0 +1,353 @@
+"""Face animation with the TFLite model: K source photos, a driving face -> a video.
+
+    result = animate("face.tflite", ["s1.jpg", "s2.jpg"], "driving.mp4", "out.gif")
+
+The pipeline of the VoxCeleb2 preset (`tfrf.pose.face`, as its dataset builder prepares
+training pairs): 68 landmarks per face (MediaPipe face mesh, optional dependency, or given as
+arrays), a square crop around each face's landmarks with a margin, the RGB landmark drawing of
+the crop as the pose. The sources are encoded once (`encode_sources` signature); every driving
+frame is one `render` call. The model runs through `ai-edge-litert` when installed, otherwise
+`tf.lite.Interpreter`.
+
+Driving landmarks: a `.npy` of float `[T, 68, 2]` (x, y) pixels of the driving frames (a frame
+of NaNs means "no face"), or a video whose frames MediaPipe reads. Each driving frame is mapped
+into its own face crop (absolute motion), or, with `relative=True`, its motion relative to the
+first driving frame moves the first source's landmarks. A source without a face is an error; a
+driving frame without a face reuses the last landmarks (the first source's for a leading one)
+and is counted in `AnimationResult.missing_faces`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from tfrf.pose import face
+
+Landmarker = Callable[[np.ndarray], Optional[np.ndarray]]
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+OUTPUT_SUFFIXES = (".gif", ".mp4")
+DEFAULT_FPS = 25.0
+
+
+class NoFaceError(ValueError):
+    """A source image in which no face was found."""
+
+
+@dataclasses.dataclass
+class AnimationResult:
+    """What `animate` did.
+
+    Attributes:
+        path: the written file (None when no output was asked for).
+        frames: number of frames written.
+        missing_faces: driving frames without a face (their landmarks were reused).
+        fps: frames per second of the model alone (render calls).
+        overall_fps: frames per second of the whole pipeline (detection, drawing, writing).
+        video_fps: the frame rate of the output.
+        images: the frames, uint8 `[H, W, 3]`, when `return_frames=True`.
+    """
+
+    path: Optional[str]
+    frames: int
+    missing_faces: int
+    fps: float
+    overall_fps: float
+    video_fps: float
+    images: Optional[List[np.ndarray]] = None
+
+
+def landmarks_in_crop(landmarks, size: int, margin: float = 0.25) -> np.ndarray:
+    """Where `face.crop_face(image, landmarks, size, margin)` puts the landmarks: float32
+    [68, 2] in crop pixels (no image needed)."""
+    left, top, side = face.face_box(landmarks, margin)
+    scale = size / side
+    return ((face.check_landmarks(landmarks) - [left, top] + 0.5) * scale - 0.5).astype(np.float32)
+
+
+def pose_drawing(landmarks, size: int) -> np.ndarray:
+    """The pose map of crop landmarks: float32 [size, size, 3] in [0, 1] (the `landmarks68`
+    encoder's scaling of a uint8 drawing)."""
+    return face.draw_landmarks(landmarks, size, size).astype(np.float32) / 255.0
+
+
+class FaceRenderer:
+    """The exported face model: encode K sources once, then render one frame per target.
+
+    Args:
+        model: path of a `.tflite` from `tfrf export tflite` (or its bytes).
+        num_threads: interpreter threads.
+    """
+
+    def __init__(self, model: Union[str, bytes], num_threads: int = 2):
+        from tfrf.export.tflite import ENCODE_SIGNATURE, RENDER_SIGNATURE, load_interpreter
+
+        self.interpreter = load_interpreter(model, num_threads=num_threads)
+        signatures = self.interpreter.get_signature_list()
+        if ENCODE_SIGNATURE not in signatures or RENDER_SIGNATURE not in signatures:
+            raise ValueError(
+                f"{model if isinstance(model, str) else 'the model'} has signatures {sorted(signatures)}; "
+                f"a face model needs {ENCODE_SIGNATURE!r} and {RENDER_SIGNATURE!r} (tfrf export tflite)"
+            )
+        self._encode = self.interpreter.get_signature_runner(ENCODE_SIGNATURE)
+        self._render = self.interpreter.get_signature_runner(RENDER_SIGNATURE)
+        shape = [int(dim) for dim in self._encode.get_input_details()["source_images"]["shape"]]
+        _, self.num_sources, self.height, self.width, _ = shape
+        if self.height != self.width:
+            raise ValueError(f"face models take square crops, this one takes {self.height}x{self.width}")
+        self.size = self.height
+        self._sources = None
+
+    def set_sources(self, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> None:
+        """Encodes the K source crops (uint8 [size, size, 3]) with their crop landmarks."""
+        if len(images) != self.num_sources or len(landmarks) != self.num_sources:
+            raise ValueError(
+                f"the model was exported for K = {self.num_sources} sources, got {len(images)} images and "
+                f"{len(landmarks)} landmark sets"
+            )
+        for index, image in enumerate(images):
+            if np.shape(image) != (self.size, self.size, 3):
+                raise ValueError(f"source {index} must be a [{self.size}, {self.size}, 3] crop, got {np.shape(image)}")
+        source_images = (np.stack(images).astype(np.float32) / 127.5 - 1.0)[None]
+        source_poses = np.stack([pose_drawing(points, self.size) for points in landmarks])[None]
+        features = self._encode(source_images=source_images)
+        self._sources = {"source_images": source_images, "source_poses": source_poses, **features}
+
+    def render(self, landmarks) -> np.ndarray:
+        """The frame for target crop landmarks [68, 2]: uint8 [size, size, 3]."""
+        if self._sources is None:
+            raise RuntimeError("call set_sources before render")
+        target_pose = pose_drawing(landmarks, self.size)[None]
+        image = self._render(target_pose=target_pose, **self._sources)["image"][0]
+        return np.clip(np.rint((image + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def read_image(path: str) -> np.ndarray:
+    """uint8 RGB [H, W, 3]."""
+    from PIL import Image
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image {path} does not exist")
+    with Image.open(path) as opened:
+        return np.asarray(opened.convert("RGB"))
+
+
+def default_landmarker(static_image_mode: bool) -> face.MediaPipeFaceLandmarker:
+    """MediaPipe face mesh (optional dependency mediapipe==0.10.14)."""
+    return face.MediaPipeFaceLandmarker(static_image_mode=static_image_mode)
+
+
+def prepare_source(image: np.ndarray, landmarks: Optional[np.ndarray], size: int, margin: float,
+                   landmarker: Optional[Landmarker], name: str) -> Tuple[np.ndarray, np.ndarray]:
+    """(crop uint8 [size, size, 3], crop landmarks [68, 2]) of one source; NoFaceError when
+    it has no face."""
+    if landmarks is None:
+        landmarks = landmarker(image) if landmarker is not None else None
+        if landmarks is None:
+            raise NoFaceError(f"{name}: no face found in the source image")
+    landmarks = face.check_landmarks(landmarks, name=f"landmarks of {name}")
+    return face.crop_face(image, landmarks, size, margin)
+
+
+def _read_video(path: str) -> Tuple[Iterator[np.ndarray], int, float]:
+    try:
+        import imageio.v2 as imageio
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("reading a driving video needs imageio and imageio-ffmpeg: pip install tfrf[video]") from error
+    reader = imageio.get_reader(path)
+    metadata = reader.get_meta_data()
+    fps = float(metadata.get("fps") or DEFAULT_FPS)
+    try:
+        count = reader.count_frames()
+    except Exception:  # some containers cannot count without decoding
+        count = 0
+
+    def frames():
+        try:
+            for frame in reader:
+                yield np.asarray(frame)[..., :3].astype(np.uint8)
+        finally:
+            reader.close()
+
+    return frames(), count, fps
+
+
+def driving_landmarks(driving: Union[str, np.ndarray], landmarker: Optional[Landmarker] = None
+                      ) -> Tuple[Iterator[Optional[np.ndarray]], int, Optional[float]]:
+    """(landmarks per driving frame, None where no face; frame count; the video's fps or None).
+
+    Args:
+        driving: a `.npy` path or array of float [T, 68, 2] (x, y) pixels (a frame with a
+            non-finite value has no face), or a video path (needs `landmarker`).
+        landmarker: image -> [68, 2] or None, for videos.
+    """
+    if isinstance(driving, str) and not driving.lower().endswith(".npy"):
+        if not driving.lower().endswith(VIDEO_SUFFIXES):
+            raise ValueError(f"driving {driving} must be a .npy of [T, 68, 2] landmarks or a video {VIDEO_SUFFIXES}")
+        if not os.path.isfile(driving):
+            raise FileNotFoundError(f"driving video {driving} does not exist")
+        frames, count, fps = _read_video(driving)
+        return (landmarker(frame) for frame in frames), count, fps
+    name = driving if isinstance(driving, str) else "driving landmarks"
+    if isinstance(driving, str) and not os.path.isfile(driving):
+        raise FileNotFoundError(f"driving landmarks {driving} do not exist")
+    array = np.load(driving) if isinstance(driving, str) else np.asarray(driving)
+    if array.ndim != 3 or array.shape[1] != face.NUM_LANDMARKS or array.shape[2] < 2 or not len(array):
+        raise ValueError(f"{name} must be float [T, 68, 2] (x, y per frame), got shape {array.shape}")
+    array = array[..., :2].astype(np.float64)
+    return (points if np.all(np.isfinite(points)) else None for points in array), len(array), None
+
+
+class _Writer:
+    """Collects frames and writes a GIF (Pillow) or MP4 (imageio-ffmpeg) atomically."""
+
+    def __init__(self, path: str, fps: float):
+        self.path, self.fps = path, fps
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix not in OUTPUT_SUFFIXES:
+            raise ValueError(f"output {path} must end with one of {OUTPUT_SUFFIXES}")
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        handle, self.temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+        os.close(handle)
+        self.frames: List[np.ndarray] = []
+        self._video = None
+        if suffix == ".mp4":
+            try:
+                import imageio.v2 as imageio
+            except ImportError as error:  # pragma: no cover - depends on the environment
+                os.remove(self.temporary)
+                raise ImportError("writing MP4 needs imageio and imageio-ffmpeg: pip install tfrf[video]; "
+                                  "or write a .gif") from error
+            self._video = imageio.get_writer(self.temporary, fps=fps, codec="libx264", quality=8,
+                                             macro_block_size=1, format="FFMPEG")
+
+    def append(self, frame: np.ndarray) -> None:
+        if self._video is not None:
+            self._video.append_data(frame)
+        else:
+            self.frames.append(frame)
+
+    def close(self) -> None:
+        try:
+            if self._video is not None:
+                self._video.close()
+            else:
+                from PIL import Image
+
+                images = [Image.fromarray(frame) for frame in self.frames]
+                images[0].save(self.temporary, format="GIF", save_all=True, append_images=images[1:],
+                               duration=max(1, int(round(1000.0 / self.fps))), loop=0)
+            os.replace(self.temporary, self.path)
+        finally:
+            if os.path.exists(self.temporary):
+                os.remove(self.temporary)
+
+
+def animate(model: Union[str, bytes], sources: Sequence[Union[str, np.ndarray]],
+            driving: Union[str, np.ndarray], out: Optional[str] = None,
+            source_landmarks: Optional[Sequence[Optional[np.ndarray]]] = None,
+            fps: Optional[float] = None, margin: float = 0.25, relative: bool = False,
+            num_threads: int = 2, landmarker: Optional[Landmarker] = None, progress: bool = True,
+            return_frames: bool = False) -> AnimationResult:
+    """Animates the source face with the driving landmarks and writes `out` (.gif or .mp4).
+
+    Args:
+        model: the face `.tflite` (`tfrf export tflite --preset voxceleb2 ...`).
+        sources: K source photos (paths or uint8 [H, W, 3]), K as exported.
+        driving: `.npy` / array [T, 68, 2] of driving landmarks, or a driving video.
+        out: the output path; None renders without writing (e.g. with `return_frames`).
+        source_landmarks: [68, 2] (x, y) per source in its own pixels; None (or a None entry)
+            detects them with `landmarker`.
+        fps: output frame rate; default the driving video's, else 25.
+        margin: face crop margin (`face.crop_face`), as the dataset was prepared.
+        relative: move the first source's landmarks by the driving motion relative to the first
+            driving frame, instead of drawing the driving landmarks themselves.
+        num_threads: interpreter threads.
+        landmarker: image -> [68, 2] or None; default MediaPipe face mesh, created only when
+            something must be detected.
+        progress: show a progress bar.
+        return_frames: keep the frames in the result.
+
+    Raises:
+        NoFaceError: when a source has no face.
+    """
+    from tqdm import tqdm
+
+    renderer = FaceRenderer(model, num_threads=num_threads)
+    size = renderer.size
+    if source_landmarks is None:
+        source_landmarks = [None] * len(sources)
+    if len(source_landmarks) != len(sources):
+        raise ValueError(f"got {len(source_landmarks)} source landmark sets for {len(sources)} sources")
+    owned = []
+
+    def detector(static: bool) -> Landmarker:
+        if landmarker is not None:
+            return landmarker
+        owned.append(default_landmarker(static))
+        return owned[-1]
+
+    try:
+        needs_detection = any(points is None for points in source_landmarks)
+        source_detector = detector(True) if needs_detection else None
+        crops, crop_landmarks = [], []
+        for index, (source, points) in enumerate(zip(sources, source_landmarks)):
+            name = source if isinstance(source, str) else f"source {index}"
+            image = read_image(source) if isinstance(source, str) else np.asarray(source, dtype=np.uint8)
+            crop, moved = prepare_source(image, points, size, margin, source_detector, name)
+            crops.append(crop)
+            crop_landmarks.append(moved)
+        renderer.set_sources(crops, crop_landmarks)
+
+        is_video = isinstance(driving, str) and not driving.lower().endswith(".npy")
+        frames, count, video_fps = driving_landmarks(driving, detector(False) if is_video else None)
+        fps = float(fps or video_fps or DEFAULT_FPS)
+        writer = _Writer(out, fps) if out is not None else None
+        images: List[np.ndarray] = []
+        last, first_driving, missing, render_seconds, written = crop_landmarks[0], None, 0, 0.0, 0
+        start = time.perf_counter()
+        try:
+            for points in tqdm(frames, total=count or None, unit="frame", disable=not progress, desc="animate"):
+                if points is None:
+                    missing += 1
+                    target = last
+                else:
+                    target = landmarks_in_crop(points, size, margin)
+                    if relative:
+                        first_driving = target if first_driving is None else first_driving
+                        target = crop_landmarks[0] + (target - first_driving)
+                    last = target
+                began = time.perf_counter()
+                frame = renderer.render(target)
+                render_seconds += time.perf_counter() - began
+                written += 1
+                if writer is not None:
+                    writer.append(frame)
+                if return_frames:
+                    images.append(frame)
+            if written == 0:
+                raise ValueError(f"driving {driving if isinstance(driving, str) else 'array'} has no frames")
+            if writer is not None:
+                writer.close()
+                writer = None
+        finally:
+            if writer is not None and os.path.exists(writer.temporary):
+                os.remove(writer.temporary)
+        total = time.perf_counter() - start
+    finally:
+        for owned_landmarker in owned:
+            owned_landmarker.close()
+    return AnimationResult(
+        path=out,
+        frames=written,
+        missing_faces=missing,
+        fps=written / max(render_seconds, 1e-9),
+        overall_fps=written / max(total, 1e-9),
+        video_fps=fps,
+        images=images if return_frames else None,
+    )
