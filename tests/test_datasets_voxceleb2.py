@@ -91,6 +91,10 @@ def test_groups_are_videos_and_test_tuples_feed_the_pipeline(prepared):
     assert groups == {("id00001", "vidAAAAAAA"): 0, ("id00002", "vidBBBBBBB"): 1}
     table = pipeline.table_from_tfds(builder, "train")
     assert table.pose_encoder == "landmarks68"
+    # Landmark drawings are images: read on demand like the frames, never stacked in RAM.
+    assert callable(table.images) and callable(table.poses)
+    in_memory = pipeline.table_from_tfds(builder, "train", in_memory=True)
+    np.testing.assert_array_equal(table.pose(3), in_memory.poses[3])
     tuples = builder.test_tuples(2, split="train")
     tuples_lib.check_tuples(tuples, table.groups, 2)
     assert len(tuples) == 21

@@ -293,20 +293,24 @@ def table_from_tfds(
             "on demand needs array_record (prepare the builder with file_format='array_record')"
         )
 
-    wanted = [key for name, key in keys.items() if key is not None and (in_memory or name != "image")]
-    columns = read_split_columns(builder, split, wanted, skip_decoding=() if in_memory else (keys["image"],))
+    # Read on demand (not in memory): the images, and the poses too when they are images
+    # themselves (VoxCeleb2's landmark drawings: 196 KB a frame).
+    on_demand = set() if in_memory else {"image"}
+    if not in_memory and isinstance(features[keys["pose"]], tfds.features.Image):
+        on_demand.add("pose")
+    wanted = [key for name, key in keys.items() if key is not None and name not in on_demand]
+    columns = read_split_columns(builder, split, wanted, skip_decoding=[keys[name] for name in on_demand])
     if not len(columns[keys["group"]]):
         raise ValueError(f"{builder.name} split {split!r} is empty")
-    if in_memory:
-        images: ArrayOrLoader = np.stack(columns[keys["image"]])
-    else:
-        source = builder.as_data_source(split=split)
-        image_key_ = keys["image"]
-        images = lambda index: source[index][image_key_]  # noqa: E731
     column = lambda name: columns[keys[name]] if keys[name] is not None else None  # noqa: E731
+    loaded: Dict[str, ArrayOrLoader] = {name: np.stack(column(name)) for name in ("image", "pose") if name not in on_demand}
+    if on_demand:
+        source = builder.as_data_source(split=split)
+        for name in on_demand:
+            loaded[name] = (lambda key: lambda index: source[index][key])(keys[name])
     return ViewTable(
-        images=images,
-        poses=np.stack(column("pose")),
+        images=loaded["image"],
+        poses=loaded["pose"],
         groups=np.asarray(column("group"), dtype=np.int64),
         order=column("order"),
         targets_ok=column("targets_ok"),
