@@ -123,7 +123,8 @@ class Batcher:
         return tuple(sorted((name, value.dtype.str, value.shape[1:]) for name, value in inputs.items()))
 
     def submit(self, inputs: Dict[str, np.ndarray]) -> Future:
-        """Queues one request; its future gets the outputs of its own examples."""
+        """Queues one request; its future gets the outputs of its own examples. Cancelling
+        the future before its batch starts withdraws the request."""
         sizes = {value.shape[0] if value.ndim else None for value in inputs.values()}
         if len(sizes) != 1 or None in sizes:
             raise BatchingError(
@@ -158,6 +159,12 @@ class Batcher:
                 if not self._queues:
                     self._condition.wait()
                     continue
+                for key in list(self._queues):  # drop requests whose caller gave up (deadline)
+                    self._queues[key] = [task for task in self._queues[key] if not task.future.cancelled()]
+                    if not self._queues[key]:
+                        del self._queues[key]
+                if not self._queues:
+                    continue
                 key = min(self._queues, key=lambda k: self._queues[k][0].enqueued)
                 tasks = self._queues[key]
                 if sum(task.size for task in tasks) < self.parameters.max_batch_size:
@@ -167,11 +174,14 @@ class Batcher:
                         continue
                 batch, total = [], 0
                 while tasks and total + tasks[0].size <= self.parameters.max_batch_size:
-                    total += tasks[0].size
-                    batch.append(tasks.pop(0))
+                    task = tasks.pop(0)
+                    if task.future.set_running_or_notify_cancel():  # False: cancelled meanwhile
+                        total += task.size
+                        batch.append(task)
                 if not tasks:
                     del self._queues[key]
-                return batch
+                if batch:
+                    return batch
 
     def _padded_size(self, size: int) -> int:
         for allowed in self.parameters.allowed_batch_sizes:

@@ -110,12 +110,18 @@ class ServedModel:
                     f"got {_describe(tf.as_dtype(value.dtype), value.shape)}",
                 )
 
-    def run(self, signature_name: str, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        """Runs a checked request, through the batcher when batching is on."""
+    def run(self, signature_name: str, inputs: Dict[str, np.ndarray], context=None) -> Dict[str, np.ndarray]:
+        """Runs a checked request, through the batcher when batching is on; a request whose
+        RPC ends (deadline, cancel) before its batch starts is withdrawn from the queue."""
         try:
             if signature_name in self._batchers:
-                return self._batchers[signature_name].submit(inputs).result()
+                future = self._batchers[signature_name].submit(inputs)
+                if context is not None:
+                    context.add_callback(future.cancel)
+                return future.result()
             return self._runner(signature_name)(inputs)
+        except futures.CancelledError:
+            raise RequestError(grpc.StatusCode.CANCELLED, "the request ended before its batch ran") from None
         except BatchingError as error:
             raise RequestError(getattr(grpc.StatusCode, error.code), str(error)) from None
         except tf.errors.InvalidArgumentError as error:
@@ -226,7 +232,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             except (ValueError, TypeError) as error:
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"malformed input tensor: {error}") from None
             model.check_inputs(signature_name, inputs)
-            outputs = model.run(signature_name, inputs)
+            outputs = model.run(signature_name, inputs, context)
             wanted = list(request.output_filter) or list(outputs)
             unknown = sorted(set(wanted) - set(outputs))
             if unknown:

@@ -1,0 +1,279 @@
+"""Client <-> local PredictionService: round trips equal the in-memory model, clear errors for
+bad shapes, unreachable servers and timeouts, batching, new versions, shipped config files."""
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfrf
+from tfrf.export import build_generator
+from tfrf.export.saved_model import export_saved_model
+from tfrf.serving import (BatchingParameters, Client, InvalidRequestError, LocalModelServer, ModelNotFoundError,
+                          ServerUnavailableError, ServingTimeoutError)
+from tfrf.serving.batching import Batcher, BatchingError
+
+SIZE = 64
+SERVING_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "serving")
+
+
+def tiny_config():
+    return tfrf.ModelConfig.preset("voxceleb2", image_height=SIZE, image_width=SIZE, width_multiplier=0.125)
+
+
+def make_inputs(batch, sources, seed):
+    rng = np.random.default_rng(seed)
+    return {
+        "source_images": rng.uniform(-1, 1, (batch, sources, SIZE, SIZE, 3)).astype(np.float32),
+        "source_poses": rng.uniform(0, 1, (batch, sources, SIZE, SIZE, 3)).astype(np.float32),
+        "target_pose": rng.uniform(0, 1, (batch, SIZE, SIZE, 3)).astype(np.float32),
+    }
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    tf.keras.utils.set_random_seed(11)
+    root = tmp_path_factory.mktemp("serving")
+    generator = build_generator(tiny_config())
+    export_saved_model(generator, str(root / "models" / "face"))
+    return {"dir": str(root / "models"), "generator": generator}
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    with LocalModelServer(model_dir["dir"], port=0, poll_seconds=0) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server):
+    with Client(server.address, "face", timeout=30) as connected:
+        yield connected
+
+
+def test_round_trip_equals_in_memory_model(client, model_dir):
+    generator = model_dir["generator"]
+    for batch, sources, seed in ((1, 1, 0), (2, 3, 1)):
+        inputs = make_inputs(batch, sources, seed)
+        served = client.generate(**inputs)
+        assert served.shape == (batch, SIZE, SIZE, 3) and served.dtype == np.float32
+        np.testing.assert_allclose(served, generator(inputs).numpy(), atol=1e-4, rtol=0)
+    uint8 = client.predict(dict(inputs, source_images=np.round((inputs["source_images"] + 1) * 127.5).astype(np.uint8)),
+                           signature_name="serving_uint8")["image"]
+    assert uint8.dtype == np.uint8 and uint8.shape == (2, SIZE, SIZE, 3)
+
+
+def test_metadata(client):
+    signatures = client.metadata()
+    assert sorted(signatures) == ["serving_default", "serving_uint8"]
+    default = signatures["serving_default"]
+    assert default["inputs"] == {
+        "source_images": ("float32", (None, None, SIZE, SIZE, 3)),
+        "source_poses": ("float32", (None, None, SIZE, SIZE, 3)),
+        "target_pose": ("float32", (None, SIZE, SIZE, 3)),
+    }
+    assert default["outputs"] == {"image": ("float32", (None, SIZE, SIZE, 3))}
+    assert signatures["serving_uint8"]["inputs"]["source_images"][0] == "uint8"
+
+
+def test_server_answers_invalid_argument(client):
+    inputs = make_inputs(1, 2, seed=2)
+    wrong_size = dict(inputs, source_images=inputs["source_images"][:, :, :32])
+    with pytest.raises(InvalidRequestError) as caught:
+        client.predict(wrong_size)  # predict skips the client-side check: the server answers
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "'source_images'" in str(caught.value) and "float32 [?, ?, 64, 64, 3]" in str(caught.value)
+    assert "[1, 2, 32, 64, 3]" in str(caught.value)
+    with pytest.raises(InvalidRequestError, match="source_poses must be .* B and K of source_images"):
+        client.predict(dict(inputs, source_poses=inputs["source_poses"][:, :1]))  # the graph's own check
+    with pytest.raises(InvalidRequestError, match="must be float32"):
+        client.predict(dict(inputs, target_pose=inputs["target_pose"].astype(np.float64)))
+    with pytest.raises(InvalidRequestError, match="lacks \\['target_pose'\\]"):
+        client.predict({key: inputs[key] for key in ("source_images", "source_poses")})
+
+
+def test_client_checks_shapes_before_sending(server):
+    inputs = make_inputs(1, 2, seed=3)
+    # Nothing listens at this target: the check must fail before any call is made.
+    offline = Client(f"127.0.0.1:{free_port()}", "face", timeout=5)
+    with pytest.raises(InvalidRequestError, match="source_poses must be \\[B, K, H, W, Cp\\]"):
+        offline.generate(inputs["source_images"], inputs["source_poses"][:, :1], inputs["target_pose"])
+    with pytest.raises(InvalidRequestError, match="K >= 1"):
+        offline.generate(inputs["source_images"][:, :0], inputs["source_poses"][:, :0], inputs["target_pose"])
+    offline.close()
+    with Client(server.address, "face", timeout=30) as online:  # against the served signature
+        with pytest.raises(InvalidRequestError, match="source_images must be float32 \\[\\?, \\?, 64, 64, 3\\]"):
+            online.generate(**make_inputs_of_size(32))
+
+
+def make_inputs_of_size(size):
+    rng = np.random.default_rng(5)
+    return {
+        "source_images": rng.uniform(-1, 1, (1, 2, size, size, 3)).astype(np.float32),
+        "source_poses": rng.uniform(0, 1, (1, 2, size, size, 3)).astype(np.float32),
+        "target_pose": rng.uniform(0, 1, (1, size, size, 3)).astype(np.float32),
+    }
+
+
+def test_unknown_model_and_version(server):
+    with Client(server.address, "chairs", timeout=10) as other:
+        with pytest.raises(ModelNotFoundError, match="Latest\\(chairs\\).*\\['face'\\]"):
+            other.metadata()
+    with Client(server.address, "face", timeout=10, version=7) as pinned:
+        with pytest.raises(ModelNotFoundError, match="served version is 1"):
+            pinned.metadata()
+
+
+def test_unreachable_server_fails_fast():
+    with Client(f"127.0.0.1:{free_port()}", "face", timeout=3) as client:
+        started = time.monotonic()
+        with pytest.raises(ServerUnavailableError, match="no model server answers at 127.0.0.1"):
+            client.metadata()
+        assert time.monotonic() - started < 3.5
+
+
+def test_silent_server_times_out_within_the_timeout():
+    """A TCP peer that accepts and never speaks gRPC: the call ends at the deadline."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        with Client(f"127.0.0.1:{port}", "face", timeout=1.0) as client:
+            started = time.monotonic()
+            with pytest.raises(ServingTimeoutError, match="within the timeout of 1 s"):
+                client.metadata()
+            elapsed = time.monotonic() - started
+    assert 0.9 <= elapsed < 2.5
+
+
+def test_slow_batch_times_out_and_batches_merge(model_dir):
+    """Batching: a lone request waits for its batch (client timeout), concurrent ones merge."""
+    slow = BatchingParameters(max_batch_size=4, batch_timeout_micros=3_000_000, num_batch_threads=1)
+    with LocalModelServer(model_dir["dir"], port=0, poll_seconds=0, batching=slow) as running:
+        with Client(running.address, "face", timeout=0.5) as client:
+            started = time.monotonic()
+            with pytest.raises(ServingTimeoutError):
+                client.generate(**make_inputs(1, 2, seed=6))
+            assert time.monotonic() - started < 1.5
+        # Four concurrent single-example requests fill the batch and return without the 3 s wait.
+        inputs = [make_inputs(1, 2, seed=10 + index) for index in range(4)]
+        results = [None] * 4
+        with Client(running.address, "face", timeout=30) as client:
+            client.metadata()
+
+            def call(index):
+                results[index] = client.generate(**inputs[index])
+
+            threads = [threading.Thread(target=call, args=(index,)) for index in range(4)]
+            started = time.monotonic()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert time.monotonic() - started < 2.5
+            with pytest.raises(InvalidRequestError, match="larger than maximum input batch size 4"):
+                client.generate(**make_inputs(5, 1, seed=20))
+    for index in range(4):
+        np.testing.assert_allclose(results[index], model_dir["generator"](inputs[index]).numpy(), atol=1e-4, rtol=0)
+
+
+def test_batcher_pads_to_allowed_sizes_and_splits():
+    calls = []
+
+    def runner(inputs):
+        calls.append(inputs["x"].shape[0])
+        return {"y": inputs["x"] * 2.0}
+
+    parameters = BatchingParameters(max_batch_size=4, batch_timeout_micros=300_000, num_batch_threads=1,
+                                    allowed_batch_sizes=(2, 4))
+    batcher = Batcher(parameters, runner)
+    try:
+        futures = [batcher.submit({"x": np.full((size, 3), float(index))}) for index, size in enumerate((1, 2))]
+        outputs = [future.result(timeout=5) for future in futures]
+        assert calls == [4]  # 3 examples padded to the allowed size 4
+        np.testing.assert_array_equal(outputs[0]["y"], np.zeros((1, 3)))
+        np.testing.assert_array_equal(outputs[1]["y"], np.full((2, 3), 2.0))
+        other = batcher.submit({"x": np.ones((1, 5))})  # another shape: its own batch
+        assert other.result(timeout=5)["y"].shape == (1, 5) and calls == [4, 2]
+        with pytest.raises(BatchingError, match="larger than maximum"):
+            batcher.submit({"x": np.ones((5, 3))})
+    finally:
+        batcher.stop()
+
+
+def test_new_version_is_picked_up(tmp_path, model_dir):
+    base = str(tmp_path / "face")
+    tf.keras.utils.set_random_seed(1)
+    export_saved_model(model_dir["generator"], base)
+    with LocalModelServer(base, port=0, poll_seconds=0.2) as running:  # one model's base path
+        with Client(running.address, "face", timeout=30) as client:
+            assert running.repository.refresh() == {"face": 1}
+            tf.keras.utils.set_random_seed(2)
+            newer = build_generator(tiny_config())
+            export_saved_model(newer, base)
+            deadline = time.monotonic() + 20
+            while running.repository.refresh() != {"face": 2} and time.monotonic() < deadline:
+                time.sleep(0.2)
+            inputs = make_inputs(1, 2, seed=8)
+            np.testing.assert_allclose(client.generate(**inputs), newer(inputs).numpy(), atol=1e-4, rtol=0)
+        with Client(running.address, "face", timeout=10, version=1) as old:
+            with pytest.raises(ModelNotFoundError):
+                old.metadata()
+
+
+def test_batching_parameters_file_and_models_config():
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    parameters = BatchingParameters.from_file(os.path.join(SERVING_DIR, "batching_parameters.txt"))
+    assert parameters.max_batch_size == 8 and parameters.allowed_batch_sizes == (1, 2, 4, 8)
+    with pytest.raises(ValueError, match="<text> line 2"):
+        BatchingParameters.from_text("max_batch_size { value: 8 }\nbatch_size: 3\n")
+    with open(os.path.join(SERVING_DIR, "models.config")) as stream:
+        config = text_format.Parse(stream.read(), model_server_config_pb2.ModelServerConfig())
+    names = {model.name: model.base_path for model in config.model_config_list.config}
+    assert names["face"] == "/models/face"
+    with open(os.path.join(SERVING_DIR, "README.md")) as stream:
+        readme = stream.read()
+    assert re.search(r"docker run .*tensorflow/serving:2\.15\.1", readme.replace("\\\n", " "))
+
+
+def test_tfrf_serve_command(model_dir):
+    port = free_port()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tfrf", "serve", model_dir["dir"], "--port", str(port), "--poll-seconds", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        line = ""
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if line.startswith("tfrf serve:") or not line and process.poll() is not None:
+                break
+        assert line.startswith("tfrf serve: face v1 on 127.0.0.1:") and "not for production" in line, line
+        inputs = make_inputs(1, 2, seed=9)
+        with Client(f"127.0.0.1:{port}", "face", timeout=30) as client:
+            np.testing.assert_allclose(client.generate(**inputs), model_dir["generator"](inputs).numpy(),
+                                       atol=1e-4, rtol=0)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
