@@ -1,0 +1,149 @@
+"""TFLite export: builtin ops only, named signatures, float32 within 1e-3 of Keras, PSNR of
+the float16 and dynamic-int8 variants, cached encoding + render equal to the one-shot model.
+
+PSNR bounds are measured on a randomly initialised tiny model (64x64, width 0.125, seeded):
+there is no trained face model in the test suite. Its output is image-like in range (std
+> 0.2), so the bounds are not vacuous, but a trained model's figures may differ.
+"""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfrf
+from tfrf.cli import main as cli_main
+from tfrf.export import build_generator
+from tfrf.export import tflite as tflite_lib
+from tfrf.models import Generator
+
+SIZE = 64
+K = 2
+PSNR_BOUNDS = {"float16": 40.0, "dynamic-int8": 30.0}
+
+
+def tiny_config():
+    return tfrf.ModelConfig.preset("voxceleb2", image_height=SIZE, image_width=SIZE, width_multiplier=0.125)
+
+
+def make_inputs(seed, sources=K):
+    rng = np.random.default_rng(seed)
+    return {
+        "source_images": rng.uniform(-1, 1, (1, sources, SIZE, SIZE, 3)).astype(np.float32),
+        "source_poses": rng.uniform(0, 1, (1, sources, SIZE, SIZE, 3)).astype(np.float32),
+        "target_pose": rng.uniform(0, 1, (1, SIZE, SIZE, 3)).astype(np.float32),
+    }
+
+
+def psnr(images, reference):
+    """PSNR in dB of images in [-1, 1] (peak-to-peak 2)."""
+    mse = np.mean((np.asarray(images, np.float64) - reference) ** 2)
+    return 10.0 * np.log10(4.0 / mse)
+
+
+def run_tflite(interpreter, inputs):
+    encoded = interpreter.get_signature_runner("encode_sources")(source_images=inputs["source_images"])
+    image = interpreter.get_signature_runner("render")(**inputs, **encoded)["image"]
+    return encoded, image
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A tfa-warp generator's weights, the CLI's float32 export and the two quantised models."""
+    tf.keras.utils.set_random_seed(5)
+    root = tmp_path_factory.mktemp("tflite")
+    trained = Generator(tiny_config())  # warp_backend="tfa", as training uses
+    trained(trained.dummy_inputs(1, K))
+    weights = str(root / "generator.weights.h5")
+    trained.save_weights(weights)
+    path = str(root / "face.tflite")
+    assert cli_main([
+        "export", "tflite", "--preset", "voxceleb2", "--image-size", str(SIZE), str(SIZE), "--width-multiplier",
+        "0.125", "--weights", weights, "--k", str(K), "--quantize", "none", "--out", path,
+    ]) == 0
+    export_model = build_generator(tiny_config(), weights, tflite=True)
+    with open(path, "rb") as stream:
+        flatbuffers = {"none": stream.read()}
+    for quantize in ("float16", "dynamic-int8"):
+        flatbuffers[quantize] = tflite_lib.convert(export_model, K, quantize)
+    return {"trained": trained, "export_model": export_model, "flatbuffers": flatbuffers, "path": path, "root": root}
+
+
+def test_builtin_ops_only(models):
+    for quantize, flatbuffer in models["flatbuffers"].items():
+        names = tflite_lib.check_builtin_ops(flatbuffer)
+        assert {"CONV_2D", "GATHER", "SOFTMAX", "TANH"} <= set(names), quantize
+        assert not [name for name in names if name.startswith("CUSTOM")]
+    assert "DEQUANTIZE" in tflite_lib.operator_names(models["flatbuffers"]["float16"])
+    assert sorted(os.listdir(models["root"])) == ["face.tflite", "generator.weights.h5"]  # no temporary left
+
+
+def test_checker_names_flex_ops():
+    @tf.function(input_signature=[tf.TensorSpec([2, 3, 3], tf.float32)])
+    def determinant(matrices):
+        return tf.linalg.det(matrices)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([determinant.get_concrete_function()], determinant)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    flex_model = converter.convert()
+    assert tflite_lib.operator_names(flex_model) == ["CUSTOM:FlexMatrixDeterminant"]
+    with pytest.raises(ValueError, match="non-builtin ops \\['CUSTOM:FlexMatrixDeterminant'\\]"):
+        tflite_lib.check_builtin_ops(flex_model)
+
+
+def test_signatures_bind_inputs_by_name(models):
+    interpreter = tflite_lib.load_interpreter(models["path"])
+    signatures = interpreter.get_signature_list()
+    assert sorted(signatures["encode_sources"]["inputs"]) == ["source_images"]
+    assert sorted(signatures["encode_sources"]["outputs"]) == ["source_features_h4", "source_features_h8"]
+    assert sorted(signatures["render"]["inputs"]) == [
+        "source_features_h4", "source_features_h8", "source_images", "source_poses", "target_pose",
+    ]
+    assert signatures["render"]["outputs"] == ["image"]
+    details = interpreter.get_signature_runner("render").get_input_details()
+    expected = tflite_lib.feature_shapes(tiny_config(), K)
+    assert list(details["source_features_h8"]["shape"]) == expected["h8"] == [1, K, 8, 8, 32]
+    assert list(details["target_pose"]["shape"]) == [1, SIZE, SIZE, 3]
+
+
+def test_float32_matches_keras_and_cached_encoding_matches_one_shot(models):
+    interpreter = tflite_lib.load_interpreter(models["flatbuffers"]["none"])
+    first, second = make_inputs(seed=1), make_inputs(seed=2)
+    encoded, image = run_tflite(interpreter, first)
+    one_shot = models["trained"](first).numpy()  # the tfa-warp Keras model, all at once
+    np.testing.assert_allclose(image, one_shot, atol=1e-3, rtol=0)
+    assert one_shot.std() > 0.2
+    features = models["export_model"].encode_sources(first["source_images"])
+    for level in ("h8", "h4"):
+        np.testing.assert_allclose(encoded[f"source_features_{level}"], features[level].numpy(), atol=1e-4, rtol=0)
+    # The cached features of the sources serve another target pose: equal to its one-shot run.
+    render = interpreter.get_signature_runner("render")
+    new_target = dict(first, target_pose=second["target_pose"])
+    cached = render(**new_target, **encoded)["image"]
+    np.testing.assert_allclose(cached, models["trained"](new_target).numpy(), atol=1e-3, rtol=0)
+    assert np.abs(cached - image).max() > 0.05  # the target pose does change the image
+
+
+def test_quantized_psnr_bounds(models, record_property):
+    inputs = [make_inputs(seed) for seed in (3, 4, 5)]
+    references = [models["trained"](example).numpy() for example in inputs]
+    assert min(reference.std() for reference in references) > 0.2
+    for quantize, bound in PSNR_BOUNDS.items():
+        interpreter = tflite_lib.load_interpreter(models["flatbuffers"][quantize])
+        values = [psnr(run_tflite(interpreter, example)[1], reference) for example, reference in zip(inputs, references)]
+        record_property(f"psnr_{quantize}_db", [round(value, 2) for value in values])
+        print(f"{quantize}: PSNR vs Keras float32 {[round(value, 1) for value in values]} dB (bound {bound})")
+        assert min(values) >= bound, (quantize, values)
+    sizes = {quantize: len(flatbuffer) for quantize, flatbuffer in models["flatbuffers"].items()}
+    assert sizes["float16"] < 0.7 * sizes["none"] and sizes["dynamic-int8"] < 0.7 * sizes["none"]
+
+
+def test_export_errors():
+    tfa_model = Generator(tiny_config())
+    tfa_model(tfa_model.dummy_inputs())
+    with pytest.raises(ValueError, match="order_invariant_fusion=False"):
+        tflite_lib.tflite_module(tfa_model, K)
+    with pytest.raises(ValueError, match="quantize must be one of"):
+        tflite_lib.convert(build_generator(tiny_config(), tflite=True), K, quantize="int4")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        tflite_lib.load_interpreter("/nonexistent/face.tflite")
