@@ -15,6 +15,10 @@ into its own face crop (absolute motion), or, with `relative=True`, its motion r
 first driving frame moves the first source's landmarks. A source without a face is an error; a
 driving frame without a face reuses the last landmarks (the first source's for a leading one)
 and is counted in `AnimationResult.missing_faces`.
+
+Output: MP4 (imageio-ffmpeg) holds every frame; a GIF (Pillow) stores identical consecutive
+frames, such as a faceless driving frame repeating the last one, once with their durations
+added, so it plays every frame for its time.
 """
 from __future__ import annotations
 
