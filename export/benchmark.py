@@ -1,0 +1,272 @@
+"""Deployment figures: TFLite latency, FLOPs and sizes, conv throughput, serving throughput.
+
+    python -m tfrf.export.benchmark [--size 256] [--ks 2 4] [--threads 2] [--skip-serving] ...
+
+Prints, for the voxceleb2 preset at `--size` (randomly initialised weights: latency does not
+depend on the values):
+
+1. Convolution throughput of this machine: a TFLite model of plain 3x3 conv stacks at the
+   generator's shapes (256x256x32 ... 16x16x256 maps; see `conv_reference_model`), run with
+   the same interpreter and threads; GFLOP/s = analytic conv FLOPs / median time.
+2. FLOPs of `encode_sources` and `render` (TF profiler float-op count of their graphs, i.e.
+   convolutions plus elementwise ops; gathers count as zero).
+3. Per-frame latency of `render` for each K and quantisation, with cached source features
+   (render only) and without (encode_sources + render each frame); the ratio of the render
+   latency to FLOPs / conv throughput; the measured saving of caching against the source
+   extractor's FLOP share.
+4. Model sizes: TFLite flatbuffers and the SavedModel's variables.
+5. Requests/s and p50/p99 latency through the local server (`tfrf serve`) with and without
+   batching, concurrent clients sending B = 1 requests.
+6. A mobile search: the largest size and width whose cached `render` reaches `--target-fps`.
+
+Latencies are medians over repeated runs after a warm-up. On a machine shared with other
+work the figures are upper bounds.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from typing import Callable, Dict, List, Sequence
+
+import numpy as np
+
+QUANTIZATIONS = ("none", "float16", "dynamic-int8")
+
+
+def median_seconds(function: Callable[[], object], repeats: int, budget_seconds: float = 20.0) -> float:
+    """Median wall time of `function` over up to `repeats` runs (after one warm-up), stopping
+    early when `budget_seconds` are spent."""
+    function()
+    times: List[float] = []
+    started = time.perf_counter()
+    while len(times) < repeats and (len(times) < 2 or time.perf_counter() - started < budget_seconds):
+        began = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def graph_flops(concrete_function) -> float:
+    """Float operations of a concrete function's graph (TF profiler count)."""
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
+    options = option_builder.ProfileOptionBuilder(
+        option_builder.ProfileOptionBuilder.float_operation()
+    ).with_empty_output().build()
+    return float(model_analyzer.profile(graph=concrete_function.graph, options=options).total_float_ops)
+
+
+def conv_reference_model(size: int = 256):
+    """(TFLite flatbuffer, conv FLOPs) of 3x3 conv stacks at the generator's map shapes: 4
+    convs at each of (size, 32), (size/2, 64), (size/4, 128), (size/8, 256) channels."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    levels = [(size, 32), (size // 2, 64), (size // 4, 128), (size // 8, 256)]
+    kernels = [[tf.constant(rng.normal(0, 0.05, (3, 3, c, c)).astype(np.float32)) for _ in range(4)] for _, c in levels]
+    specs = [tf.TensorSpec([1, s, s, c], tf.float32, name=f"x{index}") for index, (s, c) in enumerate(levels)]
+
+    @tf.function(input_signature=specs)
+    def stack(*maps):
+        outputs = []
+        for x, level_kernels in zip(maps, kernels):
+            for kernel in level_kernels:
+                x = tf.maximum(tf.nn.conv2d(x, kernel, 1, "SAME"), 0.0)
+            outputs.append(tf.reduce_mean(x))
+        return tf.add_n(outputs)
+
+    flops = sum(4 * 2 * s * s * 9 * c * c for s, c in levels)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([stack.get_concrete_function()], stack)
+    return converter.convert(), flops
+
+
+def conv_throughput(threads: int, size: int, repeats: int) -> float:
+    """GFLOP/s of the TFLite interpreter on `conv_reference_model`."""
+    import tensorflow as tf
+
+    model, flops = conv_reference_model(size)
+    interpreter = tf.lite.Interpreter(model_content=model, num_threads=threads)
+    interpreter.allocate_tensors()
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], np.random.default_rng(1).normal(size=detail["shape"]).astype(np.float32))
+    return flops / median_seconds(interpreter.invoke, repeats) / 1e9
+
+
+def render_inputs(config, num_sources: int) -> Dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    h, w, cp = config.image_height, config.image_width, config.pose_channels
+    return {
+        "source_images": rng.uniform(-1, 1, (1, num_sources, h, w, 3)).astype(np.float32),
+        "source_poses": rng.uniform(0, 1, (1, num_sources, h, w, cp)).astype(np.float32),
+        "target_pose": rng.uniform(0, 1, (1, h, w, cp)).astype(np.float32),
+    }
+
+
+def tflite_latency(flatbuffer: bytes, inputs: Dict[str, np.ndarray], threads: int, repeats: int):
+    """(cached render seconds, encode_sources + render seconds) per frame."""
+    from tfrf.export.tflite import load_interpreter
+
+    interpreter = load_interpreter(flatbuffer, num_threads=threads)
+    encode = interpreter.get_signature_runner("encode_sources")
+    render = interpreter.get_signature_runner("render")
+    features = encode(source_images=inputs["source_images"])
+    cached = median_seconds(lambda: render(**inputs, **features), repeats)
+
+    def uncached():
+        render(**inputs, **encode(source_images=inputs["source_images"]))
+
+    return cached, median_seconds(uncached, repeats)
+
+
+def benchmark_tflite(args, throughput: float) -> None:
+    import tfrf
+    from tfrf.export import build_generator
+    from tfrf.export.tflite import convert, tflite_module
+
+    config = tfrf.ModelConfig.preset("voxceleb2", image_height=args.size, image_width=args.size,
+                                     width_multiplier=args.width)
+    generator = build_generator(config, tflite=True)
+    print(f"\n== TFLite render, voxceleb2 {args.size}x{args.size}, width {args.width}, {args.threads} threads ==")
+    print(f"{'K':>2} {'quantize':>12} {'size MiB':>9} {'render ms':>10} {'enc+render ms':>14} "
+          f"{'ideal ms':>9} {'ratio':>6} {'saving':>7} {'enc share':>9}")
+    for num_sources in args.ks:
+        module = tflite_module(generator, num_sources)
+        encode_flops = graph_flops(module.encode_sources.get_concrete_function())
+        render_flops = graph_flops(module.render.get_concrete_function())
+        share = encode_flops / (encode_flops + render_flops)
+        print(f"   K={num_sources}: encode_sources {encode_flops / 1e9:.1f} GFLOP, render {render_flops / 1e9:.1f} GFLOP")
+        inputs = render_inputs(config, num_sources)
+        for quantize in args.quantize:
+            flatbuffer = convert(generator, num_sources, quantize)
+            cached, uncached = tflite_latency(flatbuffer, inputs, args.threads, args.repeats)
+            ideal = render_flops / (throughput * 1e9)
+            print(f"{num_sources:>2} {quantize:>12} {len(flatbuffer) / 2**20:>9.2f} {cached * 1e3:>10.1f} "
+                  f"{uncached * 1e3:>14.1f} {ideal * 1e3:>9.1f} {cached / ideal:>6.2f} "
+                  f"{1 - cached / uncached:>7.1%} {share:>9.1%}", flush=True)
+
+
+def mobile_search(args) -> None:
+    import tfrf
+    from tfrf.export import build_generator
+    from tfrf.export.tflite import convert
+
+    budget = 1.0 / args.target_fps
+    print(f"\n== mobile search: cached render >= {args.target_fps:g} fps, K = 2, {args.threads} threads ==")
+    found = []
+    for size in args.mobile_sizes:
+        for width in args.mobile_widths:
+            config = tfrf.ModelConfig.preset("voxceleb2", image_height=size, image_width=size, width_multiplier=width)
+            generator = build_generator(config, tflite=True)
+            best = None
+            for quantize in ("none", "dynamic-int8"):
+                cached, _ = tflite_latency(convert(generator, 2, quantize), render_inputs(config, 2), args.threads,
+                                           args.repeats)
+                best = min(best or (cached, quantize), (cached, quantize))
+            reached = best[0] <= budget
+            print(f"  {size:>3}x{size:<3} width {width:<6g} render {best[0] * 1e3:7.1f} ms "
+                  f"({1 / best[0]:5.1f} fps, {best[1]}) {'REACHES' if reached else ''}", flush=True)
+            if reached:
+                found.append((size, width))
+                break  # the widest width that reaches the target at this size
+    if found:
+        size, width = max(found, key=lambda item: (item[0], item[1]))
+        print(f"  largest reaching {args.target_fps:g} fps: {size}x{size}, width {width:g}")
+    else:
+        print(f"  no tried configuration reaches {args.target_fps:g} fps")
+
+
+def benchmark_serving(args) -> None:
+    import tfrf
+    from tfrf.export import build_generator
+    from tfrf.export.saved_model import export_saved_model
+    from tfrf.serving import BatchingParameters, Client, LocalModelServer
+
+    config = tfrf.ModelConfig.preset("voxceleb2", image_height=args.serving_size, image_width=args.serving_size,
+                                     width_multiplier=args.serving_width)
+    directory = tempfile.mkdtemp(prefix="tfrf-bench-")
+    try:
+        path = export_saved_model(build_generator(config), os.path.join(directory, "face"))
+        variables = sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
+        print(f"\n== serving: local server, voxceleb2 {args.serving_size}px width {args.serving_width:g}, K = 2, "
+              f"B = 1 requests, {args.clients} concurrent clients ==")
+        print(f"  SavedModel size {variables / 2**20:.2f} MiB")
+        inputs = render_inputs(config, 2)
+        batching = BatchingParameters.from_file(args.batching_parameters)
+        for label, parameters in (("no batching", None), ("batching", batching)):
+            with LocalModelServer(os.path.join(directory, "face"), port=0, poll_seconds=0,
+                                  batching=parameters) as server:
+                latencies: List[float] = []
+                lock = threading.Lock()
+                with Client(server.address, "face", timeout=120) as client:
+                    client.generate(**inputs)  # warm-up, metadata
+
+                    def worker():
+                        for _ in range(args.requests_per_client):
+                            began = time.perf_counter()
+                            client.generate(**inputs)
+                            with lock:
+                                latencies.append(time.perf_counter() - began)
+
+                    threads = [threading.Thread(target=worker) for _ in range(args.clients)]
+                    started = time.perf_counter()
+                    for thread in threads:
+                        thread.start()
+                    for thread in threads:
+                        thread.join()
+                    elapsed = time.perf_counter() - started
+            p50, p99 = np.percentile(latencies, [50, 99]) * 1e3
+            print(f"  {label:>12}: {len(latencies) / elapsed:6.2f} requests/s, p50 {p50:7.1f} ms, p99 {p99:7.1f} ms "
+                  f"({len(latencies)} requests)", flush=True)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tfrf.export.benchmark", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=256, help="image size of the latency benchmark")
+    parser.add_argument("--width", type=float, default=1.0, help="width multiplier of the latency benchmark")
+    parser.add_argument("--ks", type=int, nargs="+", default=[2, 4], help="numbers of sources K")
+    parser.add_argument("--quantize", nargs="+", default=list(QUANTIZATIONS), choices=QUANTIZATIONS)
+    parser.add_argument("--threads", type=int, default=2, help="interpreter / TF threads")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median)")
+    parser.add_argument("--target-fps", type=float, default=25.0)
+    parser.add_argument("--mobile-sizes", type=int, nargs="+", default=[256, 192, 128])
+    parser.add_argument("--mobile-widths", type=float, nargs="+", default=[0.5, 0.25, 0.125])
+    parser.add_argument("--serving-size", type=int, default=256)
+    parser.add_argument("--serving-width", type=float, default=0.25)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests-per-client", type=int, default=6)
+    parser.add_argument("--batching-parameters",
+                        default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                             "serving", "batching_parameters.txt"))
+    for part in ("tflite", "mobile", "serving"):
+        parser.add_argument(f"--skip-{part}", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    throughput = conv_throughput(args.threads, args.size, args.repeats)
+    print(f"== conv throughput (TFLite, 3x3 conv stacks at {args.size}..{args.size // 8} px, "
+          f"{args.threads} threads): {throughput:.1f} GFLOP/s ==", flush=True)
+    if not args.skip_tflite:
+        benchmark_tflite(args, throughput)
+    if not args.skip_mobile:
+        mobile_search(args)
+    if not args.skip_serving:
+        benchmark_serving(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
