@@ -1,0 +1,192 @@
+"""Training configuration: one typed dataclass, per-dataset values in named presets.
+
+`TrainConfig` holds everything a run needs beyond the network (`model`, a `ModelConfig`):
+loss weights (the paper's defaults), optimiser, batch, K, steps per stage, GAN loss form, VGG
+weights, checkpoint and summary intervals. The command line only overrides fields of a preset;
+the resolved config is written next to every run (`config.json`).
+
+The `demo` preset is sized for `tfrf demo` on two CPU cores (see its comment).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Dict, Optional, Tuple
+
+from tfrf.config import ModelConfig
+from tfrf.losses import GAN_LOSS_FORMS
+
+STAGES = ("flow", "full")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossWeights:
+    """Weights of the loss terms (Lu et al. AAAI 2022, sec. 4; GFLA).
+
+    L_flow = correctness * L_cor + regularization * L_reg (both flow levels summed);
+    L_con = l1 * L1 + perceptual * L_per + style * L_sty; L_adv weighted by `adversarial`.
+    A zero weight skips the term (it is neither computed nor reported).
+    """
+
+    l1: float = 2.5
+    perceptual: float = 0.25
+    style: float = 250.0
+    correctness: float = 2.5
+    regularization: float = 0.001
+    adversarial: float = 1.0
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value < 0:
+                raise ValueError(f"LossWeights.{field.name} must be >= 0, got {value}")
+
+    def to_dict(self) -> Dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a two-stage training run needs.
+
+    Attributes:
+        name: preset name, for bookkeeping.
+        model: the generator's `ModelConfig`.
+        loss_weights: `LossWeights` (paper defaults).
+        gan_form: "nonsaturating" (paper eq. 11), "lsgan" (GFLA's code) or "hinge".
+        learning_rate: Adam learning rate of the generator (paper 1e-4).
+        discriminator_learning_rate: Adam learning rate of the discriminator.
+        beta_1, beta_2: Adam betas (paper 0.9, 0.999).
+        batch_size: global batch (paper 5; 8 for Market-1501).
+        num_sources: K of the training tuples.
+        flow_steps: stage-1 steps (flow confidence extractor on L_flow alone).
+        full_steps: stage-2 steps (whole generator and discriminator).
+        steps_per_epoch: steps per Keras "epoch" (one progress bar line).
+        checkpoint_every: save a checkpoint every this many steps (and at the end).
+        summary_every: TensorBoard scalars every this many steps; images every checkpoint.
+        vgg_weights: "imagenet", a local .h5 path, or None (random weights: nothing downloads).
+        seed: seed of weights and tuple draws.
+        train_objects, test_objects: object counts of the built-in synthetic dataset.
+        eval_ks: K values of the evaluation.
+        eval_examples: at most this many fixed test tuples per K (None: all).
+    """
+
+    name: str = "custom"
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    loss_weights: LossWeights = dataclasses.field(default_factory=LossWeights)
+    gan_form: str = "nonsaturating"
+    learning_rate: float = 1e-4
+    discriminator_learning_rate: float = 1e-4
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    batch_size: int = 5
+    num_sources: int = 2
+    flow_steps: int = 20000
+    full_steps: int = 200000
+    steps_per_epoch: int = 1000
+    checkpoint_every: int = 1000
+    summary_every: int = 100
+    vgg_weights: Optional[str] = "imagenet"
+    seed: int = 0
+    train_objects: Optional[int] = None
+    test_objects: Optional[int] = None
+    eval_ks: Tuple[int, ...] = (1, 2, 4)
+    eval_examples: Optional[int] = 1000
+
+    def __post_init__(self):
+        if isinstance(self.model, dict):
+            object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
+        if isinstance(self.loss_weights, dict):
+            object.__setattr__(self, "loss_weights", LossWeights(**self.loss_weights))
+        object.__setattr__(self, "eval_ks", tuple(int(k) for k in self.eval_ks))
+        if self.gan_form not in GAN_LOSS_FORMS:
+            raise ValueError(f"TrainConfig.gan_form must be one of {GAN_LOSS_FORMS}, got {self.gan_form!r}")
+        for field in ("batch_size", "num_sources", "steps_per_epoch", "checkpoint_every", "summary_every"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"TrainConfig.{field} must be >= 1, got {getattr(self, field)}")
+        for field in ("flow_steps", "full_steps"):
+            if getattr(self, field) < 0:
+                raise ValueError(f"TrainConfig.{field} must be >= 0, got {getattr(self, field)}")
+        if self.learning_rate <= 0 or self.discriminator_learning_rate <= 0:
+            raise ValueError("TrainConfig learning rates must be positive")
+        if not self.eval_ks or min(self.eval_ks) < 1:
+            raise ValueError(f"TrainConfig.eval_ks must be K values >= 1, got {self.eval_ks}")
+
+    def steps(self, stage: str) -> int:
+        """The number of steps of `stage` ("flow" or "full")."""
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        return self.flow_steps if stage == "flow" else self.full_steps
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with fields changed; `model` and `loss_weights` also take dicts of field overrides."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        if isinstance(changes.get("model"), dict):
+            changes["model"] = self.model.replace(**changes["model"])
+        if isinstance(changes.get("loss_weights"), dict):
+            changes["loss_weights"] = dataclasses.replace(self.loss_weights, **changes["loss_weights"])
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> Dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["eval_ks"] = list(self.eval_ks)
+        return values
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "TrainConfig":
+        return cls(**values)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "TrainConfig":
+        """A named preset (see `TRAIN_PRESETS`), with optional field overrides."""
+        if name not in TRAIN_PRESETS:
+            raise ValueError(f"unknown training preset {name!r}; choose one of {sorted(TRAIN_PRESETS)}")
+        return TRAIN_PRESETS[name].replace(**overrides)
+
+
+def _paper(model_preset: str, **changes: Any) -> TrainConfig:
+    return TrainConfig(name=model_preset, model=ModelConfig.preset(model_preset), **changes)
+
+
+TRAIN_PRESETS: Dict[str, TrainConfig] = {
+    "deepfashion": _paper("deepfashion"),
+    "market1501": _paper("market1501", batch_size=8),
+    "shapenet_chairs": _paper("shapenet_chairs"),
+    "kitti": _paper("kitti"),
+    "voxceleb2": _paper("voxceleb2"),
+    "synthetic": _paper(
+        "synthetic", flow_steps=2000, full_steps=20000, steps_per_epoch=500, checkpoint_every=500, summary_every=50,
+        vgg_weights=None, eval_examples=500,
+    ),
+    # `tfrf demo`: the synthetic chairs, trained on two CPU cores in a few minutes. Nothing
+    # may download, so VGG19 has random weights: the correctness loss (L_flow) runs on its
+    # relu3_1/relu4_1 features, which still encode local colour and layout well enough to pull
+    # the flows toward matching regions. The perceptual and style losses are off: on random
+    # features they measure nothing the L1 loss does not, and style (x250) dominates the
+    # objective with noise; they would also need a VGG backward pass per step. The GAN term is
+    # small: a few hundred steps are too few for the adversarial game to help pixel fidelity.
+    # Quarter width, a higher learning rate and batch 8 make the short run learn.
+    "demo": TrainConfig(
+        name="demo",
+        model=ModelConfig.preset("synthetic", width_multiplier=0.25, warp_backend="gather"),
+        loss_weights=LossWeights(perceptual=0.0, style=0.0, adversarial=0.05),
+        learning_rate=5e-4,
+        discriminator_learning_rate=5e-4,
+        batch_size=8,
+        num_sources=2,
+        flow_steps=150,
+        full_steps=700,
+        steps_per_epoch=50,
+        checkpoint_every=50,
+        summary_every=10,
+        vgg_weights=None,
+        train_objects=200,
+        test_objects=50,
+        eval_examples=200,
+    ),
+}

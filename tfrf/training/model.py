@@ -1,0 +1,357 @@
+"""The two-stage training model: a `keras.Model` whose `train_step` trains the generator.
+
+Stage "flow" (paper sec. 3.3, stage 1) warms up the flow confidence extractor alone on
+L_flow = λcor·L_cor + λreg·L_reg over both flow levels. Stage "full" (stage 2) trains every
+generator variable on L_flow + L_con + L_adv and the discriminator on its adversarial loss.
+The variables of each update are chosen explicitly; no `trainable` flag is toggled.
+
+As in keras-io's GauGAN example, `compile()` takes both optimisers, `train_step` delegates to
+`train_generator` / `train_discriminator`, the losses are `Mean` trackers exposed through
+`metrics`, and `call()` is inference only. Unlike it: one generator forward pass per step
+(the discriminator trains on the same, gradient-stopped, fake batch), no fixed batch size,
+and `test_step` runs the very same loss code.
+
+One VGG19 call per step, on `concat([target, generated, sources])` (the generated image only
+when a perceptual or style weight is non-zero), feeds every VGG loss.
+
+Under `tf.distribute`, every loss is a mean over the replica's batch; the optimised totals are
+divided by `num_replicas_in_sync`, so the summed replica gradients are those of the global
+mean. Under a `mixed_float16` policy the optimisers are wrapped in `LossScaleOptimizer`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Dict, Mapping, Optional, Tuple
+
+import tensorflow as tf
+
+from tfrf import losses
+from tfrf.models.extractors import LEVELS
+from tfrf.models.generator import INPUT_KEYS
+from tfrf.ops import warp
+from tfrf.training.config import STAGES, LossWeights
+
+FLOW_TERMS = ("correctness", "regularization")
+CONTENT_TERMS = ("l1", "perceptual", "style")
+VGG_TERMS = ("correctness", "perceptual", "style")
+
+
+def _as_weights(loss_weights) -> LossWeights:
+    if loss_weights is None:
+        return LossWeights()
+    if isinstance(loss_weights, LossWeights):
+        return loss_weights
+    if isinstance(loss_weights, Mapping):
+        unknown = set(loss_weights) - {f.name for f in dataclasses.fields(LossWeights)}
+        if unknown:
+            raise ValueError(f"compile: unknown loss weights {sorted(unknown)}; "
+                             f"expected some of {[f.name for f in dataclasses.fields(LossWeights)]}")
+        return LossWeights(**loss_weights)
+    raise ValueError(f"compile: loss_weights must be a LossWeights or a dict, got {type(loss_weights).__name__}")
+
+
+def _loss_scaled(optimizer):
+    """Wrap `optimizer` in a LossScaleOptimizer under a float16 policy (once)."""
+    if optimizer is None:
+        return None
+    policy = tf.keras.mixed_precision.global_policy()
+    if policy.compute_dtype == "float16" and not isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer):
+        return tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def detach_inputs(inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Copies of the input tensors as single-output graph nodes (`Snapshot`).
+
+    Works around a TF 2.15 oneDNN graph rewrite: when the generator's inputs are outputs of
+    one multi-output node (a dataset iterator's `IteratorGetNext`, as in `model.evaluate` or
+    `model.predict`), the inference graph's fused LeakyReLU reads the wrong output and the
+    pose encoder receives the source images ("input depth must be evenly divisible by filter
+    depth: 3 vs 21"). A copy per tensor gives each its own node.
+    """
+    return {key: tf.raw_ops.Snapshot(input=value) for key, value in inputs.items()}
+
+
+def split_example(data) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
+    """An example dict (DESIGN.md) -> (generator inputs, target image)."""
+    if isinstance(data, (tuple, list)):  # keras may wrap the dict as (x,)
+        data = data[0]
+    missing = [key for key in (*INPUT_KEYS, "target_image") if key not in data]
+    if missing:
+        raise ValueError(f"training batch lacks {missing}; expected keys {(*INPUT_KEYS, 'target_image')}")
+    return detach_inputs({key: data[key] for key in INPUT_KEYS}), data["target_image"]
+
+
+class TrainingModel(tf.keras.Model):
+    """Generator + discriminator + frozen VGG19 features, trained in stage "flow" or "full".
+
+    Args:
+        generator: a `tfrf.models.Generator`.
+        discriminator: a `tfrf.models.Discriminator` (needed in stage "full" when the
+            adversarial weight is non-zero).
+        vgg: a `tfrf.losses.VGGFeatures` holding the layers the non-zero VGG losses read
+            (relu3_1 and relu4_1 for correctness; relu1_1..relu5_1 for perceptual/style).
+        stage: "flow" or "full".
+
+    Call: `model(inputs)` -> the generated image, inference only.
+    """
+
+    def __init__(self, generator, discriminator=None, vgg=None, stage: str = "full", **kwargs):
+        kwargs.setdefault("name", f"training_{stage}")
+        super().__init__(**kwargs)
+        if stage not in STAGES:
+            raise ValueError(f"TrainingModel: stage must be one of {STAGES}, got {stage!r}")
+        self.generator = generator
+        self.discriminator = discriminator
+        self.vgg = vgg
+        self.stage = stage
+        self.loss_weights_ = LossWeights()
+        self.gan_form = losses.DEFAULT_GAN_LOSS_FORM
+        self.generator_optimizer = None
+        self.discriminator_optimizer = None
+        self.trackers: Dict[str, tf.keras.metrics.Mean] = {}
+
+    # ----------------------------------------------------------------------------- setup
+    def compile(self, generator_optimizer, discriminator_optimizer=None, loss_weights=None,
+                gan_form: str = losses.DEFAULT_GAN_LOSS_FORM, **kwargs):
+        """Set the optimisers, loss weights (`LossWeights` or a dict; paper defaults) and GAN form."""
+        super().compile(**kwargs)
+        weights = _as_weights(loss_weights)
+        if gan_form not in losses.GAN_LOSS_FORMS:
+            raise ValueError(f"compile: gan_form must be one of {losses.GAN_LOSS_FORMS}, got {gan_form!r}")
+        if self.stage == "flow":
+            # Stage 1 trains on L_flow alone, whatever the content and adversarial weights say.
+            weights = dataclasses.replace(weights, l1=0.0, perceptual=0.0, style=0.0, adversarial=0.0)
+        needs_vgg = [term for term in VGG_TERMS if getattr(weights, term) > 0]
+        if needs_vgg and self.vgg is None:
+            raise ValueError(f"TrainingModel: the losses {needs_vgg} need VGG features; pass vgg=VGGFeatures(...) "
+                             "or set their weights to 0")
+        if needs_vgg:
+            wanted = set()
+            if weights.correctness > 0:
+                wanted |= set(losses.CORRECTNESS_LAYERS.values())
+            if weights.perceptual > 0 or weights.style > 0:
+                wanted |= set(losses.PERCEPTUAL_LAYERS)
+            missing = sorted(wanted - set(self.vgg.layer_names))
+            if missing:
+                raise ValueError(f"TrainingModel: the VGG extractor lacks layers {missing} "
+                                 f"(it has {list(self.vgg.layer_names)})")
+        if self.stage == "full" and weights.adversarial > 0:
+            if self.discriminator is None:
+                raise ValueError("TrainingModel: stage 'full' with an adversarial weight needs a discriminator")
+            if discriminator_optimizer is None:
+                raise ValueError("TrainingModel: stage 'full' with an adversarial weight needs discriminator_optimizer")
+        self.loss_weights_ = weights
+        self.gan_form = gan_form
+        self.generator_optimizer = _loss_scaled(generator_optimizer)
+        self.discriminator_optimizer = _loss_scaled(discriminator_optimizer) if self.uses_discriminator else None
+        self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in self.loss_names}
+
+    @property
+    def uses_discriminator(self) -> bool:
+        return self.stage == "full" and self.loss_weights_.adversarial > 0
+
+    @property
+    def loss_names(self) -> Tuple[str, ...]:
+        """Names of the reported losses: weighted totals first, then unweighted terms."""
+        weights = self.loss_weights_
+        names = ["generator_loss", "flow_loss"] if self.stage == "full" else ["flow_loss"]
+        names += [f"{term}_loss" for term in FLOW_TERMS if getattr(weights, term) > 0]
+        if self.stage == "full":
+            names += [f"{term}_loss" for term in CONTENT_TERMS if getattr(weights, term) > 0]
+            if self.uses_discriminator:
+                names += ["adversarial_loss", "discriminator_loss"]
+        return tuple(names)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def generator_variables(self):
+        """The variables the generator update touches: the flow extractor alone in stage "flow"."""
+        if self.stage == "flow":
+            return self.generator.flow_extractor.trainable_variables
+        return self.generator.trainable_variables
+
+    def call(self, inputs, training=False):
+        """Inference: the generated image `[B, H, W, 3]`."""
+        return self.generator(detach_inputs(inputs), training=False)
+
+    # ----------------------------------------------------------------------------- losses
+    def _vgg_features(self, target, sources, generated=None):
+        """One VGG pass over concat([target, generated?, sources]) -> feature dicts per part."""
+        folded_sources = tf.reshape(sources, tf.concat([[-1], tf.shape(sources)[2:]], axis=0))
+        parts = [target] + ([generated] if generated is not None else []) + [folded_sources]
+        parts = [tf.cast(part, tf.float32) for part in parts]
+        sizes = [tf.shape(part)[0] for part in parts]
+        features = losses.split_features(self.vgg(tf.concat(parts, axis=0)), sizes)
+        target_features, source_features = features[0], features[-1]
+        generated_features = features[1] if generated is not None else None
+        batch_and_sources = tf.shape(sources)[:2]
+        source_features = {
+            name: tf.reshape(value, tf.concat([batch_and_sources, tf.shape(value)[1:]], axis=0))
+            for name, value in source_features.items()
+        }
+        return target_features, generated_features, source_features
+
+    def flow_losses(self, flows: Mapping[str, tf.Tensor], target_features, source_features) -> Dict[str, tf.Tensor]:
+        """L_flow and its unweighted terms, summed over the two flow levels.
+
+        Args:
+            flows: per level ("h8", "h4") the extractor's flows `[B, K, h, w, 2]`.
+            target_features: VGG features of the targets (None when correctness is off).
+            source_features: VGG features of the sources, `[B, K, h, w, C]` per layer.
+        """
+        weights = self.loss_weights_
+        warp_fn = functools.partial(warp, backend=self.generator.config.warp_backend)
+        values = {}
+        total = tf.constant(0.0)
+        if weights.correctness > 0:
+            values["correctness_loss"] = tf.add_n([
+                losses.sampling_correctness_loss(
+                    source_features[losses.CORRECTNESS_LAYERS[level]],
+                    target_features[losses.CORRECTNESS_LAYERS[level]],
+                    flows[level],
+                    warp_fn=warp_fn,
+                )
+                for level in LEVELS
+            ])
+            total += weights.correctness * values["correctness_loss"]
+        if weights.regularization > 0:
+            values["regularization_loss"] = tf.add_n([
+                losses.affine_regularization_loss(flows[level], losses.AFFINE_PATCH_SIZES[level]) for level in LEVELS
+            ])
+            total += weights.regularization * values["regularization_loss"]
+        values["flow_loss"] = total
+        return values
+
+    def generator_losses(self, inputs, target, training: bool = True):
+        """Every generator loss of the stage on one batch.
+
+        Returns:
+            (the weighted total to minimise, a dict of reported losses, the generated image or
+            None in stage "flow").
+        """
+        weights = self.loss_weights_
+        if self.stage == "flow":
+            flows = {level: outputs["flow"] for level, outputs in self.generator.extract_flows(inputs).items()}
+            generated = None
+        else:
+            outputs = self.generator(inputs, training=training, return_intermediates=True)
+            flows = {level: outputs[level]["flows"] for level in LEVELS}
+            generated = outputs["image"]
+
+        target_features = generated_features = source_features = None
+        if any(getattr(weights, term) > 0 for term in VGG_TERMS):
+            content_vgg = weights.perceptual > 0 or weights.style > 0
+            target_features, generated_features, source_features = self._vgg_features(
+                target, inputs["source_images"], generated if content_vgg else None
+            )
+        values = self.flow_losses(flows, target_features, source_features)
+        total = values["flow_loss"]
+        if self.stage == "full":
+            if weights.l1 > 0:
+                values["l1_loss"] = losses.l1_loss(generated, target)
+                total += weights.l1 * values["l1_loss"]
+            if weights.perceptual > 0:
+                values["perceptual_loss"] = losses.perceptual_loss(generated_features, target_features)
+                total += weights.perceptual * values["perceptual_loss"]
+            if weights.style > 0:
+                values["style_loss"] = losses.style_loss(generated_features, target_features)
+                total += weights.style * values["style_loss"]
+            if self.uses_discriminator:
+                fake_logits = self.discriminator(generated, training=False)
+                values["adversarial_loss"] = losses.generator_adversarial_loss(fake_logits, self.gan_form)
+                total += weights.adversarial * values["adversarial_loss"]
+            values["generator_loss"] = total
+        return total, values, generated
+
+    def discriminator_loss(self, target, generated, training: bool = True) -> tf.Tensor:
+        """The discriminator's adversarial loss on real targets and (gradient-stopped) fakes."""
+        real_logits = self.discriminator(target, training=training)
+        fake_logits = self.discriminator(tf.stop_gradient(generated), training=training)
+        return losses.discriminator_adversarial_loss(real_logits, fake_logits, self.gan_form)
+
+    # ----------------------------------------------------------------------------- steps
+    @staticmethod
+    def _scale_loss(optimizer, loss):
+        """`loss` divided by the replica count (and times the loss scale under float16).
+
+        Call inside the gradient tape, so that the scaling is recorded."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        scaled = loss / tf.cast(replicas, loss.dtype)
+        if isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer):
+            scaled = optimizer.get_scaled_loss(scaled)
+        return scaled
+
+    @staticmethod
+    def _apply_gradients(optimizer, tape, scaled_loss, variables):
+        gradients = tape.gradient(scaled_loss, variables)
+        if isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer):
+            gradients = optimizer.get_unscaled_gradients(gradients)
+        optimizer.apply_gradients(zip(gradients, variables))
+
+    def train_generator(self, inputs, target):
+        """One generator update; returns (reported losses, generated image or None)."""
+        if self.generator_optimizer is None:
+            raise RuntimeError("TrainingModel: call compile(generator_optimizer=...) before training")
+        variables = self.generator_variables()
+        with tf.GradientTape() as tape:
+            total, values, generated = self.generator_losses(inputs, target, training=True)
+            scaled = self._scale_loss(self.generator_optimizer, total)
+        self._apply_gradients(self.generator_optimizer, tape, scaled, variables)
+        return values, generated
+
+    def train_discriminator(self, target, generated):
+        """One discriminator update on the batch's real targets and fakes; returns its loss."""
+        variables = self.discriminator.trainable_variables
+        with tf.GradientTape() as tape:
+            loss = self.discriminator_loss(target, generated, training=True)
+            scaled = self._scale_loss(self.discriminator_optimizer, loss)
+        self._apply_gradients(self.discriminator_optimizer, tape, scaled, variables)
+        return loss
+
+    def _report(self, values: Mapping[str, tf.Tensor]):
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def train_step(self, data):
+        inputs, target = split_example(data)
+        values, generated = self.train_generator(inputs, target)
+        if self.uses_discriminator:
+            values["discriminator_loss"] = self.train_discriminator(target, generated)
+        return self._report(values)
+
+    def test_step(self, data):
+        inputs, target = split_example(data)
+        _, values, generated = self.generator_losses(inputs, target, training=False)
+        if self.uses_discriminator:
+            values["discriminator_loss"] = self.discriminator_loss(target, generated, training=False)
+        return self._report(values)
+
+
+def build_networks(model_config, vgg_weights: Optional[str] = None, loss_weights: Optional[LossWeights] = None,
+                   num_sources: int = 1):
+    """Generator, discriminator and the VGG extractor the loss weights need (None if none), built.
+
+    Create them under the strategy's scope when training distributed.
+    """
+    from tfrf.models import Discriminator, Generator
+
+    weights = loss_weights or LossWeights()
+    generator = Generator(model_config)
+    generator(generator.dummy_inputs(1, num_sources))
+    discriminator = Discriminator(model_config)
+    discriminator(tf.zeros([1, model_config.image_height, model_config.image_width, 3]))
+    layers = set()
+    if weights.correctness > 0:
+        layers |= set(losses.CORRECTNESS_LAYERS.values())
+    if weights.perceptual > 0 or weights.style > 0:
+        layers |= set(losses.PERCEPTUAL_LAYERS)
+    vgg = None
+    if layers:
+        ordered = [name for name in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1") if name in layers]
+        vgg = losses.VGGFeatures(ordered, weights=vgg_weights)
+    return generator, discriminator, vgg
