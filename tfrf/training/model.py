@@ -169,9 +169,16 @@ class TrainingModel(tf.keras.Model):
         return list(self.trackers.values())
 
     def generator_variables(self):
-        """The variables the generator update touches: the flow extractor alone in stage "flow"."""
+        """The variables the generator update touches.
+
+        Stage "flow": the flow confidence extractor without its attention and occlusion heads,
+        which L_flow does not reach (they learn in stage 2). Stage "full": every generator variable.
+        """
         if self.stage == "flow":
-            return self.generator.flow_extractor.trainable_variables
+            extractor = self.generator.flow_extractor
+            unreached = {variable.ref() for heads in extractor.heads.values()
+                         for layer in (heads.attention, heads.occlusion) for variable in layer.trainable_variables}
+            return [variable for variable in extractor.trainable_variables if variable.ref() not in unreached]
         return self.generator.trainable_variables
 
     def call(self, inputs, training=False):

@@ -1,0 +1,140 @@
+"""`tfrf train`: the two training stages for any preset and data source.
+
+    tfrf train --preset deepfashion --data-dir PREPARED_TFDS_DIR --k 2 --stage both --out runs/df
+    tfrf train --preset synthetic --data-dir synthetic --steps 2000 --out runs/chairs
+    tfrf train --preset market1501 --data-dir DIR --dry-run      # print the resolved config
+
+`--data-dir` is a prepared TFDS dataset directory (the version folder holding
+dataset_info.json, read with `table_from_tfds`) or `synthetic` for the built-in chairs. The
+resolved config is written to OUT/config.json; checkpoints every `--checkpoint-every` steps
+under OUT/checkpoints; TensorBoard scalars and images under OUT/logs. Rerunning the same
+command after a kill resumes at the last checkpoint. A NaN loss stops the run (exit status 3)
+with a message naming the loss; the last finite checkpoint stays.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+STAGE_CHOICES = ("flow", "full", "both")
+
+
+def register(subparsers) -> None:
+    from tfrf.training.config import TRAIN_PRESETS
+
+    parser = subparsers.add_parser(
+        "train",
+        help="train the generator (stage 1 flow warm-up, stage 2 full) on a preset's data",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument("--preset", default="synthetic", choices=sorted(TRAIN_PRESETS),
+                        help="training preset (model, loss weights, batch, steps); default synthetic")
+    parser.add_argument("--data-dir", default="synthetic",
+                        help="a prepared TFDS dataset directory, or 'synthetic' (default)")
+    parser.add_argument("--k", type=int, help="number of sources per training tuple")
+    parser.add_argument("--stage", default="both", choices=STAGE_CHOICES, help="which stage(s) to run")
+    parser.add_argument("--batch-size", type=int, help="global batch size")
+    parser.add_argument("--steps", type=int, help="steps of each selected stage (overrides the preset)")
+    parser.add_argument("--flow-steps", type=int, help="stage-1 steps")
+    parser.add_argument("--full-steps", type=int, help="stage-2 steps")
+    parser.add_argument("--learning-rate", type=float, help="generator and discriminator Adam learning rate")
+    parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (and images)")
+    parser.add_argument("--summary-every", type=int, help="steps between TensorBoard scalars")
+    parser.add_argument("--steps-per-epoch", type=int, help="steps per progress-bar epoch")
+    parser.add_argument("--vgg-weights", help="'imagenet', a local VGG19 .h5 file, or 'none' (random)")
+    parser.add_argument("--gan-form", choices=("nonsaturating", "lsgan", "hinge"), help="adversarial loss form")
+    parser.add_argument("--width-multiplier", type=float, help="scale every channel count of the networks")
+    parser.add_argument("--warp-backend", choices=("tfa", "gather"), help="warp implementation")
+    parser.add_argument("--seed", type=int, help="seed of weights and tuple draws")
+    parser.add_argument("--cache-dir", help="cache of the synthetic data")
+    parser.add_argument("--out", default=os.path.join("runs", "train"), help="run directory (default runs/train)")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def resolve_config(args):
+    """The preset with the command line's overrides: a `TrainConfig`."""
+    from tfrf.training.config import TrainConfig
+
+    overrides = {}
+    for arg, field in (("k", "num_sources"), ("batch_size", "batch_size"), ("learning_rate", "learning_rate"),
+                       ("checkpoint_every", "checkpoint_every"), ("summary_every", "summary_every"),
+                       ("steps_per_epoch", "steps_per_epoch"), ("gan_form", "gan_form"), ("seed", "seed"),
+                       ("flow_steps", "flow_steps"), ("full_steps", "full_steps")):
+        value = getattr(args, arg, None)
+        if value is not None:
+            overrides[field] = value
+    if args.learning_rate is not None:
+        overrides["discriminator_learning_rate"] = args.learning_rate
+    if args.steps is not None:
+        for stage in selected_stages(args.stage):
+            overrides[f"{stage}_steps"] = args.steps
+    if args.vgg_weights is not None:
+        overrides["vgg_weights"] = None if args.vgg_weights.lower() == "none" else args.vgg_weights
+    model = {}
+    if args.width_multiplier is not None:
+        model["width_multiplier"] = args.width_multiplier
+    if args.warp_backend is not None:
+        model["warp_backend"] = args.warp_backend
+    if model:
+        overrides["model"] = model
+    return TrainConfig.preset(args.preset, **overrides)
+
+
+def selected_stages(stage: str):
+    return ("flow", "full") if stage == "both" else (stage,)
+
+
+def load_tables(data_dir: str, config, cache_dir=None):
+    """(train table, preview table) from the synthetic set or a prepared TFDS directory."""
+    if data_dir == "synthetic":
+        from tfrf.data import synthetic
+
+        train = synthetic.load_table("train", cache_dir=cache_dir, seed=config.seed, num_objects=config.train_objects,
+                                     image_size=config.model.image_height, verbose=True)
+        test = synthetic.load_table("test", cache_dir=cache_dir, seed=config.seed, num_objects=config.test_objects,
+                                    image_size=config.model.image_height, verbose=True)
+        return train, test
+    if not os.path.isfile(os.path.join(data_dir, "dataset_info.json")):
+        raise ValueError(f"--data-dir {data_dir} is neither 'synthetic' nor a prepared TFDS dataset directory "
+                         "(the version folder holding dataset_info.json)")
+    import tensorflow_datasets as tfds
+
+    from tfrf.data.pipeline import table_from_tfds
+
+    builder = tfds.builder_from_directory(data_dir)
+    train = table_from_tfds(builder, "train")
+    preview = table_from_tfds(builder, "test") if "test" in builder.info.splits else train
+    return train, preview
+
+
+def run(args) -> int:
+    config = resolve_config(args)
+    if args.dry_run:
+        print(config.to_json())
+        return 0
+    from tfrf.training import runner
+    from tfrf.training.callbacks import NonFiniteLossError
+
+    train_table, preview_table = load_tables(args.data_dir, config, args.cache_dir)
+    if train_table.pose_channels != config.model.pose_channels:
+        raise ValueError(f"--data-dir {args.data_dir} has {train_table.pose_channels}-channel poses "
+                         f"({train_table.pose_encoder}); preset {args.preset!r} expects {config.model.pose_channels}")
+    runner.write_config(config, args.out)
+    networks = runner.create_networks(config)
+    dataset_fn = runner.training_dataset_fn(train_table, config)
+    preview = runner.preview_batch(preview_table, config, size=min(4, config.batch_size))
+    try:
+        for stage in selected_stages(args.stage):
+            result = runner.train_stage(stage, networks, config, dataset_fn, args.out, preview=preview,
+                                        verbose=0 if args.quiet else 1)
+            print(f"stage {stage}: steps {result['start_step']} -> {result['end_step']} "
+                  f"in {result['seconds']:.1f} s")
+    except NonFiniteLossError as error:
+        print(f"tfrf train: {error}", file=sys.stderr)
+        return 3
+    return 0
