@@ -50,6 +50,8 @@ def register(subparsers) -> None:
     parser.add_argument("--warp-backend", choices=("tfa", "gather"), help="warp implementation")
     parser.add_argument("--seed", type=int, help="seed of weights and tuple draws")
     parser.add_argument("--cache-dir", help="cache of the synthetic data")
+    parser.add_argument("--train-objects", type=int, help="synthetic training objects (54 views each)")
+    parser.add_argument("--test-objects", type=int, help="synthetic held-out objects")
     parser.add_argument("--out", default=os.path.join("runs", "train"), help="run directory (default runs/train)")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -64,7 +66,8 @@ def resolve_config(args):
     for arg, field in (("k", "num_sources"), ("batch_size", "batch_size"), ("learning_rate", "learning_rate"),
                        ("checkpoint_every", "checkpoint_every"), ("summary_every", "summary_every"),
                        ("steps_per_epoch", "steps_per_epoch"), ("gan_form", "gan_form"), ("seed", "seed"),
-                       ("flow_steps", "flow_steps"), ("full_steps", "full_steps")):
+                       ("flow_steps", "flow_steps"), ("full_steps", "full_steps"),
+                       ("train_objects", "train_objects"), ("test_objects", "test_objects")):
         value = getattr(args, arg, None)
         if value is not None:
             overrides[field] = value

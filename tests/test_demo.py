@@ -1,0 +1,75 @@
+"""`tfrf demo` and `tfrf train` end to end on tiny data; the nearest-azimuth baseline."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tfrf.cli import main
+from tfrf.commands.demo import run_demo
+from tfrf.data.pipeline import ViewTable
+from tfrf.training import TrainConfig
+from tfrf.training.evaluate import nearest_view_indices
+
+
+def tiny_demo_config():
+    return TrainConfig.preset(
+        "demo", model={"image_height": 32, "image_width": 32, "width_multiplier": 0.125}, flow_steps=2, full_steps=2,
+        steps_per_epoch=2, checkpoint_every=2, batch_size=2, train_objects=2, test_objects=2, eval_examples=4,
+        eval_ks=(1, 2),
+    )
+
+
+def test_demo_writes_every_artefact(tmp_path):
+    out = str(tmp_path / "demo")
+    metrics = run_demo(tiny_demo_config(), out, cache_dir=str(tmp_path / "cache"), verbose=0)
+    for name in ("gallery.png", "internals.png", "metrics.json", "config.json", "generator_full.weights.h5"):
+        assert os.path.isfile(os.path.join(out, name)), name
+    with open(os.path.join(out, "metrics.json")) as stream:
+        written = json.load(stream)
+    assert written["trained"] == metrics["trained"]
+    for key in ("trained", "untrained", "nearest_view"):
+        assert set(written[key]) == {"1", "2"}
+        for scores in written[key].values():
+            assert scores["examples"] == 4
+            assert 0 < scores["l1"] < 2 and np.isfinite(scores["psnr"]) and -1 <= scores["ssim"] <= 1
+    assert written["stages"]["flow"]["end_step"] == 2 and written["stages"]["full"]["end_step"] == 2
+    with open(os.path.join(out, "config.json")) as stream:
+        assert TrainConfig.from_dict(json.load(stream)) == tiny_demo_config()
+
+
+def test_nearest_view_baseline_picks_the_circularly_closest_azimuth():
+    poses = np.array([[0, 0], [17, 2], [9, 0], [1, 1], [2, 0], [16, 0]], np.int32)
+    table = ViewTable(images=np.zeros((6, 8, 8, 3), np.uint8), poses=poses, groups=np.zeros(6), pose_encoder="view21")
+    tuples = np.array([
+        [1, 2, 0],   # target azimuth 0: 17 is 1 bin away (wrapping), 9 is 9 away
+        [3, 5, 4],   # target 2: azimuth 1 (1 away) beats 16 (4 away)
+        [1, 3, 0],   # 17 and 1 both 1 away: elevation 1 beats 2
+    ])
+    np.testing.assert_array_equal(nearest_view_indices(table, tuples), [1, 3, 3])
+    keypoints = ViewTable(images=np.zeros((2, 8, 8, 3), np.uint8), poses=np.zeros((2, 18, 2)), groups=np.zeros(2))
+    with pytest.raises(ValueError, match="view21"):
+        nearest_view_indices(keypoints, np.array([[0, 1]]))
+
+
+def test_train_dry_run_prints_the_resolved_config(capsys):
+    assert main(["train", "--preset", "market1501", "--k", "3", "--steps", "10", "--stage", "flow",
+                 "--width-multiplier", "0.5", "--vgg-weights", "none", "--dry-run"]) == 0
+    config = TrainConfig.from_dict(json.loads(capsys.readouterr().out))
+    assert (config.num_sources, config.flow_steps, config.full_steps, config.batch_size) == (3, 10, 200000, 8)
+    assert config.model.width_multiplier == 0.5 and config.vgg_weights is None
+
+
+def test_train_command_runs_and_resumes(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    args = ["train", "--preset", "demo", "--data-dir", "synthetic", "--cache-dir", str(tmp_path / "cache"),
+            "--train-objects", "2", "--test-objects", "1", "--stage", "flow", "--batch-size", "2",
+            "--width-multiplier", "0.125", "--out", out, "--quiet"]
+    assert main(args + ["--steps", "2"]) == 0
+    assert "stage flow: steps 0 -> 2" in capsys.readouterr().out
+    assert os.path.isfile(os.path.join(out, "config.json"))
+    assert any(name.startswith("events") for name in os.listdir(os.path.join(out, "logs", "flow")))
+    assert main(args + ["--steps", "3"]) == 0  # a longer run continues where the last stopped
+    assert "stage flow: steps 2 -> 3" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="neither 'synthetic' nor a prepared TFDS"):
+        main(["train", "--data-dir", str(tmp_path), "--out", out])
