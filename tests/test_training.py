@@ -174,7 +174,7 @@ _DISTRIBUTED_SCRIPT = textwrap.dedent("""
         config = tiny_config(batch_size=4, loss_weights=LossWeights(perceptual=0.0, style=0.0))
         networks = runner.create_networks(config, strategy)
         record = {}
-        for stage in ("flow", "full"):
+        for stage in ("full",):  # stage 2 has both optimisers and every L_flow term too
             with strategy.scope():
                 # Plain SGD: unlike Adam, its step is proportional to the gradient, so a wrong
                 # replica scaling of the loss would show in the second step's losses.
@@ -201,7 +201,7 @@ def test_mirrored_strategy_matches_default_strategy(tmp_path):
     line = [line for line in completed.stdout.splitlines() if line.startswith("RESULT")][-1]
     result = json.loads(line[len("RESULT"):])
     assert result["default"]["replicas"] == 1 and result["mirrored"]["replicas"] == 2
-    for stage in ("flow", "full"):
+    for stage in ("full",):
         default, mirrored = result["default"]["logs"][stage], result["mirrored"]["logs"][stage]
         assert len(default) == len(mirrored) == 2
         for name, first in default[0].items():
