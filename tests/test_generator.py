@@ -179,3 +179,12 @@ def test_bad_inputs_raise_value_errors(change, message):
     generator = small_generator()
     with pytest.raises(ValueError, match=message):
         generator(change(make_inputs(generator.config, sources=2)))
+
+
+def test_predict_on_a_dataset_matches_eager_call():
+    # Regression: TF 2.15's oneDNN rewrite fed the source images to the pose encoder when all
+    # inputs came from one IteratorGetNext node (Keras predict/evaluate).
+    generator = small_generator()
+    inputs = make_inputs(generator.config, batch=4, sources=2)
+    predicted = generator.predict(tf.data.Dataset.from_tensor_slices(inputs).batch(2), verbose=0)
+    np.testing.assert_allclose(predicted, generator(inputs).numpy(), atol=1e-4)

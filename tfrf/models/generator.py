@@ -129,7 +129,11 @@ class Generator(tf.keras.Model):
 
     def call(self, inputs, training=None, return_intermediates: bool = False):
         validate_inputs(inputs, self.config)
-        inputs = {key: tf.convert_to_tensor(inputs[key]) for key in INPUT_KEYS}
+        # One single-output node per input (Snapshot, which grappler keeps; Identity it would
+        # remove). Without it TF 2.15's oneDNN rewrite of the inference graph feeds the wrong
+        # output of a multi-output producer (`IteratorGetNext` in `predict`/`evaluate`) to the
+        # pose encoder: "input depth must be evenly divisible by filter depth: 3 vs 21".
+        inputs = {key: tf.raw_ops.Snapshot(input=tf.convert_to_tensor(inputs[key])) for key in INPUT_KEYS}
         source_features = self.encode_sources(inputs["source_images"])
         flow_outputs = self.extract_flows(inputs)
         image, fusing = self.predictor(

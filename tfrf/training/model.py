@@ -61,16 +61,6 @@ def _loss_scaled(optimizer):
     return optimizer
 
 
-def detach_inputs(inputs: Mapping[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """Copies of the input tensors as single-output graph nodes (`Snapshot`).
-
-    Works around a TF 2.15 oneDNN graph rewrite: when the generator's inputs are outputs of
-    one multi-output node (a dataset iterator's `IteratorGetNext`, as in `model.evaluate` or
-    `model.predict`), the inference graph's fused LeakyReLU reads the wrong output and the
-    pose encoder receives the source images ("input depth must be evenly divisible by filter
-    depth: 3 vs 21"). A copy per tensor gives each its own node.
-    """
-    return {key: tf.raw_ops.Snapshot(input=value) for key, value in inputs.items()}
 
 
 def split_example(data) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
@@ -80,7 +70,7 @@ def split_example(data) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
     missing = [key for key in (*INPUT_KEYS, "target_image") if key not in data]
     if missing:
         raise ValueError(f"training batch lacks {missing}; expected keys {(*INPUT_KEYS, 'target_image')}")
-    return detach_inputs({key: data[key] for key in INPUT_KEYS}), data["target_image"]
+    return {key: data[key] for key in INPUT_KEYS}, data["target_image"]
 
 
 class TrainingModel(tf.keras.Model):
@@ -183,7 +173,7 @@ class TrainingModel(tf.keras.Model):
 
     def call(self, inputs, training=False):
         """Inference: the generated image `[B, H, W, 3]`."""
-        return self.generator(detach_inputs(inputs), training=False)
+        return self.generator(inputs, training=False)
 
     # ----------------------------------------------------------------------------- losses
     def _vgg_features(self, target, sources, generated=None):
