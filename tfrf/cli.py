@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
+import warnings
 from typing import List, Optional
 
 
@@ -30,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    # Quiet TensorFlow's start-up chatter and tensorflow_addons' end-of-life notice; a user's own
+    # TF_CPP_MIN_LOG_LEVEL wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore", message=r"\s*TensorFlow Addons \(TFA\) has ended development")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
