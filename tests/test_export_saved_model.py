@@ -16,6 +16,8 @@ from tfrf.export import build_generator
 from tfrf.export import saved_model as saved_model_lib
 from tfrf.models import Generator
 
+from model_inputs import random_inputs
+
 SIZE = 64
 TOLERANCE = 1e-4
 
@@ -25,12 +27,7 @@ def tiny_config():
 
 
 def make_inputs(batch, sources, seed):
-    rng = np.random.default_rng(seed)
-    return {
-        "source_images": rng.uniform(-1, 1, (batch, sources, SIZE, SIZE, 3)).astype(np.float32),
-        "source_poses": rng.uniform(0, 1, (batch, sources, SIZE, SIZE, 3)).astype(np.float32),
-        "target_pose": rng.uniform(0, 1, (batch, SIZE, SIZE, 3)).astype(np.float32),
-    }
+    return random_inputs(tiny_config(), batch, sources, seed)
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,12 @@ import tensorflow as tf
 import tfrf
 from tfrf.models import Generator
 
+from model_inputs import random_inputs
+
 NARROW = 0.125  # channel multiplier for tests: the real topology, few channels
 
 
-def make_inputs(config, batch=1, sources=2, seed=0, height=None, width=None):
-    rng = np.random.default_rng(seed)
-    h, w, cp = height or config.image_height, width or config.image_width, config.pose_channels
-    return {
-        "source_images": rng.uniform(-1, 1, size=(batch, sources, h, w, 3)).astype(np.float32),
-        "source_poses": rng.uniform(0, 1, size=(batch, sources, h, w, cp)).astype(np.float32),
-        "target_pose": rng.uniform(0, 1, size=(batch, h, w, cp)).astype(np.float32),
-    }
+make_inputs = random_inputs
 
 
 def small_generator(preset="synthetic", **overrides):

@@ -20,6 +20,8 @@ from tfrf.serving import (BatchingParameters, Client, InvalidRequestError, Local
                           ServerUnavailableError, ServingTimeoutError)
 from tfrf.serving.batching import Batcher, BatchingError
 
+from model_inputs import random_inputs
+
 SIZE = 64
 SERVING_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "serving")
 
@@ -29,12 +31,7 @@ def tiny_config():
 
 
 def make_inputs(batch, sources, seed):
-    rng = np.random.default_rng(seed)
-    return {
-        "source_images": rng.uniform(-1, 1, (batch, sources, SIZE, SIZE, 3)).astype(np.float32),
-        "source_poses": rng.uniform(0, 1, (batch, sources, SIZE, SIZE, 3)).astype(np.float32),
-        "target_pose": rng.uniform(0, 1, (batch, SIZE, SIZE, 3)).astype(np.float32),
-    }
+    return random_inputs(tiny_config(), batch, sources, seed)
 
 
 def free_port():
