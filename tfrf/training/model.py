@@ -29,7 +29,7 @@ import tensorflow as tf
 from tfrf import losses
 from tfrf.models.extractors import LEVELS
 from tfrf.models.generator import INPUT_KEYS
-from tfrf.ops import warp
+from tfrf.ops import fold_sources, unfold_sources, warp
 from tfrf.training.config import STAGES, LossWeights
 
 FLOW_TERMS = ("correctness", "regularization")
@@ -178,18 +178,14 @@ class TrainingModel(tf.keras.Model):
     # ----------------------------------------------------------------------------- losses
     def _vgg_features(self, target, sources, generated=None):
         """One VGG pass over concat([target, generated?, sources]) -> feature dicts per part."""
-        folded_sources = tf.reshape(sources, tf.concat([[-1], tf.shape(sources)[2:]], axis=0))
-        parts = [target] + ([generated] if generated is not None else []) + [folded_sources]
+        parts = [target] + ([generated] if generated is not None else []) + [fold_sources(sources)]
         parts = [tf.cast(part, tf.float32) for part in parts]
         sizes = [tf.shape(part)[0] for part in parts]
         features = losses.split_features(self.vgg(tf.concat(parts, axis=0)), sizes)
         target_features, source_features = features[0], features[-1]
         generated_features = features[1] if generated is not None else None
         batch_and_sources = tf.shape(sources)[:2]
-        source_features = {
-            name: tf.reshape(value, tf.concat([batch_and_sources, tf.shape(value)[1:]], axis=0))
-            for name, value in source_features.items()
-        }
+        source_features = {name: unfold_sources(value, batch_and_sources) for name, value in source_features.items()}
         return target_features, generated_features, source_features
 
     def flow_losses(self, flows: Mapping[str, tf.Tensor], target_features, source_features) -> Dict[str, tf.Tensor]:
