@@ -11,5 +11,14 @@ __all__ = [
     "Generator",
     "SourceAppearanceExtractor",
     "TargetImagePredictor",
+    "build_generator",
     "validate_inputs",
 ]
+
+
+def build_generator(config):
+    """The generator network of `config.architecture` ("rf": `Generator`; GFLA joins here)."""
+    architecture = getattr(config, "architecture", "rf")
+    if architecture == "rf":
+        return Generator(config)
+    raise ValueError(f"unknown ModelConfig.architecture {architecture!r}")

@@ -1,0 +1,220 @@
+"""One loader for every model artefact a command takes: a run, a checkpoint, a weights file.
+
+DESIGN.md, "Runs, weights and data on the command line": every command that needs a model takes
+`--run RUN` (the run's config and its latest weights) or `--weights W` with `--config C` or
+`--preset NAME`, where
+
+- W is a run directory, a TF checkpoint prefix (a training checkpoint `RUN/checkpoints/full/ckpt-N`,
+  or what `generator.save_weights(prefix)` writes) or a `.weights.h5` file;
+- C is a run's `config.json` (a TrainConfig with its ModelConfig) or a ModelConfig JSON.
+
+`--weights` inside a run directory finds the run's config by itself. A mismatch between the
+weights and the config is one ValueError naming both.
+
+    parser = ...
+    runs.add_model_arguments(parser)
+    generator = runs.load_generator_from_args(args)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Optional, Tuple
+
+from tfrf.config import PRESETS, ModelConfig
+
+CONFIG_FILE = "config.json"
+STAGE_ORDER = ("full", "flow")  # the latest stage first
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, allow_untrained: bool = False,
+                        default_preset: Optional[str] = None) -> None:
+    """Adds `--run`, `--weights`, `--config`, `--preset` (and `--untrained`) to `parser`."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--run", help="a training run directory: its config.json and latest weights")
+    group.add_argument("--weights", help="generator weights: a run directory, a checkpoint prefix "
+                                         "(e.g. RUN/checkpoints/full/ckpt-4) or a .weights.h5 file")
+    group.add_argument("--config", help="a run's config.json or a ModelConfig JSON (with --weights)")
+    group.add_argument("--preset", default=default_preset, choices=sorted(PRESETS),
+                       help="model preset (with --weights, when no --config)"
+                            + (f"; default {default_preset}" if default_preset else ""))
+    if allow_untrained:
+        group.add_argument("--untrained", action="store_true",
+                           help="a randomly initialised generator (to try the deployment path)")
+
+
+# --- configs ---------------------------------------------------------------------------------
+
+
+def read_model_config(path: str) -> ModelConfig:
+    """The ModelConfig in a JSON file: a run's config.json (TrainConfig, its `model` field) or
+    a ModelConfig JSON."""
+    if os.path.isdir(path):
+        path = os.path.join(path, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as stream:
+            values = json.load(stream)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"config {path} is not JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"config {path} must hold a JSON object, got {type(values).__name__}")
+    if isinstance(values.get("model"), dict):  # a TrainConfig
+        values = values["model"]
+    known = set(ModelConfig.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"config {path}: unknown ModelConfig fields {unknown}")
+    return ModelConfig.from_dict(values)
+
+
+def find_run_directory(path: str) -> Optional[str]:
+    """The run directory holding `path` (a run dir, a checkpoint or weights file inside one)."""
+    candidate = os.path.abspath(path if os.path.isdir(path) else os.path.dirname(path))
+    for _ in range(4):  # RUN/checkpoints/full/ckpt-N is three levels below RUN
+        if os.path.isfile(os.path.join(candidate, CONFIG_FILE)):
+            return candidate
+        parent = os.path.dirname(candidate)
+        if parent == candidate:
+            break
+        candidate = parent
+    return None
+
+
+# --- weights ---------------------------------------------------------------------------------
+
+
+def is_checkpoint_prefix(path: str) -> bool:
+    return os.path.isfile(path + ".index")
+
+
+def latest_run_weights(run_dir: str) -> str:
+    """The latest generator weights of a run: the newest checkpoint of the latest stage, else
+    that stage's `generator_STAGE.weights.h5`."""
+    import tensorflow as tf
+
+    for stage in STAGE_ORDER:
+        checkpoint = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints", stage))
+        if checkpoint:
+            return checkpoint
+        weights = os.path.join(run_dir, f"generator_{stage}.weights.h5")
+        if os.path.isfile(weights):
+            return weights
+    raise FileNotFoundError(f"run {run_dir} has no weights yet (no checkpoints/full, checkpoints/flow "
+                            "or generator_*.weights.h5)")
+
+
+def resolve_weights(path: str) -> str:
+    """A weights file or checkpoint prefix from a run dir, a checkpoint dir, a prefix or a file."""
+    import tensorflow as tf
+
+    if is_checkpoint_prefix(path) or os.path.isfile(path):
+        return path
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, CONFIG_FILE)):
+            return latest_run_weights(path)
+        checkpoint = tf.train.latest_checkpoint(path)
+        if checkpoint:
+            return checkpoint
+        raise FileNotFoundError(f"{path} is a directory with neither a run's config.json nor checkpoints")
+    raise FileNotFoundError(f"generator weights {path} do not exist (no file, no {path}.index)")
+
+
+def load_weights(generator, weights: str, config: Optional[ModelConfig] = None) -> None:
+    """Loads `weights` (a `.weights.h5`, a training checkpoint with a `generator` object, or a
+    checkpoint the generator saved itself) into a built `generator`.
+
+    Raises:
+        FileNotFoundError: nothing at `weights`.
+        ValueError: the weights do not fit the generator's config (one line naming both).
+    """
+    import tensorflow as tf
+
+    weights = resolve_weights(weights)
+    described = _describe(config or getattr(generator, "config", None))
+    try:
+        if is_checkpoint_prefix(weights):
+            names = [name for name, _ in tf.train.list_variables(weights)]
+            if any(name.startswith("generator/") for name in names):
+                status = tf.train.Checkpoint(generator=generator).restore(weights)
+            else:
+                status = generator.load_weights(weights)  # saved by generator.save_weights(prefix)
+            status.expect_partial()
+            status.assert_existing_objects_matched()
+        else:
+            generator.load_weights(weights)
+    except (ValueError, AssertionError, tf.errors.OpError, OSError, KeyError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"weights {weights} do not fit config {described}: {first[:300]}") from None
+
+
+def _describe(config: Optional[ModelConfig]) -> str:
+    if config is None:
+        return "(unknown)"
+    return (f"{config.name!r} ({config.image_height}x{config.image_width}, {config.pose_channels} pose channels, "
+            f"width x{config.width_multiplier:g}, {getattr(config, 'architecture', 'rf')})")
+
+
+# --- from the command line -------------------------------------------------------------------
+
+
+def resolve_model(args: argparse.Namespace) -> Tuple[ModelConfig, Optional[str]]:
+    """(ModelConfig, weights path or None for `--untrained`) from `add_model_arguments`' flags."""
+    run = getattr(args, "run", None)
+    weights = getattr(args, "weights", None)
+    config_path = getattr(args, "config", None)
+    preset = getattr(args, "preset", None)
+    untrained = getattr(args, "untrained", False)
+    if run:
+        if not os.path.isdir(run):
+            raise FileNotFoundError(f"--run {run} is not a directory")
+        if not os.path.isfile(os.path.join(run, CONFIG_FILE)):
+            raise FileNotFoundError(f"--run {run} has no {CONFIG_FILE} (is it a `tfrf train --out` directory?)")
+        config = read_model_config(config_path or run)
+        return config, resolve_weights(weights) if weights else latest_run_weights(run)
+    if weights:
+        if config_path:
+            config = read_model_config(config_path)
+        else:
+            run_dir = find_run_directory(weights) if os.path.exists(weights) or is_checkpoint_prefix(weights) else None
+            if run_dir is not None:
+                config = read_model_config(run_dir)
+            elif preset:
+                config = ModelConfig.preset(preset)
+            else:
+                raise ValueError(f"--weights {weights}: give --config (a run's config.json or a ModelConfig JSON) "
+                                 "or --preset")
+        return config, resolve_weights(weights)
+    if untrained:
+        config = read_model_config(config_path) if config_path else ModelConfig.preset(preset or "synthetic")
+        return config, None
+    raise ValueError("no model given: use --run RUN, or --weights W with --config C or --preset NAME")
+
+
+def build_generator(config: ModelConfig):
+    """The generator of `config.architecture`, built (variables created)."""
+    from tfrf.models import build_generator as build
+
+    generator = build(config)
+    generator(generator.dummy_inputs(batch_size=1, num_sources=1), training=False)
+    return generator
+
+
+def load_generator(config: ModelConfig, weights: Optional[str]):
+    """A built generator of `config` with `weights` loaded (None keeps random weights)."""
+    generator = build_generator(config)
+    if weights is not None:
+        load_weights(generator, weights, config)
+    return generator
+
+
+def load_generator_from_args(args: argparse.Namespace, **config_changes):
+    """`resolve_model(args)` → a built generator with its weights; `config_changes` (None values
+    ignored) replace config fields first, e.g. `warp_backend="gather"`."""
+    config, weights = resolve_model(args)
+    changes = {key: value for key, value in config_changes.items() if value is not None}
+    if changes:
+        config = config.replace(**changes)
+    return load_generator(config, weights)
