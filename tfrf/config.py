@@ -10,6 +10,8 @@ import json
 from typing import Any, Dict, Tuple
 
 WARP_BACKENDS = ("tfa", "gather")
+ARCHITECTURES = ("rf", "gfla")
+GFLA_LEVELS = ("h8", "h4")  # feature levels where GFLA may apply local attention, coarse first
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +36,15 @@ class ModelConfig:
         order_invariant_fusion: accumulate the fusion over K in float64 so that the output
             does not depend on the order of the sources even at float32 rounding level
             (`ResidualFusingBlock(order_invariant=...)`); TFLite exports switch it off.
+        architecture: "rf" (the residual-flow `Generator`) or "gfla" (the single-source
+            `GFLAGenerator`, Ren et al. CVPR 2020); `tfrf.models.build_generator` maps it.
+        gfla_attention_levels: GFLA only: the levels ("h8", "h4", coarse first) where the target
+            network applies local attention and the flow network predicts a flow and a mask.
+        gfla_attention_kernel_sizes: GFLA only: the local-attention patch size k at each of
+            those levels (also the window of GFLA's affine regularisation).
+        gfla_view_synthesis: GFLA only: the view-synthesis variant (GFLA's ShapeNet model) for
+            vector poses broadcast over H x W: the flow network sees the source image and the
+            pose difference at its bottleneck, the target network decodes the target pose.
     """
 
     name: str = "custom"
@@ -48,8 +59,15 @@ class ModelConfig:
     warp_backend: str = "tfa"
     leaky_relu_slope: float = 0.1
     order_invariant_fusion: bool = True
+    architecture: str = "rf"
+    gfla_attention_levels: Tuple[str, ...] = ("h8", "h4")
+    gfla_attention_kernel_sizes: Tuple[int, ...] = (3, 5)
+    gfla_view_synthesis: bool = False
 
     def __post_init__(self):
+        # JSON gives lists: keep tuples so that configs compare (and hash) equal after a round trip.
+        object.__setattr__(self, "gfla_attention_levels", tuple(self.gfla_attention_levels))
+        object.__setattr__(self, "gfla_attention_kernel_sizes", tuple(int(k) for k in self.gfla_attention_kernel_sizes))
         for field in ("image_height", "image_width"):
             value = getattr(self, field)
             if value <= 0 or value % 32:
@@ -60,6 +78,18 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.width_multiplier must be positive, got {self.width_multiplier}")
         if self.warp_backend not in WARP_BACKENDS:
             raise ValueError(f"ModelConfig.warp_backend must be one of {WARP_BACKENDS}, got {self.warp_backend!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"ModelConfig.architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        levels, sizes = self.gfla_attention_levels, self.gfla_attention_kernel_sizes
+        if not levels or list(levels) != [level for level in GFLA_LEVELS if level in levels]:
+            raise ValueError(
+                f"ModelConfig.gfla_attention_levels must be a non-empty, ordered subset of {GFLA_LEVELS}, got {levels}"
+            )
+        if len(sizes) != len(levels) or any(k < 1 for k in sizes):
+            raise ValueError(
+                f"ModelConfig.gfla_attention_kernel_sizes must hold one positive kernel size per attention level "
+                f"{levels}, got {sizes}"
+            )
 
     @property
     def image_size(self) -> Tuple[int, int]:
@@ -85,6 +115,11 @@ class ModelConfig:
     def from_dict(cls, values: Dict[str, Any]) -> "ModelConfig":
         return cls(**values)
 
+    @property
+    def gfla_kernel_sizes(self) -> Dict[str, int]:
+        """GFLA's local-attention kernel size per attention level, e.g. {"h8": 3, "h4": 5}."""
+        return dict(zip(self.gfla_attention_levels, self.gfla_attention_kernel_sizes))
+
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "ModelConfig":
         """A named preset (see `PRESETS`), with optional field overrides."""
@@ -108,11 +143,21 @@ class ModelConfig:
         return base.replace(**switches[variant])
 
 
+# The gfla_* fields matter only with architecture="gfla" (GFLA's own settings: attention at H/8
+# k=3 and H/4 k=5 for DeepFashion and ShapeNet, H/4 k=3 for Market; vector poses take the
+# view-synthesis variant, which GFLA has for ShapeNet only: KITTI and the synthetic chairs follow it).
 PRESETS: Dict[str, ModelConfig] = {
     "deepfashion": ModelConfig(name="deepfashion", image_height=256, image_width=256, pose_channels=18),
-    "market1501": ModelConfig(name="market1501", image_height=128, image_width=64, pose_channels=18),
-    "shapenet_chairs": ModelConfig(name="shapenet_chairs", image_height=256, image_width=256, pose_channels=21),
-    "kitti": ModelConfig(name="kitti", image_height=256, image_width=256, pose_channels=6),
+    "market1501": ModelConfig(
+        name="market1501", image_height=128, image_width=64, pose_channels=18,
+        gfla_attention_levels=("h4",), gfla_attention_kernel_sizes=(3,),
+    ),
+    "shapenet_chairs": ModelConfig(
+        name="shapenet_chairs", image_height=256, image_width=256, pose_channels=21, gfla_view_synthesis=True
+    ),
+    "kitti": ModelConfig(name="kitti", image_height=256, image_width=256, pose_channels=6, gfla_view_synthesis=True),
     "voxceleb2": ModelConfig(name="voxceleb2", image_height=256, image_width=256, pose_channels=3),
-    "synthetic": ModelConfig(name="synthetic", image_height=64, image_width=64, pose_channels=21),
+    "synthetic": ModelConfig(
+        name="synthetic", image_height=64, image_width=64, pose_channels=21, gfla_view_synthesis=True
+    ),
 }
