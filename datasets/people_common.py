@@ -237,11 +237,15 @@ def write_raw_split(root: str, raw: RawSplit, images: Dict[str, np.ndarray],
 
 
 def stick_figure(rng: np.random.Generator, height: int, width: int) -> Tuple[np.ndarray, np.ndarray]:
-    """A random standing stick figure: (uint8 [h, w, 3] drawing on white, [18, 2] keypoints)."""
-    template = np.array([  # (y, x) as fractions of the image, OpenPose-18 order
+    """A random standing stick figure: (uint8 [h, w, 3] drawing on white, [18, 2] keypoints).
+
+    The figure faces the camera, so its right side (indices 2-4, 8-10, 14 right eye, 16 right
+    ear) is on the image's left, at smaller x.
+    """
+    template = np.array([  # (y, x) as fractions of the image, CMU OpenPose-18 order
         (0.12, 0.50), (0.22, 0.50), (0.23, 0.35), (0.38, 0.30), (0.52, 0.28), (0.23, 0.65),
         (0.38, 0.70), (0.52, 0.72), (0.52, 0.40), (0.70, 0.40), (0.88, 0.40), (0.52, 0.60),
-        (0.70, 0.60), (0.88, 0.60), (0.10, 0.55), (0.10, 0.45), (0.11, 0.60), (0.11, 0.40),
+        (0.70, 0.60), (0.88, 0.60), (0.10, 0.45), (0.10, 0.55), (0.11, 0.40), (0.11, 0.60),
     ])
     jitter = rng.normal(scale=0.02, size=template.shape)
     points = np.clip(template + jitter, 0.02, 0.98) * np.array([height - 1, width - 1])

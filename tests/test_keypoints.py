@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tfrf import pose as pose_lib
+from tfrf.pose import keypoint_detection as detection
 from tfrf.pose import keypoints as kp
 
 
@@ -133,6 +134,30 @@ def test_draw_skeleton_colours_limbs_and_joints():
     assert (over == 9).all()
 
 
+def test_draw_skeleton_face_limbs_follow_openpose():
+    """OpenPose's limb colours: 13 nose-right eye, 14 right eye-right ear, 15 nose-left eye,
+    16 left eye-left ear; joint i in colour i."""
+    keypoints = _pose({0: (40, 40), 14: (20, 20), 15: (20, 60), 16: (20, 4), 17: (20, 76)})
+    drawing = kp.draw_skeleton(keypoints, 64, 80, thickness=1)
+    assert kp.LIMBS[13:17] == ((0, 14), (14, 16), (0, 15), (15, 17))
+    assert drawing[30, 30].tolist() == list(kp.COLOURS[13])  # halfway nose -> right eye
+    assert drawing[20, 12].tolist() == list(kp.COLOURS[14])  # halfway right eye -> right ear
+    assert drawing[30, 50].tolist() == list(kp.COLOURS[15])
+    assert drawing[20, 68].tolist() == list(kp.COLOURS[16])
+    assert drawing[20, 20].tolist() == list(kp.COLOURS[14])  # the right-eye joint
+
+
+def test_stick_figure_faces_the_camera():
+    """The dummy-data figure's right side is on the image's left (smaller x)."""
+    from tfrf.datasets import people_common
+
+    _, keypoints = people_common.stick_figure(np.random.default_rng(0), 256, 176)
+    name = {n: i for i, n in enumerate(kp.KEYPOINT_NAMES)}
+    for part in ("eye", "ear", "shoulder", "elbow", "wrist", "hip", "knee", "ankle"):
+        assert keypoints[name[f"right_{part}"], 1] < keypoints[name[f"left_{part}"], 1], part
+    assert keypoints[name["right_eye"], 0] < keypoints[name["nose"], 0]  # eyes above the nose
+
+
 def test_shoulders_and_hips():
     assert kp.shoulders_and_hips(_pose({2: (1, 1), 11: (1, 1)})) == (True, True)
     assert kp.shoulders_and_hips(_pose({5: (1, 1)})) == (True, False)
@@ -148,16 +173,36 @@ def _landmarks():
     return landmarks
 
 
+def test_keypoint_names_are_the_cmu_openpose_order():
+    """DESIGN.md: the order of the published annotation CSVs (eyes and ears: right first)."""
+    assert kp.KEYPOINT_NAMES == (
+        "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+        "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+        "right_eye", "left_eye", "right_ear", "left_ear",
+    )
+
+
 def test_mediapipe_mapping_to_openpose18():
     landmarks = _landmarks()
     keypoints = kp.mediapipe_to_openpose(landmarks, height=100, width=80)
+    # MediaPipe pose landmarks: 0 nose, 2 left eye, 5 right eye, 7 left ear, 8 right ear,
+    # 11/12 left/right shoulder, 13/14 elbows, 15/16 wrists, 23/24 hips, 25/26 knees, 27/28 ankles.
     expected_source = {0: 0, 2: 12, 3: 14, 4: 16, 5: 11, 6: 13, 7: 15, 8: 24, 9: 26, 10: 28,
-                       11: 23, 12: 25, 13: 27, 14: 2, 15: 5, 16: 7, 17: 8}
+                       11: 23, 12: 25, 13: 27, 14: 5, 15: 2, 16: 8, 17: 7}
     for openpose, mediapipe in expected_source.items():
         np.testing.assert_allclose(
             keypoints[openpose], [landmarks[mediapipe, 1] * 100 - 0.5, landmarks[mediapipe, 0] * 80 - 0.5], rtol=1e-6
         )
     np.testing.assert_allclose(keypoints[1], (keypoints[2] + keypoints[5]) / 2)  # neck = mid-shoulders
+
+
+def test_keypoint_threshold_is_the_visibility_cut():
+    landmarks = _landmarks()
+    landmarks[:, 3] = np.linspace(0.0, 1.0, 33)  # landmark i has visibility i / 32
+    for threshold in (0.3, 0.7):
+        keypoints = kp.mediapipe_to_openpose(landmarks, height=100, width=80, threshold=threshold)
+        for openpose, mediapipe in kp.MEDIAPIPE_INDEX.items():
+            assert kp.present(keypoints)[openpose] == (mediapipe / 32 >= threshold), (openpose, threshold)
 
 
 def test_mediapipe_mapping_drops_invisible_and_outside_points():
@@ -172,12 +217,36 @@ def test_mediapipe_mapping_drops_invisible_and_outside_points():
         kp.mediapipe_to_openpose(np.zeros((17, 4)), 10, 10)
 
 
-def test_extract_keypoints_finds_no_person_in_a_blank_image():
+def test_small_images_are_upsampled_for_detection_and_coordinates_map_back():
+    small = np.zeros((128, 64, 3), np.uint8)
+    small[40:44, 20:24] = 255  # a 4x4 block centred on pixel (41.5, 21.5)
+    large = detection.upsample_for_detection(small, 256)
+    assert large.shape == (512, 256, 3)  # short side 64 -> 256, aspect kept
+    rows, columns = np.nonzero(large[..., 0] > 127)
+    # Pixel centres scale as (p + 0.5) * 4 - 0.5: the block's centre moves to (167.5, 87.5).
+    assert (rows.mean(), columns.mean()) == pytest.approx((167.5, 87.5), abs=0.5)
+    assert detection.upsample_for_detection(large, 256) is large  # already large enough
+    # MediaPipe reports coordinates normalised by the image it saw; normalised by the small
+    # image's size they are that image's pixels: x_small = x_norm * 64 - 0.5.
+    landmarks = _landmarks()
+    landmarks[0, :2] = ((87.5 + 0.5) / 256, (167.5 + 0.5) / 512)  # the nose on the block, in `large`
+    keypoints = kp.mediapipe_to_openpose(landmarks, 128, 64)
+    np.testing.assert_allclose(keypoints[0], (41.5, 21.5), atol=1e-5)
+
+
+def test_extract_keypoints_finds_no_person_in_a_blank_image(tmp_path):
     pytest.importorskip("mediapipe")
     with pytest.raises(kp.NoPersonFoundError, match="no person found"):
         kp.extract_keypoints(np.full((256, 176, 3), 255, np.uint8))
+    from PIL import Image
+
+    Image.new("RGB", (64, 128), (255, 255, 255)).save(tmp_path / "empty.png")
+    with pytest.raises(kp.NoPersonFoundError, match=r"empty\.png: no person found"):
+        pose_lib.extract_keypoints(str(tmp_path / "empty.png"))
     with pytest.raises(ValueError, match="uint8"):
         kp.extract_keypoints(np.zeros((8, 8), np.float32))
+    with pytest.raises(FileNotFoundError, match=r"nobody\.jpg does not exist"):
+        kp.extract_keypoints(str(tmp_path / "nobody.jpg"))
 
 
 def test_pose_json_round_trip_and_errors(tmp_path):

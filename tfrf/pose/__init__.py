@@ -1,6 +1,7 @@
 """Pose representations: every pose becomes a map [H, W, Cp] (see DESIGN.md).
 
 - `tfrf.pose.keypoints`: OpenPose-18 keypoints, CSV annotations, Gaussian heatmaps (18 ch).
+- `tfrf.pose.keypoint_detection`: OpenPose-18 keypoints of photos and video frames (MediaPipe).
 - `tfrf.pose.views`: view one-hots (21 ch).
 - `tfrf.pose.camera`: 6-DOF camera poses (6 ch).
 - `tfrf.pose.face`: 68 facial landmarks, face crops and RGB landmark drawings (3 ch).
@@ -36,8 +37,9 @@ def encoder_channels(name: str) -> int:
 
 
 _REEXPORTS = {
-    "extract_keypoints": "tfrf.pose.keypoints",
-    "NoPersonFoundError": "tfrf.pose.keypoints",
+    "extract_keypoints": "tfrf.pose.keypoint_detection",
+    "NoPersonFoundError": "tfrf.pose.keypoint_detection",
+    "PoseDetector": "tfrf.pose.keypoint_detection",
     "keypoints_to_heatmaps": "tfrf.pose.keypoints",
     "view_pose_map": "tfrf.pose.views",
     "draw_landmarks": "tfrf.pose.face",

@@ -1,7 +1,9 @@
 """OpenPose-18 keypoints: CSV annotations, image-to-image geometry, Gaussian heatmaps, drawings.
 
-A raw keypoint pose is float [18, 2] of (y, x) pixel coordinates in its image, in OpenPose-18
-order (`KEYPOINT_NAMES`), with -1 for a missing point. Its pose map (DESIGN.md) is 18 Gaussian
+A raw keypoint pose is float [18, 2] of (y, x) pixel coordinates in its image, in the CMU
+OpenPose COCO-18 order of the published annotation CSVs (`KEYPOINT_NAMES`: ..., 14 right eye,
+15 left eye, 16 right ear, 17 left ear; left and right are the person's own), with -1 for a
+missing point. Its pose map (DESIGN.md) is 18 Gaussian
 heatmaps exp(-d^2 / 2 sigma^2), sigma = 6 px at 256-px height scaled with the height, a missing
 point giving an all-zero channel.
 
@@ -9,8 +11,9 @@ The annotation files of the pose-transfer literature (`fasion-annotation-*.csv`,
 `market-annotation-*.csv`) have a header `name:keypoints_y:keypoints_x` and rows
 `name: [18 ints]: [18 ints]`, `:`-separated.
 
-Keypoints for a user's own photo come from MediaPipe pose (`extract_keypoints`, optional
-dependency `mediapipe==0.10.14`, imported lazily).
+Keypoints for a user's own photo come from MediaPipe pose (`tfrf.pose.keypoint_detection`,
+optional dependency `mediapipe==0.10.14`; `extract_keypoints` and `NoPersonFoundError` are also
+reachable from here).
 """
 from __future__ import annotations
 
@@ -25,14 +28,16 @@ from tfrf.io import atomic_write_text
 KEYPOINT_NAMES = (
     "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
     "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
-    "left_eye", "right_eye", "left_ear", "right_ear",
+    "right_eye", "left_eye", "right_ear", "left_ear",
 )
 NUM_KEYPOINTS = len(KEYPOINT_NAMES)
 MISSING = -1
 CSV_HEADER = "name:keypoints_y:keypoints_x"
 SIGMA_AT_256 = 6.0
 
-# Limbs drawn by `draw_skeleton` (OpenPose's, without the shoulder-ear links), with colours.
+# Limbs drawn by `draw_skeleton` (OpenPose's, without the shoulder-ear links), one colour each in
+# OpenPose's order: ..., (0, 14) nose-right eye, (14, 16) right eye-right ear, (0, 15) nose-left
+# eye, (15, 17) left eye-left ear. Joint i is drawn in COLOURS[i].
 LIMBS = (
     (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12),
     (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17),
@@ -285,92 +290,14 @@ def shoulders_and_hips(keypoints) -> Tuple[bool, bool]:
     return has_shoulder, has_hip
 
 
-# --- MediaPipe pose for a user's own photos ----------------------------------------------------
+# --- detection (its own module, imported on first use: it needs MediaPipe) ---------------------
 
-# OpenPose-18 index -> MediaPipe pose landmark index (33 landmarks); the neck is the midpoint
-# of the shoulders (MediaPipe 11 and 12). "left"/"right" are the person's in both.
-MEDIAPIPE_INDEX = {
-    0: 0,  # nose
-    2: 12, 3: 14, 4: 16,  # right shoulder, elbow, wrist
-    5: 11, 6: 13, 7: 15,  # left shoulder, elbow, wrist
-    8: 24, 9: 26, 10: 28,  # right hip, knee, ankle
-    11: 23, 12: 25, 13: 27,  # left hip, knee, ankle
-    14: 2, 15: 5, 16: 7, 17: 8,  # left eye, right eye, left ear, right ear
-}
-MEDIAPIPE_NUM_LANDMARKS = 33
-NECK = KEYPOINT_NAMES.index("neck")
+_DETECTION = ("extract_keypoints", "NoPersonFoundError", "PoseDetector", "mediapipe_to_openpose", "MEDIAPIPE_INDEX")
 
 
-class NoPersonFoundError(ValueError):
-    """MediaPipe found no person (or too few visible body keypoints) in the image."""
+def __getattr__(name):
+    if name in _DETECTION:
+        from tfrf.pose import keypoint_detection
 
-
-def mediapipe_to_openpose(landmarks, height: int, width: int, min_visibility: float = 0.5) -> np.ndarray:
-    """Maps MediaPipe's 33 pose landmarks to OpenPose-18 (y, x) pixels.
-
-    Args:
-        landmarks: float [33, 4] of (x, y, z, visibility) with x, y normalised to [0, 1]
-            ([33, 3] without z is accepted: x, y, visibility).
-        height, width: the image size the coordinates are normalised by.
-        min_visibility: landmarks less visible than this, or outside the image, are missing.
-
-    Returns:
-        float32 [18, 2] (y, x) in pixels, -1 where missing; the neck is the midpoint of the
-        shoulders and is missing unless both are present.
-    """
-    landmarks = np.asarray(landmarks, dtype=np.float32)
-    if landmarks.ndim != 2 or landmarks.shape[0] != MEDIAPIPE_NUM_LANDMARKS or landmarks.shape[1] not in (3, 4):
-        raise ValueError(f"MediaPipe landmarks must have shape [33, 4] (x, y, z, visibility) or [33, 3], got {landmarks.shape}")
-    x_pixels = landmarks[:, 0] * width - 0.5
-    y_pixels = landmarks[:, 1] * height - 0.5
-    visibility = landmarks[:, -1]
-    usable = (
-        (visibility >= min_visibility)
-        & (x_pixels >= 0) & (x_pixels <= width - 1) & (y_pixels >= 0) & (y_pixels <= height - 1)
-    )
-    keypoints = np.full((NUM_KEYPOINTS, 2), MISSING, dtype=np.float32)
-    for openpose, mediapipe in MEDIAPIPE_INDEX.items():
-        if usable[mediapipe]:
-            keypoints[openpose] = (y_pixels[mediapipe], x_pixels[mediapipe])
-    if usable[11] and usable[12]:
-        keypoints[NECK] = ((y_pixels[11] + y_pixels[12]) / 2.0, (x_pixels[11] + x_pixels[12]) / 2.0)
-    return keypoints
-
-
-def extract_keypoints(image, *, min_visibility: float = 0.5, min_detection_confidence: float = 0.5) -> np.ndarray:
-    """OpenPose-18 keypoints of the person in a photo, with MediaPipe pose.
-
-    Needs the optional dependency `mediapipe==0.10.14` (its wheel carries the pose model, so
-    this works offline).
-
-    Args:
-        image: uint8 [H, W, 3] RGB.
-        min_visibility: landmarks less visible than this are reported missing.
-        min_detection_confidence: MediaPipe's person detection threshold.
-
-    Returns:
-        float32 [18, 2] (y, x) in the image's pixels, -1 where missing.
-
-    Raises:
-        NoPersonFoundError: no person found, or neither a shoulder nor a hip is visible.
-        ImportError: mediapipe is not installed.
-    """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 [H, W, 3] RGB, got {image.dtype} {image.shape}")
-    try:
-        from mediapipe.python.solutions import pose as mp_pose
-    except ImportError as error:
-        raise ImportError(
-            "extract_keypoints needs MediaPipe: pip install 'mediapipe==0.10.14' (or tfrf[mediapipe])"
-        ) from error
-    with mp_pose.Pose(static_image_mode=True, model_complexity=1,
-                      min_detection_confidence=min_detection_confidence) as detector:
-        result = detector.process(np.ascontiguousarray(image))
-    if result.pose_landmarks is None:
-        raise NoPersonFoundError("no person found in the image")
-    landmarks = np.array([(p.x, p.y, p.z, p.visibility) for p in result.pose_landmarks.landmark], np.float32)
-    keypoints = mediapipe_to_openpose(landmarks, image.shape[0], image.shape[1], min_visibility)
-    if not any(shoulders_and_hips(keypoints)):
-        raise NoPersonFoundError("no person found in the image: neither shoulders nor hips are visible")
-    return keypoints
+        return getattr(keypoint_detection, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

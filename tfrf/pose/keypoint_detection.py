@@ -1,0 +1,201 @@
+"""OpenPose-18 keypoints of the person in a photo or video frame, with MediaPipe pose.
+
+    keypoints = extract_keypoints("me.jpg")            # float32 [18, 2] (y, x), -1 missing
+    with PoseDetector(static_image_mode=False) as detector:
+        per_frame = [detector(frame) for frame in video]  # None where nobody is found
+
+MediaPipe pose (BlazePose, optional dependency `mediapipe==0.10.14`, whose wheel carries the
+TFLite models, so nothing is downloaded) gives 33 landmarks; `MEDIAPIPE_INDEX` maps them into
+the CMU OpenPose COCO-18 channels of the pose-transfer annotations (DESIGN.md, "Tensors and
+conventions"): 0 nose, 1 neck, 2-4 right arm, 5-7 left arm, 8-10 right leg, 11-13 left leg,
+14 right eye, 15 left eye, 16 right ear, 17 left ear. Left and right are the person's own in
+both, so for someone facing the camera the right eye has the smaller x. OpenPose's neck has no
+MediaPipe landmark: it is the midpoint of the shoulders.
+
+Photos are read with `tfrf.photos.read_photo` (EXIF orientation applied). Small images (a
+Market-1501 crop is 64 x 128) are upsampled (bicubic) to at least `min_side` pixels on their
+short side before detection; MediaPipe's coordinates are normalised to the image, so they map
+back to the original pixels exactly. A landmark counts when its visibility reaches `threshold`
+(the `--keypoint-threshold` of every command that detects) and it lies inside the image.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from tfrf.photos import PhotoLike, as_photo
+from tfrf.pose.keypoints import KEYPOINT_NAMES, MISSING, NUM_KEYPOINTS, shoulders_and_hips
+
+# OpenPose-18 index -> MediaPipe pose landmark index (33 landmarks: 0 nose, 2 left eye, 5 right
+# eye, 7 left ear, 8 right ear, 11/12 left/right shoulder, 13/14 elbows, 15/16 wrists, 23/24
+# hips, 25/26 knees, 27/28 ankles; odd = the person's left).
+MEDIAPIPE_INDEX = {
+    0: 0,  # nose
+    2: 12, 3: 14, 4: 16,  # right shoulder, elbow, wrist
+    5: 11, 6: 13, 7: 15,  # left shoulder, elbow, wrist
+    8: 24, 9: 26, 10: 28,  # right hip, knee, ankle
+    11: 23, 12: 25, 13: 27,  # left hip, knee, ankle
+    14: 5, 15: 2, 16: 8, 17: 7,  # right eye, left eye, right ear, left ear
+}
+MEDIAPIPE_NUM_LANDMARKS = 33
+MEDIAPIPE_SHOULDERS = (11, 12)
+NECK = KEYPOINT_NAMES.index("neck")
+DEFAULT_THRESHOLD = 0.5
+MIN_SIDE = 256
+
+
+class NoPersonFoundError(ValueError):
+    """MediaPipe found no person (or neither a shoulder nor a hip) in the image."""
+
+
+def mediapipe_to_openpose(landmarks, height: int, width: int, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """Maps MediaPipe's 33 pose landmarks to OpenPose-18 (y, x) pixels.
+
+    Args:
+        landmarks: float [33, 4] of (x, y, z, visibility) with x, y normalised to [0, 1]
+            ([33, 3] without z is accepted: x, y, visibility).
+        height, width: the image size the coordinates are normalised by.
+        threshold: landmarks less visible than this, or outside the image, are missing.
+
+    Returns:
+        float32 [18, 2] (y, x) in pixels (pixel centres at integers), -1 where missing; the neck
+        is the midpoint of the shoulders and is missing unless both are present.
+    """
+    landmarks = np.asarray(landmarks, dtype=np.float32)
+    if landmarks.ndim != 2 or landmarks.shape[0] != MEDIAPIPE_NUM_LANDMARKS or landmarks.shape[1] not in (3, 4):
+        raise ValueError(f"MediaPipe landmarks must have shape [33, 4] (x, y, z, visibility) or [33, 3], got {landmarks.shape}")
+    x_pixels = landmarks[:, 0] * width - 0.5
+    y_pixels = landmarks[:, 1] * height - 0.5
+    visibility = landmarks[:, -1]
+    usable = (
+        (visibility >= threshold)
+        & (x_pixels >= 0) & (x_pixels <= width - 1) & (y_pixels >= 0) & (y_pixels <= height - 1)
+    )
+    keypoints = np.full((NUM_KEYPOINTS, 2), MISSING, dtype=np.float32)
+    for openpose, mediapipe in MEDIAPIPE_INDEX.items():
+        if usable[mediapipe]:
+            keypoints[openpose] = (y_pixels[mediapipe], x_pixels[mediapipe])
+    left, right = MEDIAPIPE_SHOULDERS
+    if usable[left] and usable[right]:
+        keypoints[NECK] = ((y_pixels[left] + y_pixels[right]) / 2.0, (x_pixels[left] + x_pixels[right]) / 2.0)
+    return keypoints
+
+
+def upsample_for_detection(image: np.ndarray, min_side: int = MIN_SIDE) -> np.ndarray:
+    """The image enlarged (bicubic, aspect kept) so that its short side is >= `min_side`;
+    unchanged when it already is (or `min_side` <= 0)."""
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    if min_side <= 0 or min(height, width) >= min_side:
+        return image
+    scale = min_side / min(height, width)
+    size = (max(min_side, int(round(width * scale))), max(min_side, int(round(height * scale))))
+    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
+
+
+def _import_pose():
+    try:
+        from mediapipe.python.solutions import pose
+    except ImportError as error:
+        raise ImportError(
+            "keypoint detection needs MediaPipe: pip install 'mediapipe==0.10.14' (or tfrf[mediapipe]), "
+            "or give the keypoints as a pose JSON"
+        ) from error
+    return pose
+
+
+class PoseDetector:
+    """OpenPose-18 keypoints of the most prominent person, frame after frame.
+
+    Args:
+        threshold: minimum landmark visibility (0-1) for a keypoint to count.
+        min_detection_confidence: MediaPipe's person detection threshold.
+        static_image_mode: True for unrelated photos; False to track one person through a
+            video (faster and steadier).
+        min_side: smaller images are upsampled to this short side before detection.
+        model_complexity: MediaPipe pose model, 0 (lite), 1 (full) or 2 (heavy).
+    """
+
+    def __init__(self, threshold: float = DEFAULT_THRESHOLD, min_detection_confidence: float = 0.5,
+                 static_image_mode: bool = True, min_side: int = MIN_SIDE, model_complexity: int = 1):
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"keypoint threshold must be in [0, 1], got {threshold}")
+        self.threshold, self.min_side = float(threshold), int(min_side)
+        self._pose = _import_pose().Pose(static_image_mode=static_image_mode, model_complexity=model_complexity,
+                                         min_detection_confidence=min_detection_confidence)
+
+    def landmarks(self, image: np.ndarray) -> Optional[np.ndarray]:
+        """MediaPipe's raw landmarks of uint8 [H, W, 3] RGB: float32 [33, 4] (x, y normalised,
+        z, visibility), or None when nobody is found."""
+        result = self._pose.process(np.ascontiguousarray(upsample_for_detection(image, self.min_side)))
+        if result.pose_landmarks is None:
+            return None
+        return np.array([(p.x, p.y, p.z, p.visibility) for p in result.pose_landmarks.landmark], np.float32)
+
+    def __call__(self, image: PhotoLike) -> Optional[np.ndarray]:
+        """float32 [18, 2] (y, x) in the image's pixels, -1 where missing; None when nobody is
+        found or neither a shoulder nor a hip reaches the threshold.
+
+        Args:
+            image: uint8 [H, W, 3] RGB, or a photo's path.
+        """
+        image = as_photo(image)
+        landmarks = self.landmarks(image)
+        if landmarks is None:
+            return None
+        keypoints = mediapipe_to_openpose(landmarks, image.shape[0], image.shape[1], self.threshold)
+        return keypoints if any(shoulders_and_hips(keypoints)) else None
+
+    def close(self) -> None:
+        self._pose.close()
+
+    def __enter__(self) -> "PoseDetector":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def extract_keypoints(image_or_path: PhotoLike, threshold: float = DEFAULT_THRESHOLD, *,
+                      min_detection_confidence: float = 0.5, min_side: int = MIN_SIDE,
+                      detector: Optional[PoseDetector] = None) -> np.ndarray:
+    """OpenPose-18 keypoints of the person in one photo.
+
+    Args:
+        image_or_path: uint8 [H, W, 3] RGB, or a photo's path (read with its EXIF orientation).
+        threshold: minimum landmark visibility for a keypoint to count.
+        min_detection_confidence: MediaPipe's person detection threshold.
+        min_side: smaller images are upsampled to this short side before detection.
+        detector: a `PoseDetector` to reuse (its own settings then apply).
+
+    Returns:
+        float32 [18, 2] (y, x) in the (upright) photo's pixels, -1 where missing.
+
+    Raises:
+        NoPersonFoundError: nobody found, or neither a shoulder nor a hip is visible enough
+            (the message names the file when given a path).
+        FileNotFoundError / ValueError: an unreadable photo (`tfrf.photos.read_photo`).
+        ImportError: mediapipe is not installed.
+    """
+    name = str(image_or_path) if not isinstance(image_or_path, np.ndarray) else None
+    image = as_photo(image_or_path)
+    owned = detector is None
+    if owned:
+        detector = PoseDetector(threshold, min_detection_confidence, static_image_mode=True, min_side=min_side)
+    try:
+        landmarks = detector.landmarks(image)
+    finally:
+        if owned:
+            detector.close()
+    prefix = f"{name}: " if name else ""
+    if landmarks is None:
+        raise NoPersonFoundError(f"{prefix}no person found in the image")
+    keypoints = mediapipe_to_openpose(landmarks, image.shape[0], image.shape[1], detector.threshold)
+    if not any(shoulders_and_hips(keypoints)):
+        raise NoPersonFoundError(
+            f"{prefix}no person found in the image: neither shoulders nor hips are visible at keypoint "
+            f"threshold {detector.threshold:g}"
+        )
+    return keypoints
