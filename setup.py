@@ -40,6 +40,9 @@ EXTRAS_REQUIRE = {
     "video": ["imageio==2.38.1", "imageio-ffmpeg==0.8.1"],
     "gpu": ["tensorflow[and-cuda]==2.15.1"],
 }
+# The tests run MediaPipe on real photos: scikit-image ships sample photos of people
+# (`skimage.data.astronaut()`, offline); 0.24.0 is the version tested with numpy 1.26.
+EXTRAS_REQUIRE["test"] += EXTRAS_REQUIRE["mediapipe"] + ["scikit-image<0.25"]
 EXTRAS_REQUIRE["all"] = sorted(
     {req for name, reqs in EXTRAS_REQUIRE.items() if name != "gpu" for req in reqs}
 )

@@ -142,5 +142,31 @@ def test_mediapipe_finds_no_face_in_a_blank_image():
     pytest.importorskip("mediapipe")
     with face.MediaPipeFaceLandmarker() as landmarker:
         assert landmarker(np.zeros((96, 96, 3), np.uint8)) is None
-        with pytest.raises(ValueError, match="uint8 RGB"):
-            landmarker(np.zeros((96, 96), np.uint8))
+        with pytest.raises(ValueError, match=r"uint8 \[H, W, 3\] RGB"):
+            landmarker(np.zeros((96, 96, 3), np.float32))
+
+
+def test_mediapipe_face_parts_on_a_real_photo(tmp_path):
+    """scikit-image's `astronaut` (facing the camera); positions read off the image by eye:
+    pupils at (x 206, y 101) (her right eye, image left) and (246, 104), nose tip (225, 126).
+    Read from a file with EXIF orientation 6, the landmarks are those of the upright photo."""
+    pytest.importorskip("mediapipe")
+    astronaut = pytest.importorskip("skimage.data").astronaut()
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter left; viewers turn it 90 degrees clockwise
+    path = tmp_path / "portrait.png"
+    Image.fromarray(np.ascontiguousarray(np.rot90(astronaut, k=1))).save(path, exif=exif.tobytes())
+    with face.MediaPipeFaceLandmarker() as landmarker:
+        landmarks = landmarker(astronaut)
+        from_file = landmarker(str(path))
+    np.testing.assert_allclose(from_file, landmarks, atol=1e-3)  # the same pixels once upright
+    right_eye, left_eye = landmarks[36:42].mean(0), landmarks[42:48].mean(0)
+    nose_tip, mouth = landmarks[30], landmarks[48:60].mean(0)
+    assert np.linalg.norm(right_eye - (206, 101)) < 8 and np.linalg.norm(left_eye - (246, 104)) < 8
+    assert np.linalg.norm(nose_tip - (225, 126)) < 10
+    assert right_eye[0] < nose_tip[0] < left_eye[0]  # iBUG: the person's right on the image left
+    assert max(right_eye[1], left_eye[1]) < nose_tip[1] < mouth[1] < landmarks[8, 1]  # chin last
+    assert landmarks[0, 0] < right_eye[0] and landmarks[16, 0] > left_eye[0]  # jaw ends outside the eyes
+    assert landmarks[17:22, 1].max() < right_eye[1] and landmarks[22:27, 1].max() < left_eye[1]  # brows above

@@ -26,6 +26,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from tfrf.photos import as_photo
+
 NUM_LANDMARKS = 68
 DRAWING_CHANNELS = 3
 
@@ -237,11 +239,10 @@ class MediaPipeFaceLandmarker:
         """float32 [68, 2] (x, y) pixels, or None when no face is found.
 
         Args:
-            image: uint8 [H, W, 3] RGB.
+            image: uint8 [H, W, 3] RGB, or a photo's path (`tfrf.photos.read_photo`: EXIF
+                orientation applied, coordinates in the upright photo).
         """
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"image must be uint8 RGB [H, W, 3], got {image.dtype} {image.shape}")
+        image = as_photo(image)
         result = self._mesh.process(np.ascontiguousarray(image))
         if not result.multi_face_landmarks:
             return None
