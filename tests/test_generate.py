@@ -13,6 +13,13 @@ from tfrf.datasets import people_common
 from tfrf.pose import keypoints as kp
 
 
+def run_command(argv):
+    """Runs a `tfrf` command and lets its exception through (`cli.main` turns a user's mistake
+    into one stderr line and exit status 2; here the exception itself is checked)."""
+    args = cli.build_parser().parse_args(argv)
+    return args.func(args)
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     from tfrf.models import Generator
@@ -80,17 +87,17 @@ def test_generate_refuses_bad_inputs(tiny_model, photos, tmp_path):
     base = ["generate", "--config", config_path, "--weights", weights, "--out", str(tmp_path / "x.png")]
     with pytest.raises(ValueError, match=r"a pose in a 176x256 image, but .* is 64x32"):
         Image.new("RGB", (64, 32)).save(tmp_path / "small.png")
-        cli.main(base + ["--sources", str(tmp_path / "small.png"), "--source-poses", photos["a"][1],
+        run_command(base + ["--sources", str(tmp_path / "small.png"), "--source-poses", photos["a"][1],
                          "--target-pose", photos["c"][1]])
     with pytest.raises(FileNotFoundError, match="missing.png does not exist"):
-        cli.main(base + ["--sources", str(tmp_path / "missing.png"), "--source-poses", photos["a"][1],
+        run_command(base + ["--sources", str(tmp_path / "missing.png"), "--source-poses", photos["a"][1],
                          "--target-pose", photos["c"][1]])
     with pytest.raises(FileNotFoundError, match="nowhere.weights.h5 do not exist"):
-        cli.main(["generate", "--config", config_path, "--weights", str(tmp_path / "nowhere.weights.h5"),
+        run_command(["generate", "--config", config_path, "--weights", str(tmp_path / "nowhere.weights.h5"),
                   "--sources", photos["a"][0], "--source-poses", photos["a"][1],
                   "--target-pose", photos["c"][1], "--out", str(tmp_path / "x.png")])
     with pytest.raises(SystemExit, match="gives 2 poses for 1 --sources"):
-        cli.main(base + ["--sources", photos["a"][0], "--source-poses", photos["a"][1], photos["b"][1],
+        run_command(base + ["--sources", photos["a"][0], "--source-poses", photos["a"][1], photos["b"][1],
                          "--target-pose", photos["c"][1]])
     with pytest.raises(ValueError, match="keypoint poses"):
         generate.resolve_config("shapenet_chairs", None)
@@ -102,5 +109,45 @@ def test_target_photo_without_a_person_is_reported(tiny_model, photos, tmp_path)
     blank = tmp_path / "empty_room.png"
     Image.new("RGB", (176, 256), (255, 255, 255)).save(blank)
     with pytest.raises(kp.NoPersonFoundError, match=r"empty_room\.png: no person found"):
-        cli.main(["generate", "--config", config_path, "--weights", weights, "--sources", photos["a"][0],
+        run_command(["generate", "--config", config_path, "--weights", weights, "--sources", photos["a"][0],
                   "--source-poses", photos["a"][1], "--target-pose", str(blank), "--out", str(tmp_path / "x.png")])
+
+
+def test_truncated_or_non_image_photos_are_named(tiny_model, photos, tmp_path):
+    _, weights, config_path = tiny_model
+    data = open(photos["a"][0], "rb").read()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    base = ["generate", "--config", config_path, "--weights", weights, "--out", str(tmp_path / "x.png"),
+            "--source-poses", photos["a"][1], "--target-pose", photos["c"][1], "--sources"]
+    with pytest.raises(ValueError, match=r"cut\.png: the image data is truncated or corrupt"):
+        run_command(base + [str(tmp_path / "cut.png")])
+    with pytest.raises(ValueError, match=r"notes\.jpg is not an image"):
+        run_command(base + [str(tmp_path / "notes.jpg")])
+
+
+def test_target_pose_from_an_exif_rotated_photo(tiny_model, photos, tmp_path):
+    """A phone portrait (pixel data turned, EXIF orientation 8) as the target pose: its keypoints
+    are those of the upright photo, fitted to the model's size; `--keypoint-threshold` is passed on."""
+    pytest.importorskip("mediapipe")
+    astronaut = pytest.importorskip("skimage.data").astronaut()
+    from tfrf.pose import keypoint_detection
+
+    generator, weights, config_path = tiny_model
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored turned a quarter right; viewers turn it back
+    portrait = tmp_path / "portrait.png"
+    Image.fromarray(np.ascontiguousarray(np.rot90(astronaut, k=-1))).save(portrait, exif=exif.tobytes())
+    out = tmp_path / "generated.png"
+    command = ["generate", "--config", config_path, "--weights", weights, "--sources", photos["a"][0],
+               "--source-poses", photos["a"][1], "--target-pose", str(portrait), "--out", str(out)]
+    assert cli.main(command + ["--keypoint-threshold", "0.3"]) == 0
+
+    upright = keypoint_detection.extract_keypoints(astronaut, threshold=0.3)
+    target = kp.rescale_keypoints(upright, (512, 512), (64, 64), "pad")
+    np.testing.assert_allclose(target[0], (upright[0] + 0.5) / 8 - 0.5, atol=1e-5)  # 512 -> 64
+    image, transform = kp.fit_image(photos["a"][2], (64, 64), "pad")
+    inputs = generate.build_inputs([image], [kp.transform_keypoints(photos["a"][3], transform)], target)
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), generate.generate_image(generator, inputs))
+    with pytest.raises(kp.NoPersonFoundError, match=r"portrait\.png: no person found .* threshold 1"):
+        run_command(command + ["--keypoint-threshold", "1.0"])

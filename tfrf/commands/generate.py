@@ -3,10 +3,12 @@
     tfrf generate --preset deepfashion --weights CKPT --sources a.jpg b.jpg \\
         --target-pose c.jpg|pose.json --out out.png
 
-Every photo is fitted to the preset's size (padded by default, as DeepFashion's 176-px-wide
-images are padded to 256). Keypoints come from a pose JSON (`tfrf.pose.keypoints.save_pose_json`:
-{"keypoints": [[y, x] x 18], "image_size": [h, w]}) or, for an image, from MediaPipe pose
-(optional dependency mediapipe==0.10.14). Only keypoint presets (18 pose channels) apply.
+Every photo is read upright (`tfrf.photos.read_photo`: EXIF orientation applied) and fitted to
+the preset's size (padded by default, as DeepFashion's 176-px-wide images are padded to 256).
+Keypoints come from a pose JSON (`tfrf.pose.keypoints.save_pose_json`: {"keypoints": [[y, x] x
+18], "image_size": [h, w]}) or, for an image, from MediaPipe pose (optional dependency
+mediapipe==0.10.14; `--keypoint-threshold` is the landmark visibility a keypoint needs). Only
+keypoint presets (18 pose channels) apply.
 
 The library half (`load_pose`, `load_source`, `build_inputs`, `generate_image`) is importable;
 `run` is the thin command.
@@ -22,6 +24,8 @@ import numpy as np
 
 from tfrf.config import PRESETS, ModelConfig
 from tfrf.io import atomic_save_image
+from tfrf.photos import read_photo
+from tfrf.pose import keypoint_detection
 from tfrf.pose import keypoints as keypoints_lib
 
 POSE_SUFFIX = ".json"
@@ -45,42 +49,37 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, help="the PNG to write")
     parser.add_argument("--fit", default="pad", choices=FIT_MODES,
                         help="how photos are fitted to the preset's size (default pad, with white)")
+    keypoint_detection.add_keypoint_threshold_argument(parser)
     parser.set_defaults(func=run)
 
 
-def _read_image(path: str) -> np.ndarray:
-    from PIL import Image
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image {path} does not exist")
-    with Image.open(path) as opened:
-        return np.asarray(opened.convert("RGB"))
-
-
-def _detect(image: np.ndarray, path: str) -> np.ndarray:
+def _detect(image: np.ndarray, path: str, threshold: float) -> np.ndarray:
     try:
-        return keypoints_lib.extract_keypoints(image)
-    except keypoints_lib.NoPersonFoundError as error:
-        raise keypoints_lib.NoPersonFoundError(f"{path}: {error}") from None
+        return keypoint_detection.extract_keypoints(image, threshold)
+    except keypoint_detection.NoPersonFoundError as error:
+        raise keypoint_detection.NoPersonFoundError(f"{path}: {error}") from None
 
 
-def load_pose(path: str, size: Sequence[int], fit: str = "pad") -> np.ndarray:
+def load_pose(path: str, size: Sequence[int], fit: str = "pad",
+              threshold: float = keypoint_detection.DEFAULT_THRESHOLD) -> np.ndarray:
     """Keypoints [18, 2] (y, x) in an image of `size` (H, W): from a pose JSON, or detected
-    with MediaPipe in a photo, then fitted as the photo would be."""
+    with MediaPipe in a photo (keypoints at least `threshold` visible), then fitted as the
+    photo would be."""
     if path.lower().endswith(POSE_SUFFIX):
         keypoints, image_size = keypoints_lib.load_pose_json(path)
     else:
-        image = _read_image(path)
-        keypoints, image_size = _detect(image, path), image.shape[:2]
+        image = read_photo(path)
+        keypoints, image_size = _detect(image, path, threshold), image.shape[:2]
     return keypoints_lib.rescale_keypoints(keypoints, image_size, size, fit)
 
 
 def load_source(image_path: str, size: Sequence[int], pose_path: Optional[str] = None,
-                fit: str = "pad") -> Tuple[np.ndarray, np.ndarray]:
+                fit: str = "pad", threshold: float = keypoint_detection.DEFAULT_THRESHOLD
+                ) -> Tuple[np.ndarray, np.ndarray]:
     """A source photo fitted to `size`: (uint8 [H, W, 3], keypoints [18, 2] in its pixels)."""
-    image = _read_image(image_path)
+    image = read_photo(image_path)
     if pose_path is None:
-        keypoints, image_size = _detect(image, image_path), image.shape[:2]
+        keypoints, image_size = _detect(image, image_path, threshold), image.shape[:2]
     else:
         keypoints, image_size = keypoints_lib.load_pose_json(pose_path)
         if tuple(image_size) != image.shape[:2]:
@@ -147,8 +146,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--source-poses gives {len(args.source_poses)} poses for {len(args.sources)} --sources")
     size = config.image_size
     pose_paths = args.source_poses or [None] * len(args.sources)
-    sources = [load_source(image, size, pose, args.fit) for image, pose in zip(args.sources, pose_paths)]
-    target = load_pose(args.target_pose, size, args.fit)
+    threshold = args.keypoint_threshold
+    sources = [load_source(image, size, pose, args.fit, threshold) for image, pose in zip(args.sources, pose_paths)]
+    target = load_pose(args.target_pose, size, args.fit, threshold)
     inputs = build_inputs([image for image, _ in sources], [points for _, points in sources], target)
     generator = load_generator(config, args.weights)
     atomic_save_image(args.out, generate_image(generator, inputs))

@@ -158,6 +158,13 @@ class PoseDetector:
         self.close()
 
 
+def add_keypoint_threshold_argument(parser) -> None:
+    """`--keypoint-threshold` on an argparse parser, for every command that detects keypoints."""
+    parser.add_argument("--keypoint-threshold", type=float, default=DEFAULT_THRESHOLD, metavar="T",
+                        help="MediaPipe landmark visibility (0-1) a detected keypoint needs "
+                             f"(default {DEFAULT_THRESHOLD}); lower finds more, less surely placed, keypoints")
+
+
 def extract_keypoints(image_or_path: PhotoLike, threshold: float = DEFAULT_THRESHOLD, *,
                       min_detection_confidence: float = 0.5, min_side: int = MIN_SIDE,
                       detector: Optional[PoseDetector] = None) -> np.ndarray:
