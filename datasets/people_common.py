@@ -19,8 +19,7 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tfrf.data import pipeline
-from tfrf.data import tuples as tuples_lib
+from tfrf.datasets.prepared import PreparedDataMixin
 from tfrf.pose import keypoints as keypoints_lib
 
 logger = logging.getLogger("tfrf.datasets")
@@ -65,7 +64,7 @@ class RawSplit:
     annotation_csv: str
 
 
-class PeopleBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class PeopleBuilder(PreparedDataMixin, tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base builder: subclasses set `RAW_SPLITS`, `RAW_SIZE` and `identity_of`."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -145,19 +144,26 @@ class PeopleBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         image_dir = os.path.join(manual_dir, raw.image_dir)
         csv_path = os.path.join(manual_dir, raw.annotation_csv)
         annotations = keypoints_lib.read_keypoint_csv(csv_path)
-        skipped = collections.Counter()
+        skips = self.skip_log(split)
+        sources_only = collections.Counter()  # kept, but never a target
         on_disk = set(self._image_names(image_dir))
-        skipped["images without annotation"] = len(on_disk - set(annotations))
+        unannotated = len(on_disk - set(annotations))
+        if unannotated:
+            skips.skip("images without annotation", count=unannotated, warn=False)
         for name, raw_keypoints in annotations.items():
             identity = self.identity_of(name)
             if identity is None:
-                skipped["junk or distractor identity"] += 1
+                skips.skip("junk or distractor identity", warn=False)
                 continue
             path = os.path.join(image_dir, name)
             if name not in on_disk:
                 raise FileNotFoundError(f"{self.name}: image {name!r} listed in {csv_path} is missing: {path}")
-            with Image.open(path) as opened:
-                image = np.asarray(opened.convert("RGB"))
+            try:
+                with Image.open(path) as opened:
+                    image = np.asarray(opened.convert("RGB"))
+            except (OSError, SyntaxError, ValueError) as error:  # PIL: truncated, corrupt, not an image
+                skips.skip("unreadable images", f"{path}: {error}")
+                continue
             if image.shape[:2] != tuple(self.RAW_SIZE):
                 raise ValueError(
                     f"{self.name}: {path} is {image.shape[1]}x{image.shape[0]} (w x h); the annotations "
@@ -168,9 +174,9 @@ class PeopleBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             )
             has_shoulder, has_hip = keypoints_lib.shoulders_and_hips(raw_keypoints)
             if not has_shoulder:
-                skipped["not a target: no shoulder"] += 1
+                sources_only["not a target: no shoulder"] += 1
             elif not has_hip:
-                skipped["not a target: no hip"] += 1
+                sources_only["not a target: no hip"] += 1
             yield name, {
                 "image": fitted,
                 "keypoints": keypoints_lib.transform_keypoints(raw_keypoints, transform),
@@ -178,42 +184,9 @@ class PeopleBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                 "target_ok": has_shoulder and has_hip,
                 "name": name,
             }
-        logger.info(
-            "%s/%s: skipped %s", self.name, split,
-            ", ".join(f"{count} {reason}" for reason, count in sorted(skipped.items())) or "nothing",
-        )
-
-    # --- fixed test tuples ------------------------------------------------------------------
-
-    def download_and_prepare(self, *args, **kwargs):
-        """Prepares the data (TFDS), then writes the fixed test tuples beside it."""
-        super().download_and_prepare(*args, **kwargs)
-        for k in self.builder_config.test_tuple_ks:
-            self.test_tuples(k)
-
-    def test_tuples_path(self, k: int) -> str:
-        return os.path.join(os.fspath(self.data_dir), f"test_tuples_k{k}.npy")
-
-    def test_tuples(self, k: int, split: str = "test") -> np.ndarray:
-        """The fixed, seeded test tuples for K sources (indices into the prepared `split`),
-        read from beside the prepared data, written there first if missing."""
-        path = self.test_tuples_path(k) if split == "test" else None
-        if path and os.path.exists(path):
-            return tuples_lib.load_tuples(path)
-        identities, targets_ok = self._split_metadata(split)
-        tuples = tuples_lib.fixed_test_tuples(
-            identities, k, self.builder_config.test_tuple_seed, targets_ok=targets_ok
-        )
-        if path:
-            tuples_lib.save_tuples(path, tuples)
-        return tuples
-
-    def _split_metadata(self, split: str) -> Tuple[np.ndarray, np.ndarray]:
-        """(identity, target_ok) of every example of a prepared split, in its stored order."""
-        columns = pipeline.read_split_columns(self, split, ["identity", "target_ok"], skip_decoding=["image"])
-        identities, targets_ok = columns["identity"], columns["target_ok"]
-        return np.asarray(identities, dtype=np.int64), np.asarray(targets_ok, dtype=bool)
-
+        if sources_only:
+            logger.info("%s/%s: kept as sources only: %s", self.name, split,
+                        ", ".join(f"{count} {reason}" for reason, count in sorted(sources_only.items())))
 
 def write_raw_split(root: str, raw: RawSplit, images: Dict[str, np.ndarray],
                     keypoints: Dict[str, np.ndarray], csv_names: Optional[Sequence[str]] = None) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import logging
 import os
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -21,13 +20,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tfrf.data import pipeline
-from tfrf.data import tuples as tuples_lib
+from tfrf.datasets.prepared import REPORT_FILE, PreparedDataMixin, SkipLog  # noqa: F401  (re-exported)
 from tfrf.io import atomic_write_text  # noqa: F401  (re-exported for the dummy-data scripts)
 
 logger = logging.getLogger("tfrf.datasets")
-
-REPORT_FILE = "prepare_report.json"
 
 
 @dataclasses.dataclass(eq=False)
@@ -47,25 +43,7 @@ class ViewConfig(tfds.core.BuilderConfig):
     test_tuple_seed: int = 0
 
 
-class SkipLog:
-    """Counts what a split's preparation skipped, warning once per skipped item."""
-
-    def __init__(self, dataset: str, split: str):
-        self.dataset, self.split = dataset, split
-        self.counts: collections.Counter = collections.Counter()
-
-    def skip(self, reason: str, detail: str = "", count: int = 1, warn: bool = True) -> None:
-        """Counts `count` items skipped for `reason`; logs a warning with `detail`."""
-        self.counts[reason] += count
-        if warn:
-            logger.warning("%s/%s: skipped (%s) %s", self.dataset, self.split, reason, detail)
-
-    def summary(self) -> str:
-        text = ", ".join(f"{count} {reason}" for reason, count in sorted(self.counts.items())) or "nothing"
-        return f"{self.dataset}/{self.split}: skipped {text}"
-
-
-class ViewBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class ViewBuilder(PreparedDataMixin, tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base builder: subclasses define `_info`, `_split_generators`, `_generate_examples`.
 
     Class attributes:
@@ -83,58 +61,6 @@ class ViewBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def __init__(self, *, file_format=None, **kwargs):
         # array_record gives random access (tfds.data_source): the images need not fit in RAM.
         super().__init__(file_format=file_format or "array_record", **kwargs)
-        self.skip_logs: Dict[str, SkipLog] = {}
-
-    def skip_log(self, split: str) -> SkipLog:
-        """The (new) skip counter of `split`, reported after preparation."""
-        self.skip_logs[split] = SkipLog(self.name, split)
-        return self.skip_logs[split]
-
-    def download_and_prepare(self, *args, **kwargs):
-        """Prepares the data (TFDS), logs what was skipped, writes the fixed test tuples."""
-        super().download_and_prepare(*args, **kwargs)
-        if self.skip_logs:
-            for log in self.skip_logs.values():
-                logger.info(log.summary())
-            report = {split: dict(log.counts) for split, log in self.skip_logs.items()}
-            atomic_write_text(os.path.join(os.fspath(self.data_dir), REPORT_FILE), json.dumps(report, indent=2))
-        for k in self.builder_config.test_tuple_ks:
-            self.test_tuples(k)
-
-    def prepare_report(self) -> Dict[str, Dict[str, int]]:
-        """split -> {reason: count} of what preparation skipped ({} if nothing was recorded)."""
-        path = os.path.join(os.fspath(self.data_dir), REPORT_FILE)
-        if not os.path.exists(path):
-            return {}
-        with open(path, encoding="utf-8") as stream:
-            return json.load(stream)
-
-    def test_tuples_path(self, k: int) -> str:
-        return os.path.join(os.fspath(self.data_dir), f"test_tuples_k{k}.npy")
-
-    def test_tuples(self, k: int, split: str = "test") -> np.ndarray:
-        """The fixed, seeded tuples for K sources (indices into the prepared `split`), read from
-        beside the prepared data (written there first if missing, for the test split)."""
-        path = self.test_tuples_path(k) if split == "test" else None
-        if path and os.path.exists(path):
-            return tuples_lib.load_tuples(path)
-        table = self.VIEW_TABLE
-        keys = [key for key in (table["group"], table.get("order"), table.get("targets_ok")) if key]
-        skip = [key for key in (table["image"], table["pose"]) if key and self._is_image(key)]
-        columns = pipeline.read_split_columns(self, split, keys, skip_decoding=skip)
-        kwargs = {}
-        if table.get("targets_ok"):
-            kwargs["targets_ok"] = np.asarray(columns[table["targets_ok"]], dtype=bool)
-        if self.MAX_OFFSET is not None:
-            kwargs.update(order=np.asarray(columns[table["order"]], dtype=np.int64), max_offset=self.MAX_OFFSET)
-        groups = np.asarray(columns[table["group"]], dtype=np.int64)
-        tuples = tuples_lib.fixed_test_tuples(groups, k, self.builder_config.test_tuple_seed, **kwargs)
-        if path:
-            tuples_lib.save_tuples(path, tuples)
-        return tuples
-
-    def _is_image(self, key: str) -> bool:
-        return isinstance(self.info.features[key], tfds.features.Image)
 
     def image_feature(self) -> tfds.features.Image:
         config = self.builder_config

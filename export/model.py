@@ -1,8 +1,6 @@
 """The generator as every export builds it: pure-TF warp, weights loaded, variables created."""
 from __future__ import annotations
 
-import json
-import os
 from typing import Optional
 
 from tfrf.config import ModelConfig
@@ -26,37 +24,21 @@ def export_config(config: ModelConfig, tflite: bool = False) -> ModelConfig:
     return config.replace(**changes)
 
 
-def load_config(preset: str, config_path: Optional[str] = None, **overrides) -> ModelConfig:
-    """The named preset, or the ModelConfig JSON at `config_path` (e.g. a run's config.json),
-    with field overrides (None values are ignored)."""
-    if config_path:
-        with open(config_path, encoding="utf-8") as stream:
-            config = ModelConfig.from_dict(json.load(stream))
-    else:
-        config = ModelConfig.preset(preset)
-    overrides = {key: value for key, value in overrides.items() if value is not None}
-    return config.replace(**overrides) if overrides else config
-
-
 def build_generator(config: ModelConfig, weights: Optional[str] = None, tflite: bool = False):
-    """A built `tfrf.models.Generator` for export, with `weights` loaded.
+    """A built generator of `config.architecture` for export, with `weights` loaded.
 
     Args:
         config: the model configuration; made export-safe with `export_config`.
-        weights: `.weights.h5` file or TF checkpoint prefix of a generator trained with this
-            configuration (any warp backend); None keeps the random initialisation (tests,
+        weights: anything `tfrf.runs.load_weights` takes (a run directory, a checkpoint prefix
+            such as RUN/checkpoints/full/ckpt-N, a `.weights.h5`) of a generator trained with
+            this configuration (any warp backend); None keeps the random initialisation (tests,
             benchmarks).
         tflite: build the TFLite variant (no float64 accumulation).
 
     Raises:
         FileNotFoundError: when `weights` names no file or checkpoint.
+        ValueError: when the weights do not fit the config.
     """
-    from tfrf.models import Generator
+    from tfrf import runs
 
-    generator = Generator(export_config(config, tflite=tflite))
-    generator(generator.dummy_inputs(batch_size=1, num_sources=1), training=False)
-    if weights is not None:
-        if not (os.path.exists(weights) or os.path.exists(weights + ".index")):
-            raise FileNotFoundError(f"generator weights {weights} do not exist")
-        generator.load_weights(weights)
-    return generator
+    return runs.load_generator(export_config(config, tflite=tflite), weights)

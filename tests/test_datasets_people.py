@@ -125,8 +125,28 @@ def test_skips_are_counted_in_the_log(fashion, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="tfrf.datasets"):
         _prepare(DeepFashionInShop, root / "manual", tmp_path, _tiny("log", test_tuple_ks=()))
     messages = "\n".join(record.getMessage() for record in caplog.records)
-    assert "deep_fashion_in_shop/test: skipped 1 images without annotation, 1 not a target: no hip, " \
-           "1 not a target: no shoulder" in messages
+    assert "deep_fashion_in_shop/test: skipped 1 images without annotation" in messages
+    assert "deep_fashion_in_shop/test: kept as sources only: 1 not a target: no hip, 1 not a target: no shoulder" \
+        in messages
+
+
+def test_corrupt_images_are_skipped_and_reported(fashion, tmp_path):
+    import shutil
+
+    root, _ = fashion
+    manual = tmp_path / "manual"
+    shutil.copytree(root / "manual", manual)
+    train_dir = manual / DeepFashionInShop.RAW_SPLITS["train"].image_dir
+    names = sorted(os.listdir(train_dir))
+    (train_dir / names[0]).write_bytes((train_dir / names[0]).read_bytes()[:200])  # truncated JPEG
+    (train_dir / names[1]).write_bytes(b"this is not an image")
+    builder = _prepare(DeepFashionInShop, manual, tmp_path / "data", _tiny("corrupt", test_tuple_ks=()))
+    report = builder.prepare_report()
+    assert report["train"] == {"unreadable images": 2}
+    assert "unreadable images" not in report["test"]
+    stored = pipeline.read_split_columns(builder, "train", ["name"], skip_decoding=["image"])["name"]
+    assert {name.decode() for name in stored}.isdisjoint({names[0], names[1]})
+    assert builder.info.splits["train"].num_examples == len(names) - 2
 
 
 @pytest.fixture(scope="module")

@@ -71,5 +71,12 @@ def test_train_command_runs_and_resumes(tmp_path, capsys):
     assert any(name.startswith("events") for name in os.listdir(os.path.join(out, "logs", "flow")))
     assert main(args + ["--steps", "3"]) == 0  # a longer run continues where the last stopped
     assert "stage flow: steps 2 -> 3" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="neither 'synthetic' nor a prepared TFDS"):
-        main(["train", "--data-dir", str(tmp_path), "--out", out])
+    before = open(os.path.join(out, "config.json")).read()
+    assert main(args + ["--steps", "4", "--learning-rate", "0.5", "--seed", "3"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "differing fields: discriminator_learning_rate" in error
+    assert "learning_rate (0.0005 -> 0.5)" in error and "seed (0 -> 3)" in error
+    assert open(os.path.join(out, "config.json")).read() == before  # nothing in the run was touched
+    assert main(["train", "--data-dir", str(tmp_path), "--out", out]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "is not a prepared TFDS version folder" in error

@@ -22,13 +22,50 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tfrf",
         description="Multi-source pose-guided image generation (residual flow based correction).",
     )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"tfrf.commands.{module_info.name}")
         register = getattr(module, "register", None)
         if register is not None:
             register(subparsers)
+    for command in subparsers.choices.values():  # `tfrf COMMAND ... --debug` works too
+        _add_debug(command)
     return parser
+
+
+def _add_debug(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error")
+    for action in parser._actions:  # nested sub-commands (tfrf export saved-model ...)
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in action.choices.values():
+                _add_debug(nested)
+
+
+# A user's mistake (missing file, bad image, wrong shape, unknown preset, mismatched weights) is
+# raised as one of these by the library; the command line shows one line and exits with status 2.
+USER_ERRORS = (ValueError, OSError, KeyError)
+USER_ERROR_STATUS = 2
+
+
+def _user_error_types():
+    types = list(USER_ERRORS)
+    try:  # "no person found in photo.jpg" is the user's input too (keypoints module, no TF import)
+        from tfrf.pose.keypoints import NoPersonFoundError
+
+        types.append(NoPersonFoundError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(types)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip()
+    if isinstance(error, KeyError) and error.args:
+        text = str(error.args[0])
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " ".join(lines) if lines else type(error).__name__
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -41,7 +78,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    result = args.func(args)
+    try:
+        result = args.func(args)
+    except _user_error_types() as error:
+        if args.debug:
+            raise
+        print(f"tfrf {args.command}: {_one_line(error)}", file=sys.stderr)
+        return USER_ERROR_STATUS
+    except KeyboardInterrupt:
+        print(f"tfrf {args.command}: interrupted", file=sys.stderr)
+        return 130
     return int(result or 0)
 
 

@@ -18,6 +18,7 @@ weights and the config is one ValueError naming both.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 from typing import Optional, Tuple
@@ -134,20 +135,34 @@ def load_weights(generator, weights: str, config: Optional[ModelConfig] = None) 
 
     weights = resolve_weights(weights)
     described = _describe(config or getattr(generator, "config", None))
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")  # a failed restore warns about every unrestored value when collected
+    problem = None
     try:
-        if is_checkpoint_prefix(weights):
-            names = [name for name, _ in tf.train.list_variables(weights)]
-            if any(name.startswith("generator/") for name in names):
-                status = tf.train.Checkpoint(generator=generator).restore(weights)
-            else:
-                status = generator.load_weights(weights)  # saved by generator.save_weights(prefix)
-            status.expect_partial()
-            status.assert_existing_objects_matched()
-        else:
-            generator.load_weights(weights)
+        _restore(generator, weights)
     except (ValueError, AssertionError, tf.errors.OpError, OSError, KeyError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"weights {weights} do not fit config {described}: {first[:300]}") from None
+        problem = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    finally:
+        gc.collect()  # the failed checkpoint (held by the traceback until here) goes quietly
+        logger.setLevel(level)
+    if problem is not None:
+        raise ValueError(f"weights {weights} do not fit config {described}: {problem[:300]}")
+
+
+def _restore(generator, weights: str) -> None:
+    import tensorflow as tf
+
+    if not is_checkpoint_prefix(weights):
+        generator.load_weights(weights)
+        return
+    names = [name for name, _ in tf.train.list_variables(weights)]
+    if any(name.startswith("generator/") for name in names):  # a training checkpoint
+        status = tf.train.Checkpoint(generator=generator).restore(weights)
+    else:  # saved by generator.save_weights(prefix)
+        status = generator.load_weights(weights)
+    status.expect_partial()
+    status.assert_existing_objects_matched()
 
 
 def _describe(config: Optional[ModelConfig]) -> str:

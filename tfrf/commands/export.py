@@ -1,7 +1,8 @@
 """`tfrf export`: the generator as a TF-Serving SavedModel or an on-device TFLite model.
 
-    tfrf export saved-model --preset deepfashion --weights CKPT --out MODEL_DIR/deepfashion
-    tfrf export tflite --preset voxceleb2 --weights CKPT --k 2 --quantize float16 --out face.tflite
+    tfrf export saved-model --run runs/df --out MODEL_DIR/deepfashion
+    tfrf export tflite --run runs/face --k 2 --quantize float16 --out face.tflite
+    tfrf export saved-model --preset deepfashion --weights CKPT_OR_WEIGHTS_H5 --out MODEL_DIR/deepfashion
 
 Both build the generator with the pure-TF `gather` warp; weights trained with `tfa` load
 unchanged. The library halves are `tfrf.export.saved_model` and `tfrf.export.tflite`.
@@ -10,22 +11,17 @@ from __future__ import annotations
 
 import argparse
 
-from tfrf.config import PRESETS
-
 QUANTIZATIONS = ("none", "float16", "dynamic-int8")
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="voxceleb2", choices=sorted(PRESETS),
-                        help="model preset (image size, pose channels); default voxceleb2")
-    parser.add_argument("--config", help="a ModelConfig JSON (e.g. a run's config.json); overrides --preset")
+    from tfrf import runs
+
+    runs.add_model_arguments(parser, allow_untrained=True, default_preset="voxceleb2")
     parser.add_argument("--width-multiplier", type=float, help="override the config's width multiplier")
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
-                        help="override the config's image size (multiples of 32)")
-    weights = parser.add_mutually_exclusive_group(required=True)
-    weights.add_argument("--weights", help="generator weights (.weights.h5 or a TF checkpoint prefix)")
-    weights.add_argument("--untrained", action="store_true",
-                         help="export a randomly initialised generator (to try the deployment path)")
+                        help="override the config's image size (multiples of 32; the network is fully "
+                             "convolutional, so trained weights serve other sizes)")
 
 
 def register(subparsers) -> None:
@@ -49,12 +45,16 @@ def register(subparsers) -> None:
 
 
 def _generator(args: argparse.Namespace, tflite: bool):
-    from tfrf.export.model import build_generator, load_config
+    from tfrf import runs
+    from tfrf.export.model import build_generator
 
+    config, weights = runs.resolve_model(args)
     height, width = args.image_size or (None, None)
-    config = load_config(args.preset, args.config, width_multiplier=args.width_multiplier,
-                         image_height=height, image_width=width)
-    return build_generator(config, None if args.untrained else args.weights, tflite=tflite)
+    overrides = {"width_multiplier": args.width_multiplier, "image_height": height, "image_width": width}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if overrides:
+        config = config.replace(**overrides)
+    return build_generator(config, weights, tflite=tflite)
 
 
 def run_saved_model(args: argparse.Namespace) -> int:
@@ -71,7 +71,7 @@ def run_tflite(args: argparse.Namespace) -> int:
     from tfrf.export.tflite import export_tflite
 
     if args.k < 1:
-        raise SystemExit(f"--k must be >= 1, got {args.k}")
+        raise ValueError(f"--k must be >= 1, got {args.k}")
     path = export_tflite(_generator(args, tflite=True), args.k, args.out, quantize=args.quantize)
     print(f"wrote {path} ({os.path.getsize(path) / 2**20:.2f} MiB, K = {args.k}, quantize {args.quantize})")
     return 0

@@ -1,11 +1,14 @@
 """`tfrf train`: the two training stages for any preset and data source.
 
-    tfrf train --preset deepfashion --data-dir PREPARED_TFDS_DIR --k 2 --stage both --out runs/df
+    tfrf train --data-dir ~/tensorflow_datasets/deep_fashion_in_shop/256x256/1.0.0 --k 2 --out runs/df
+    tfrf train --data-dir ~/tensorflow_datasets --dataset market1501 --out runs/market
     tfrf train --preset synthetic --data-dir synthetic --steps 2000 --out runs/chairs
     tfrf train --preset market1501 --data-dir DIR --dry-run      # print the resolved config
 
-`--data-dir` is a prepared TFDS dataset directory (the version folder holding
-dataset_info.json, read with `table_from_tfds`) or `synthetic` for the built-in chairs. The
+`--data-dir` is a prepared TFDS version folder (the one holding dataset_info.json), a TFDS
+data_dir with `--dataset NAME[/CONFIG]`, or `synthetic` for the built-in chairs. What the builder
+knows (pose encoder, grouping, frame window, target eligibility) is read from the prepared data;
+the preset defaults to the dataset's (deep_fashion_in_shop -> deepfashion, ...). The
 resolved config is written to OUT/config.json; checkpoints every `--checkpoint-every` steps
 under OUT/checkpoints; TensorBoard scalars and images under OUT/logs. Rerunning the same
 command after a kill resumes at the last checkpoint. A NaN loss stops the run (exit status 3)
@@ -21,8 +24,6 @@ STAGE_CHOICES = ("flow", "full", "both")
 
 
 def register(subparsers) -> None:
-    from tfrf.training.config import TRAIN_PRESETS
-
     parser = subparsers.add_parser(
         "train",
         help="train the generator (stage 1 flow warm-up, stage 2 full) on a preset's data",
@@ -30,10 +31,15 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    parser.add_argument("--preset", default="synthetic", choices=sorted(TRAIN_PRESETS),
-                        help="training preset (model, loss weights, batch, steps); default synthetic")
+    parser.add_argument("--preset",  # checked by TrainConfig.preset: importing the table needs TensorFlow
+                        help="training preset (model, loss weights, batch, steps): deepfashion, market1501, "
+                             "shapenet_chairs, kitti, voxceleb2, synthetic, demo; default: the dataset's, "
+                             "synthetic for the built-in chairs")
     parser.add_argument("--data-dir", default="synthetic",
-                        help="a prepared TFDS dataset directory, or 'synthetic' (default)")
+                        help="a prepared TFDS version folder, a TFDS data_dir with --dataset, or 'synthetic' "
+                             "(default)")
+    parser.add_argument("--dataset", help="with a TFDS data_dir: the dataset name, e.g. market1501 or "
+                                          "deep_fashion_in_shop/256x176")
     parser.add_argument("--k", type=int, help="number of sources per training tuple")
     parser.add_argument("--stage", default="both", choices=STAGE_CHOICES, help="which stage(s) to run")
     parser.add_argument("--batch-size", type=int, help="global batch size")
@@ -47,6 +53,8 @@ def register(subparsers) -> None:
     parser.add_argument("--vgg-weights", help="'imagenet', a local VGG19 .h5 file, or 'none' (random)")
     parser.add_argument("--gan-form", choices=("nonsaturating", "lsgan", "hinge"), help="adversarial loss form")
     parser.add_argument("--width-multiplier", type=float, help="scale every channel count of the networks")
+    parser.add_argument("--image-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
+                        help="train at this size (multiples of 32); the data are resized")
     parser.add_argument("--warp-backend", choices=("tfa", "gather"), help="warp implementation")
     parser.add_argument("--seed", type=int, help="seed of weights and tuple draws")
     parser.add_argument("--cache-dir", help="cache of the synthetic data")
@@ -81,19 +89,30 @@ def resolve_config(args):
     model = {}
     if args.width_multiplier is not None:
         model["width_multiplier"] = args.width_multiplier
+    if args.image_size is not None:
+        model["image_height"], model["image_width"] = args.image_size
     if args.warp_backend is not None:
         model["warp_backend"] = args.warp_backend
     if model:
         overrides["model"] = model
-    return TrainConfig.preset(args.preset, **overrides)
+    return TrainConfig.preset(args.preset or default_preset(args), **overrides)
 
 
 def selected_stages(stage: str):
     return ("flow", "full") if stage == "both" else (stage,)
 
 
-def load_tables(data_dir: str, config, cache_dir=None):
-    """(train table, preview table) from the synthetic set or a prepared TFDS directory."""
+def default_preset(args) -> str:
+    """The training preset of the data: the dataset's own, or synthetic."""
+    from tfrf.data.prepared import preset_of_dataset
+
+    if args.data_dir == "synthetic":
+        return "synthetic"
+    return preset_of_dataset(args.data_dir, args.dataset)
+
+
+def load_tables(data_dir: str, config, cache_dir=None, dataset=None):
+    """(train table, preview table) from the synthetic set or a prepared TFDS dataset."""
     if data_dir == "synthetic":
         from tfrf.data import synthetic
 
@@ -102,14 +121,10 @@ def load_tables(data_dir: str, config, cache_dir=None):
         test = synthetic.load_table("test", cache_dir=cache_dir, seed=config.seed, num_objects=config.test_objects,
                                     image_size=config.model.image_height, verbose=True)
         return train, test
-    if not os.path.isfile(os.path.join(data_dir, "dataset_info.json")):
-        raise ValueError(f"--data-dir {data_dir} is neither 'synthetic' nor a prepared TFDS dataset directory "
-                         "(the version folder holding dataset_info.json)")
-    import tensorflow_datasets as tfds
-
     from tfrf.data.pipeline import table_from_tfds
+    from tfrf.data.prepared import open_prepared
 
-    builder = tfds.builder_from_directory(data_dir)
+    builder = open_prepared(data_dir, dataset)
     train = table_from_tfds(builder, "train")
     preview = table_from_tfds(builder, "test") if "test" in builder.info.splits else train
     return train, preview
@@ -123,10 +138,10 @@ def run(args) -> int:
     from tfrf.training import runner
     from tfrf.training.callbacks import NonFiniteLossError
 
-    train_table, preview_table = load_tables(args.data_dir, config, args.cache_dir)
+    train_table, preview_table = load_tables(args.data_dir, config, args.cache_dir, args.dataset)
     if train_table.pose_channels != config.model.pose_channels:
         raise ValueError(f"--data-dir {args.data_dir} has {train_table.pose_channels}-channel poses "
-                         f"({train_table.pose_encoder}); preset {args.preset!r} expects {config.model.pose_channels}")
+                         f"({train_table.pose_encoder}); preset {config.name!r} expects {config.model.pose_channels}")
     runner.write_config(config, args.out)
     networks = runner.create_networks(config)
     dataset_fn = runner.training_dataset_fn(train_table, config)

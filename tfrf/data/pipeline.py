@@ -41,6 +41,8 @@ class ViewTable:
         order: optional int [N] (e.g. frame numbers), for `max_offset` windows.
         targets_ok: optional bool [N]; images allowed as targets.
         pose_encoder: a name of the `tfrf.pose` encoder registry.
+        max_offset: with `order`, the largest order offset between a source and its target
+            (KITTI's frame window); the default of `make_dataset`'s `max_offset`.
     """
 
     images: ArrayOrLoader
@@ -49,6 +51,7 @@ class ViewTable:
     order: Optional[np.ndarray] = None
     targets_ok: Optional[np.ndarray] = None
     pose_encoder: str = "keypoints18"
+    max_offset: Optional[int] = None
 
     def __post_init__(self):
         self.groups = np.asarray(self.groups, dtype=np.int64)
@@ -75,6 +78,8 @@ class ViewTable:
         if image is not None and (image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8):
             raise ValueError(f"ViewTable.images must be uint8 [N, H, W, 3], got an image of {image.dtype} {image.shape}")
         pose_lib.encoder_channels(self.pose_encoder)  # raises for an unknown name
+        if self.max_offset is not None and self.order is None:
+            raise ValueError("ViewTable.max_offset needs ViewTable.order (e.g. frame numbers)")
 
     def __len__(self) -> int:
         return int(self.groups.shape[0])
@@ -129,8 +134,13 @@ def _gatherer(values: ArrayOrLoader, read: Callable[[int], np.ndarray], example:
 
 
 def _tuple_indices(table: ViewTable, k: int, *, training: bool, seed: int, tuples, max_offset,
-                   start_epoch: int) -> tf.data.Dataset:
-    """A dataset of int64 [K+1] index rows: random per epoch (training) or a fixed list."""
+                   start_epoch: int, skip: int = 0) -> tf.data.Dataset:
+    """A dataset of int64 [K+1] index rows: random per epoch (training) or a fixed list.
+
+    Training: the rows of epoch e are a permutation of that epoch's draw (seed + e); the stream
+    starts at epoch `start_epoch` and leaves out its first `skip` rows (which may run over
+    several epochs), so a resumed run continues at exactly the tuple it had reached.
+    """
     tuple_kwargs = table.tuple_kwargs(max_offset)
     if tuples is not None:
         tuples = tuples_lib.check_tuples(tuples, table.groups, k)
@@ -148,10 +158,18 @@ def _tuple_indices(table: ViewTable, k: int, *, training: bool, seed: int, tuple
 
     if not len(epoch_tuples(start_epoch)):
         raise ValueError(f"no training tuples with K = {k}: every group has fewer than {k + 1} usable images")
+    if skip < 0:
+        raise ValueError(f"skip must be >= 0, got {skip}")
 
     def epochs():
+        remaining = skip
         for epoch in itertools.count(start_epoch):
-            yield epoch_tuples(epoch)
+            drawn = epoch_tuples(epoch)
+            if remaining >= len(drawn):
+                remaining -= len(drawn)
+                continue
+            yield drawn[remaining:]
+            remaining = 0
 
     signature = tf.TensorSpec([None, k + 1], tf.int64)
     return tf.data.Dataset.from_generator(epochs, output_signature=signature).unbatch()
@@ -169,6 +187,7 @@ def make_dataset(
     image_size: Optional[Sequence[int]] = None,
     drop_remainder: Optional[bool] = None,
     start_epoch: int = 0,
+    skip: int = 0,
 ) -> tf.data.Dataset:
     """The batched example dataset of K+1 tuples drawn from `table`.
 
@@ -181,11 +200,15 @@ def make_dataset(
         seed: seed of the tuple draws.
         tuples: optional int [M, K+1] tuples to use instead of drawing them (training
             reshuffles them every epoch).
-        max_offset: sources within this many `table.order` steps of the target (KITTI).
+        max_offset: sources within this many `table.order` steps of the target (KITTI);
+            default `table.max_offset` (what the prepared data says).
         image_size: optional (H, W) to resize images and pose maps to; poses are encoded at
             the stored size first, so keypoint heatmaps keep their relative width.
         drop_remainder: defaults to `training`.
         start_epoch: the epoch to start from (to resume the same sequence of tuple draws).
+        skip: training only: leave out the first `skip` tuples of the stream from
+            `start_epoch` on. Resuming at global step s with batch B: `skip = s * B`
+            (`start_epoch = 0`) continues with exactly the tuple an uninterrupted run would see.
 
     Returns:
         A `tf.data.Dataset` of dicts: source_images [B,K,H,W,3], source_poses [B,K,H,W,Cp],
@@ -199,6 +222,8 @@ def make_dataset(
         raise ValueError("make_dataset: the ViewTable is empty")
     if drop_remainder is None:
         drop_remainder = training
+    if max_offset is None:
+        max_offset = table.max_offset
     stored_height, stored_width, _ = table.image_shape
     if image_size is not None:
         image_size = tuple(int(size) for size in image_size)
@@ -228,7 +253,8 @@ def make_dataset(
         }
 
     indices = _tuple_indices(
-        table, k, training=training, seed=seed, tuples=tuples, max_offset=max_offset, start_epoch=start_epoch
+        table, k, training=training, seed=seed, tuples=tuples, max_offset=max_offset, start_epoch=start_epoch,
+        skip=skip,
     )
     dataset = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
@@ -249,9 +275,10 @@ def table_from_tfds(
 ) -> ViewTable:
     """Loads a prepared TFDS split as a `ViewTable`.
 
-    Feature names and the pose encoder default to the builder's `VIEW_TABLE` class attribute
-    (a dict with keys image, pose, group, order, targets_ok, pose_encoder), else to
-    "image", "pose", "group", none, none, "keypoints18".
+    Feature names, the pose encoder and the frame window default to what the prepared data
+    say (`tfrf.datasets.prepared.view_table_of`: the `view_table` metadata stored with the data,
+    so a read-only `tfds.builder_from_directory` builder has them), else to "image", "pose",
+    "group", none, none, "keypoints18", no window.
 
     Args:
         builder_or_dataset: a prepared `tfds.core.DatasetBuilder`, or a dataset name for
@@ -265,12 +292,16 @@ def table_from_tfds(
     """
     import tensorflow_datasets as tfds
 
+    from tfrf.datasets.prepared import view_table_of
+
     builder = builder_or_dataset
     if isinstance(builder, str):
+        import tfrf.datasets  # noqa: F401  registers the builders
+
         builder = tfds.builder(builder)
     defaults = {"image": "image", "pose": "pose", "group": "group", "order": None, "targets_ok": None,
-                "pose_encoder": "keypoints18"}
-    defaults.update(getattr(builder, "VIEW_TABLE", {}))
+                "pose_encoder": "keypoints18", "max_offset": None}
+    defaults.update({key: value for key, value in view_table_of(builder).items() if value is not None})
     keys = {
         "image": image_key or defaults["image"],
         "pose": pose_key or defaults["pose"],
@@ -315,6 +346,7 @@ def table_from_tfds(
         order=column("order"),
         targets_ok=column("targets_ok"),
         pose_encoder=pose_encoder,
+        max_offset=defaults["max_offset"] if keys["order"] is not None else None,
     )
 
 

@@ -178,14 +178,15 @@ def train_stage(
 
 
 def training_dataset_fn(table, config: TrainConfig) -> Callable[[int], tf.data.Dataset]:
-    """`start_step -> ` the infinite, seeded training dataset of `table`, starting at the tuple
-    draw (epoch over the table) that `start_step` had reached."""
+    """`start_step -> ` the infinite, seeded training dataset of `table`, continuing at exactly the
+    tuple that `start_step` global batches had reached (mid-epoch included): a resumed run sees the
+    same sequence of examples as an uninterrupted one."""
     from tfrf.data.pipeline import make_dataset
 
     def dataset_fn(start_step: int) -> tf.data.Dataset:
-        start_epoch = start_step * config.batch_size // max(len(table), 1)
         return make_dataset(table, config.num_sources, batch_size=config.batch_size, training=True,
-                            seed=config.seed, start_epoch=start_epoch, image_size=config.model.image_size)
+                            seed=config.seed, skip=start_step * config.batch_size,
+                            image_size=config.model.image_size)
 
     return dataset_fn
 
@@ -214,8 +215,52 @@ def initialise_from_flow_stage(networks: Networks, out_dir: str, verbose: int = 
     return True
 
 
+# Fields a resumed run may change: how long the stages run and how often it reports.
+RESUMABLE_FIELDS = ("flow_steps", "full_steps", "steps_per_epoch", "checkpoint_every", "summary_every",
+                    "eval_examples", "eval_ks")
+
+
+def config_differences(old: Dict[str, object], new: Dict[str, object], prefix: str = "") -> List[str]:
+    """The dotted names of the fields whose values differ between two config dicts."""
+    differences = []
+    for key in sorted(set(old) | set(new)):
+        left, right = old.get(key), new.get(key)
+        if isinstance(left, dict) and isinstance(right, dict):
+            differences += config_differences(left, right, f"{prefix}{key}.")
+        elif (list(left) if isinstance(left, (list, tuple)) else left) != (
+                list(right) if isinstance(right, (list, tuple)) else right):
+            differences.append(f"{prefix}{key}")
+    return differences
+
+
 def write_config(config: TrainConfig, out_dir: str) -> str:
-    """Write the resolved config as `OUT/config.json` (atomically); returns the path."""
+    """Write the resolved config as `OUT/config.json` (atomically); returns the path.
+
+    A run directory that already has a config (a resumed run) keeps it: the new config must equal
+    it except for `RESUMABLE_FIELDS` (then the file is updated), else a ValueError names the
+    differing fields and nothing in the run is touched.
+    """
+    import json
+
     path = os.path.join(out_dir, "config.json")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as stream:
+            try:
+                previous = json.load(stream)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path} is not a readable run config ({error}); use another --out") from None
+        differing = [name for name in config_differences(previous, config.to_dict())
+                     if name not in RESUMABLE_FIELDS]
+        if differing:
+            shown = ", ".join(f"{name} ({_lookup(previous, name)!r} -> {_lookup(config.to_dict(), name)!r})"
+                              for name in differing[:8])
+            raise ValueError(f"run {out_dir} was started with another config; differing fields: {shown}. "
+                             "Resume with the same settings or use a new --out")
     atomic_write_text(path, config.to_json() + "\n")
     return path
+
+
+def _lookup(values: Dict[str, object], dotted: str):
+    for part in dotted.split("."):
+        values = values.get(part) if isinstance(values, dict) else None
+    return values
