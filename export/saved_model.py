@@ -22,10 +22,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from typing import Dict, Optional
 
 import tensorflow as tf
+
+from tfrf.io import make_temporary_directory
 
 DEFAULT_SIGNATURE = "serving_default"
 UINT8_SIGNATURE = "serving_uint8"
@@ -130,7 +131,7 @@ def export_saved_model(generator, base_path: str, version: Optional[int] = None)
     if os.path.exists(final):
         raise FileExistsError(f"model version {final} exists already")
     module = serving_module(generator)
-    temporary = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base_path)
+    temporary = make_temporary_directory(base_path, f".tmp-{version}-")  # 0755 like mkdir, not mkdtemp's 0700
     try:
         tf.saved_model.save(
             module,

@@ -2,7 +2,9 @@
 
 - `Client(target, model_name, timeout)`: the gRPC client (`tfrf.serving.client`).
 - `LocalModelServer(model_dir)`: a PredictionService stand-in in plain TensorFlow for trying
-  the client and for tests (`tfrf.serving.server`, `tfrf serve MODEL_DIR`); production uses the
+  the client and for tests (`tfrf.serving.server`, `tfrf serve MODEL_DIR`), with request
+  limits (`RequestLimits`, `tfrf.serving.limits`) and TF-Serving's version policy
+  (`tfrf.serving.repository`); production uses the
   `tensorflow/serving:2.15.1` image with `models.config` and `batching_parameters.txt` from this
   folder (see README.md).
 """
@@ -15,7 +17,10 @@ _EXPORTS = {
     "ServingTimeoutError": "client",
     "InvalidRequestError": "client",
     "ModelNotFoundError": "client",
+    "ServerBusyError": "client",
     "LocalModelServer": "server",
+    "PortInUseError": "server",
+    "RequestLimits": "limits",
     "BatchingParameters": "batching",
 }
 

@@ -10,15 +10,19 @@ concurrent requests that share a signature and every dimension but the batch dim
 - `allowed_batch_sizes`, when given, pads a batch up to the next allowed size (repeating its
   last example) and drops the padding from the outputs;
 - a request larger than `max_batch_size` is rejected (INVALID_ARGUMENT), and more than
-  `max_enqueued_batches` batches waiting makes new requests fail UNAVAILABLE.
+  `max_enqueued_batches` batches waiting makes new requests fail UNAVAILABLE;
+- a queued request whose future was cancelled (its RPC ended) or whose deadline passed is
+  dropped before its batch runs (DEADLINE_EXCEEDED); `batch_sizes` and `dropped` count what ran
+  and what was dropped.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import re
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -91,6 +95,10 @@ class _Task:
     size: int
     future: Future
     enqueued: float
+    deadline: Optional[float] = None
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
 
 
 Runner = Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]]
@@ -111,6 +119,8 @@ class Batcher:
         self._queues: Dict[tuple, List[_Task]] = {}
         self._condition = threading.Condition()
         self._stopped = False
+        self.batch_sizes = collections.Counter()  # examples per model run (padding excluded) -> runs
+        self.dropped = 0
         self._threads = [
             threading.Thread(target=self._work, name=f"tfrf-batcher-{index}", daemon=True)
             for index in range(parameters.num_batch_threads)
@@ -122,9 +132,10 @@ class Batcher:
     def _key(inputs: Dict[str, np.ndarray]) -> tuple:
         return tuple(sorted((name, value.dtype.str, value.shape[1:]) for name, value in inputs.items()))
 
-    def submit(self, inputs: Dict[str, np.ndarray]) -> Future:
+    def submit(self, inputs: Dict[str, np.ndarray], deadline: Optional[float] = None) -> Future:
         """Queues one request; its future gets the outputs of its own examples. Cancelling
-        the future before its batch starts withdraws the request."""
+        the future before its batch starts withdraws the request, and so does reaching
+        `deadline` (a `time.monotonic()` value) first."""
         sizes = {value.shape[0] if value.ndim else None for value in inputs.values()}
         if len(sizes) != 1 or None in sizes:
             raise BatchingError(
@@ -138,7 +149,7 @@ class Batcher:
                 "INVALID_ARGUMENT",
                 f"Task size {size} is larger than maximum input batch size {self.parameters.max_batch_size}",
             )
-        task = _Task(inputs, size, Future(), time.monotonic())
+        task = _Task(inputs, size, Future(), time.monotonic(), deadline)
         with self._condition:
             if self._stopped:
                 raise BatchingError("UNAVAILABLE", "the batcher is shut down")
@@ -159,8 +170,8 @@ class Batcher:
                 if not self._queues:
                     self._condition.wait()
                     continue
-                for key in list(self._queues):  # drop requests whose caller gave up (deadline)
-                    self._queues[key] = [task for task in self._queues[key] if not task.future.cancelled()]
+                for key in list(self._queues):  # drop requests whose caller gave up (cancel, deadline)
+                    self._queues[key] = [task for task in self._queues[key] if self._keep(task)]
                     if not self._queues[key]:
                         del self._queues[key]
                 if not self._queues:
@@ -168,20 +179,37 @@ class Batcher:
                 key = min(self._queues, key=lambda k: self._queues[k][0].enqueued)
                 tasks = self._queues[key]
                 if sum(task.size for task in tasks) < self.parameters.max_batch_size:
-                    remaining = tasks[0].enqueued + timeout - time.monotonic()
-                    if remaining > 0:
-                        self._condition.wait(remaining)
+                    now = time.monotonic()
+                    remaining = tasks[0].enqueued + timeout - now
+                    if remaining > 0:  # wake up for the batch timeout or the first deadline, whichever is first
+                        deadlines = [task.deadline - now for tasks_ in self._queues.values() for task in tasks_
+                                     if task.deadline is not None]
+                        self._condition.wait(max(0.0, min([remaining] + deadlines)))
                         continue
                 batch, total = [], 0
                 while tasks and total + tasks[0].size <= self.parameters.max_batch_size:
                     task = tasks.pop(0)
-                    if task.future.set_running_or_notify_cancel():  # False: cancelled meanwhile
+                    if self._keep(task) and task.future.set_running_or_notify_cancel():  # False: cancelled
                         total += task.size
                         batch.append(task)
                 if not tasks:
                     del self._queues[key]
                 if batch:
                     return batch
+
+    def _keep(self, task: _Task) -> bool:
+        """False (and the task is dropped) when its caller gave up; called under the lock."""
+        if task.future.cancelled():
+            self.dropped += 1
+            return False
+        if task.expired(time.monotonic()):
+            self.dropped += 1
+            try:
+                task.future.set_exception(BatchingError("DEADLINE_EXCEEDED", "the request's deadline passed in the queue"))
+            except InvalidStateError:  # cancelled meanwhile
+                pass
+            return False
+        return True
 
     def _padded_size(self, size: int) -> int:
         for allowed in self.parameters.allowed_batch_sizes:
@@ -204,6 +232,8 @@ class Batcher:
                         name: np.concatenate([value, np.repeat(value[-1:], padding, axis=0)])
                         for name, value in merged.items()
                     }
+                with self._condition:
+                    self.batch_sizes[total] += 1
                 outputs = self._runner(merged)
                 start = 0
                 for task in batch:

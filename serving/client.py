@@ -5,11 +5,12 @@
 
 It wraps the official `tensorflow_serving.apis` stub, checks shapes before sending, honours
 the timeout on every call and turns transport errors into the exceptions below. It talks to
-`tensorflow_model_server` and to the local stand-in (`tfrf serve`) alike.
+`tensorflow_model_server` and to the local stand-in (`tfrf serve`) alike, in plain text or
+over TLS (`tls_ca`: the PEM certificate(s) to trust, e.g. the server's self-signed one).
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import grpc
 import numpy as np
@@ -44,12 +45,28 @@ class ModelNotFoundError(ServingError, LookupError):
     """The server does not serve that model, version or signature."""
 
 
+class ServerBusyError(ServingError):
+    """The server refused the request for its size or load (RESOURCE_EXHAUSTED): a batch, K or
+    byte count above its limits, or too many requests at once."""
+
+
 _ERRORS = {
     grpc.StatusCode.UNAVAILABLE: ServerUnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: ServingTimeoutError,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidRequestError,
     grpc.StatusCode.NOT_FOUND: ModelNotFoundError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ServerBusyError,
 }
+
+
+def _pem(certificates: Union[str, bytes]) -> bytes:
+    if isinstance(certificates, bytes):
+        return certificates
+    try:
+        with open(certificates, "rb") as stream:
+            return stream.read()
+    except OSError as error:
+        raise FileNotFoundError(f"cannot read the TLS CA certificate file {certificates}: {error.strerror}") from None
 
 
 def _shape_text(shape) -> str:
@@ -65,19 +82,23 @@ class Client:
         timeout: seconds allowed for each call, connection included.
         version: a specific model version; None for the latest the server serves.
         signature_name: the signature `generate` calls.
+        tls_ca: connect over TLS trusting this PEM file (or PEM bytes) of root certificates;
+            None: plain text. The target's host must match the certificate's names.
     """
 
     def __init__(self, target: str, model_name: str, timeout: float = 10.0, version: Optional[int] = None,
-                 signature_name: str = DEFAULT_SIGNATURE):
+                 signature_name: str = DEFAULT_SIGNATURE, tls_ca: Optional[Union[str, bytes]] = None):
         if timeout <= 0:
             raise ValueError(f"timeout must be positive seconds, got {timeout}")
         self.target, self.model_name, self.timeout = target, model_name, float(timeout)
         self.version, self.signature_name = version, signature_name
-        self._channel = grpc.insecure_channel(
-            target,
-            options=[("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
-        )
+        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+        if tls_ca is None:
+            self._channel = grpc.insecure_channel(target, options=options)
+        else:
+            credentials = grpc.ssl_channel_credentials(root_certificates=_pem(tls_ca))
+            self._channel = grpc.secure_channel(target, credentials, options=options)
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._signatures: Optional[Dict[str, Dict[str, Dict[str, tuple]]]] = None
 

@@ -4,203 +4,64 @@ For trying the client and for tests, NOT a production server: use the
 `tensorflow/serving:2.15.1` image for that (see serving/README.md). It implements `Predict` and
 `GetModelMetadata` of `tensorflow.serving.PredictionService` with TF-Serving's semantics:
 
-- `MODEL_DIR` is either one model's base path (`MODEL_DIR/VERSION/`, the model named after the
-  directory) or a directory of models (`MODEL_DIR/NAME/VERSION/`);
-- the latest integer version of each model is served (TF-Serving's default version policy);
-  directories are polled every `poll_seconds`, a newer version replaces the served one, and
-  non-integer names (the exporter's temporary directories) are ignored;
-- requests are checked against the signature (names, dtypes, shapes) and answered
-  INVALID_ARGUMENT with a message naming the tensor and the expected shape; unknown models,
-  versions and signatures get NOT_FOUND;
-- optional batching with TF-Serving's `BatchingParameters` (`tfrf.serving.batching`).
+- the models and versions of `ModelRepository` (`tfrf.serving.repository`): each model's
+  highest loadable version, polled every `poll_seconds`; a version that fails to load is logged
+  once and never blocks another model or the start-up;
+- requests are checked on their declared shapes against the signature and the server's
+  `RequestLimits` (`tfrf.serving.limits`) before anything is decoded: INVALID_ARGUMENT naming
+  the tensor and the expected shape, RESOURCE_EXHAUSTED over a limit; unknown models, versions
+  and signatures get NOT_FOUND;
+- at most `max_concurrent_requests` requests are decoded and run at once; a request whose RPC
+  was cancelled or whose deadline passed is not started (and leaves a pending batch);
+- optional batching with TF-Serving's `BatchingParameters` (`tfrf.serving.batching`);
+- one server per port (no SO_REUSEPORT): a port in use is a `PortInUseError`;
+- optional TLS (`tls_cert`, `tls_key`: PEM files).
 """
 from __future__ import annotations
 
-import os
-import re
+import errno
+import socket
 import threading
 from concurrent import futures
-from typing import Dict, Optional
+from typing import Optional
 
 import grpc
-import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
-from tfrf.serving.batching import Batcher, BatchingError, BatchingParameters
+from tfrf.serving.batching import BatchingParameters
+from tfrf.serving.limits import (MAX_MESSAGE_BYTES, Admission, RequestError, RequestLimits, decode_inputs,
+                                 ensure_active)
+from tfrf.serving.model import Counters, ServedModel
+from tfrf.serving.repository import LOGGER, ModelRepository
 
 DEFAULT_SIGNATURE = "serving_default"
-MAX_MESSAGE_BYTES = 512 * 1024 * 1024
-_VERSION = re.compile(r"^\d+$")
+__all__ = ["DEFAULT_SIGNATURE", "LocalModelServer", "ModelRepository", "PortInUseError", "PredictionServicer",
+           "RequestError", "ServedModel"]
 
 
-class RequestError(Exception):
-    """A request the server answers with gRPC status `code` (a `grpc.StatusCode`)."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
+class PortInUseError(OSError):
+    """The server's port is taken (by another `tfrf serve`, a model server or any program)."""
 
 
-def _versions(base_path: str):
-    if not os.path.isdir(base_path):
-        return []
-    return sorted(int(name) for name in os.listdir(base_path) if _VERSION.match(name)
-                  and os.path.isfile(os.path.join(base_path, name, "saved_model.pb")))
-
-
-def _describe(dtype: tf.DType, shape) -> str:
-    dims = ", ".join("?" if dim is None else str(dim) for dim in tf.TensorShape(shape).as_list())
-    return f"{dtype.name} [{dims}]"
-
-
-class ServedModel:
-    """One loaded version of a SavedModel: its signatures and their batchers.
-
-    Args:
-        name: the model name clients ask for.
-        version: the integer version.
-        path: the version directory.
-        batching: batch concurrent requests per signature, or None.
-    """
-
-    def __init__(self, name: str, version: int, path: str, batching: Optional[BatchingParameters] = None):
-        self.name, self.version, self.path = name, version, path
-        self._loaded = tf.saved_model.load(path, tags=["serve"])
-        self.signatures = dict(self._loaded.signatures)
-        self.input_specs = {key: fn.structured_input_signature[1] for key, fn in self.signatures.items()}
-        proto = saved_model_pb2.SavedModel()
-        with open(os.path.join(path, "saved_model.pb"), "rb") as stream:
-            proto.ParseFromString(stream.read())
-        meta_graph = next(graph for graph in proto.meta_graphs if "serve" in graph.meta_info_def.tags)
-        self.signature_defs = {
-            key: value for key, value in meta_graph.signature_def.items() if key in self.signatures
-        }
-        self._batchers = {}
-        if batching is not None:
-            self._batchers = {key: Batcher(batching, self._runner(key)) for key in self.signatures}
-
-    def _runner(self, signature_name: str):
-        function = self.signatures[signature_name]
-
-        def run(inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-            outputs = function(**{name: tf.constant(value) for name, value in inputs.items()})
-            return {name: value.numpy() for name, value in outputs.items()}
-
-        return run
-
-    def check_inputs(self, signature_name: str, inputs: Dict[str, np.ndarray]) -> None:
-        """Raises RequestError(INVALID_ARGUMENT) naming the tensor and its expected dtype and shape."""
-        specs = self.input_specs[signature_name]
-        expected = ", ".join(f"{name}: {_describe(spec.dtype, spec.shape)}" for name, spec in sorted(specs.items()))
-        missing, extra = sorted(set(specs) - set(inputs)), sorted(set(inputs) - set(specs))
-        if missing or extra:
-            raise RequestError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"signature {signature_name!r} of model {self.name!r} takes inputs {{{expected}}}; "
-                f"request lacks {missing} and has unexpected {extra}",
-            )
-        for name, spec in specs.items():
-            value = inputs[name]
-            if tf.as_dtype(value.dtype) != spec.dtype or not spec.shape.is_compatible_with(value.shape):
-                raise RequestError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"input {name!r} of signature {signature_name!r} must be {_describe(spec.dtype, spec.shape)}, "
-                    f"got {_describe(tf.as_dtype(value.dtype), value.shape)}",
-                )
-
-    def run(self, signature_name: str, inputs: Dict[str, np.ndarray], context=None) -> Dict[str, np.ndarray]:
-        """Runs a checked request, through the batcher when batching is on; a request whose
-        RPC ends (deadline, cancel) before its batch starts is withdrawn from the queue."""
-        try:
-            if signature_name in self._batchers:
-                future = self._batchers[signature_name].submit(inputs)
-                if context is not None:
-                    context.add_callback(future.cancel)
-                return future.result()
-            return self._runner(signature_name)(inputs)
-        except futures.CancelledError:
-            raise RequestError(grpc.StatusCode.CANCELLED, "the request ended before its batch ran") from None
-        except BatchingError as error:
-            raise RequestError(getattr(grpc.StatusCode, error.code), str(error)) from None
-        except tf.errors.InvalidArgumentError as error:
-            message = error.message.split("\n")[-1] if error.message else str(error)
-            assertion = re.search(r"assertion failed: \[(.+?)\] \[Condition", error.message or "")
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, assertion.group(1) if assertion else message) from None
-
-    def close(self) -> None:
-        for batcher in self._batchers.values():
-            batcher.stop()
-
-
-class ModelRepository:
-    """The models under MODEL_DIR, each at its latest version, reloaded when a newer one lands.
-
-    Args:
-        model_dir: one model's base path (holding integer version directories) or a directory
-            of such base paths.
-        model_name: the name of the single model when `model_dir` is a base path (default:
-            the directory's name).
-        batching: batching parameters for every model, or None.
-    """
-
-    def __init__(self, model_dir: str, model_name: Optional[str] = None,
-                 batching: Optional[BatchingParameters] = None):
-        if not os.path.isdir(model_dir):
-            raise FileNotFoundError(f"model directory {model_dir} does not exist")
-        self.batching = batching
-        self._lock = threading.Lock()
-        self._models: Dict[str, ServedModel] = {}
-        if any(_VERSION.match(name) for name in os.listdir(model_dir)):
-            name = model_name or os.path.basename(os.path.normpath(model_dir))
-            self.base_paths = {name: model_dir}
-        else:
-            self.base_paths = {
-                name: os.path.join(model_dir, name)
-                for name in sorted(os.listdir(model_dir))
-                if os.path.isdir(os.path.join(model_dir, name)) and not name.startswith(".")
-            }
-        if not self.base_paths:
-            raise ValueError(f"{model_dir} holds no model: expected MODEL_DIR/VERSION/ or MODEL_DIR/NAME/VERSION/")
-
-    def refresh(self) -> Dict[str, int]:
-        """Loads every model whose latest version is newer than the served one; returns the
-        served version per model."""
-        for name, base_path in self.base_paths.items():
-            versions = _versions(base_path)
-            current = self._models.get(name)
-            if versions and (current is None or versions[-1] > current.version):
-                model = ServedModel(name, versions[-1], os.path.join(base_path, str(versions[-1])), self.batching)
-                with self._lock:
-                    self._models[name] = model
-                if current is not None:
-                    current.close()
-        with self._lock:
-            return {name: model.version for name, model in self._models.items()}
-
-    def get(self, name: str, version: Optional[int] = None) -> ServedModel:
-        """The served model; RequestError(NOT_FOUND) for an unknown name or version."""
-        with self._lock:
-            model = self._models.get(name)
-        if model is None:
-            known = sorted(self.base_paths)
-            raise RequestError(
-                grpc.StatusCode.NOT_FOUND,
-                f"Servable not found for request: Latest({name}); this server serves {known}",
-            )
-        if version is not None and version != model.version:
-            raise RequestError(
-                grpc.StatusCode.NOT_FOUND,
-                f"Servable not found for request: Specific({name}, {version}); served version is {model.version}",
-            )
-        return model
-
-    def close(self) -> None:
-        with self._lock:
-            models, self._models = list(self._models.values()), {}
-        for model in models:
-            model.close()
+def ensure_port_free(host: str, port: int) -> None:
+    """Raises PortInUseError when `host:port` cannot be bound (port 0 is always free)."""
+    if port == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise ValueError(f"cannot resolve --host {host}: {error.strerror}") from None
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closing socket (TIME_WAIT) is fine
+            try:
+                probe.bind(address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise PortInUseError(f"port {port} on {host} is in use by another program (another tfrf serve "
+                                         f"or model server?); stop it or choose another --port") from None
+                raise PortInUseError(f"cannot bind {host}:{port}: {error.strerror}") from None
 
 
 def _resolve(repository: ModelRepository, model_spec):
@@ -214,12 +75,21 @@ def _resolve(repository: ModelRepository, model_spec):
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     """`Predict` and `GetModelMetadata` over a `ModelRepository` (Classify, Regress and
-    MultiInference answer UNIMPLEMENTED)."""
+    MultiInference answer UNIMPLEMENTED).
 
-    def __init__(self, repository: ModelRepository):
+    `counters` (the repository's) counts `requests`, `started` (admitted and decoded),
+    `completed`, `not_started` (the RPC ended while waiting for a slot), `abandoned` (ended
+    between slices of its batch) and every refusal by status name (`invalid_argument`, ...).
+    """
+
+    def __init__(self, repository: ModelRepository, admission: Admission):
         self.repository = repository
+        self.admission = admission
+        self.counters: Counters = repository.counters
 
     def Predict(self, request, context):
+        self.counters.add("requests")
+        admitted = False
         try:
             model, signature_name = _resolve(self.repository, request.model_spec)
             if signature_name not in model.signatures:
@@ -227,28 +97,41 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                     grpc.StatusCode.NOT_FOUND,
                     f"signature {signature_name!r} not found in model {model.name!r}; it has {sorted(model.signatures)}",
                 )
-            try:
-                inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
-            except (ValueError, TypeError) as error:
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"malformed input tensor: {error}") from None
-            model.check_inputs(signature_name, inputs)
-            outputs = model.run(signature_name, inputs, context)
-            wanted = list(request.output_filter) or list(outputs)
-            unknown = sorted(set(wanted) - set(outputs))
+            shapes = model.check_request(signature_name, request.inputs)
+            outputs_available = sorted(model.signature_defs[signature_name].outputs)
+            wanted = list(request.output_filter) or outputs_available
+            unknown = sorted(set(wanted) - set(outputs_available))
             if unknown:
                 raise RequestError(
                     grpc.StatusCode.INVALID_ARGUMENT,
-                    f"output_filter names {unknown}, but signature {signature_name!r} outputs {sorted(outputs)}",
+                    f"output_filter names {unknown}, but signature {signature_name!r} outputs {outputs_available}",
                 )
+            try:
+                self.admission.acquire(context)
+            except RequestError:
+                self.counters.add("not_started")
+                raise
+            admitted = True
+            ensure_active(context, "waiting to start")
+            self.counters.add("started")
+            outputs = model.run(signature_name, decode_inputs(request.inputs, shapes), context)
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = model.name
+            response.model_spec.version.value = model.version
+            response.model_spec.signature_name = signature_name
+            try:
+                for name in wanted:
+                    response.outputs[name].CopyFrom(tf.make_tensor_proto(outputs[name]))
+            except MemoryError:
+                raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, "out of memory writing the response") from None
+            self.counters.add("completed")
+            return response
         except RequestError as error:
+            self.counters.add(error.code.name.lower())
             context.abort(error.code, str(error))
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = model.name
-        response.model_spec.version.value = model.version
-        response.model_spec.signature_name = signature_name
-        for name in wanted:
-            response.outputs[name].CopyFrom(tf.make_tensor_proto(outputs[name]))
-        return response
+        finally:
+            if admitted:
+                self.admission.release()
 
     def GetModelMetadata(self, request, context):
         try:
@@ -270,6 +153,14 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
 
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read()
+    except OSError as error:
+        raise FileNotFoundError(f"cannot read the {what} {path}: {error.strerror}") from None
+
+
 class LocalModelServer:
     """Serves MODEL_DIR over gRPC on `host:port` (loopback by default) until stopped.
 
@@ -280,17 +171,29 @@ class LocalModelServer:
         model_name: the model's name when `model_dir` is one model's base path.
         batching: TF-Serving batching parameters, or None to run each request alone.
         poll_seconds: how often to look for new versions; 0 turns polling off.
-        max_workers: gRPC handler threads (concurrent requests in flight).
+        max_workers: gRPC handler threads; default `limits.max_pending_requests`.
+        limits: `RequestLimits` (sized to the machine and the model by default).
+        tls_cert, tls_key: PEM certificate chain and private key: serve over TLS.
 
     Use as a context manager, or `start()` / `stop()`.
     """
 
     def __init__(self, model_dir: str, host: str = "127.0.0.1", port: int = 0, model_name: Optional[str] = None,
-                 batching: Optional[BatchingParameters] = None, poll_seconds: float = 1.0, max_workers: int = 32):
-        self.repository = ModelRepository(model_dir, model_name, batching)
+                 batching: Optional[BatchingParameters] = None, poll_seconds: float = 1.0,
+                 max_workers: Optional[int] = None, limits: Optional[RequestLimits] = None,
+                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None):
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("TLS needs both --tls-cert and --tls-key (PEM files)")
+        self.credentials = None
+        if tls_cert is not None:
+            self.credentials = grpc.ssl_server_credentials(
+                [(_read(tls_key, "TLS private key"), _read(tls_cert, "TLS certificate"))])
+        self.repository = ModelRepository(model_dir, model_name, batching, limits)
+        self.limits = self.repository.limits
         self.host, self.port = host, port
         self.poll_seconds = poll_seconds
-        self.max_workers = max_workers
+        self.max_workers = max_workers or self.limits.max_pending_requests
+        self.servicer = PredictionServicer(self.repository, Admission(self.limits.max_concurrent_requests))
         self._server = None
         self._stop_polling = threading.Event()
         self._poller = None
@@ -299,21 +202,43 @@ class LocalModelServer:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def counters(self):
+        """Request and run counts (see `PredictionServicer`), a dict."""
+        return self.repository.counters.snapshot()
+
+    def _bind(self) -> grpc.Server:
+        ensure_port_free(self.host, self.port)
+        receive = min(MAX_MESSAGE_BYTES, self.limits.max_request_bytes + 1024 * 1024)
+        options = [("grpc.so_reuseport", 0),  # a second server on this port must fail, not share it
+                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_receive_message_length", receive)]
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="tfrf-serve"),
+                             options=options, maximum_concurrent_rpcs=self.limits.max_pending_requests)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self.servicer, server)
+        address = f"{self.host}:{self.port}"
+        try:
+            if self.credentials is not None:
+                bound = server.add_secure_port(address, self.credentials)
+            else:
+                bound = server.add_insecure_port(address)
+        except RuntimeError:
+            bound = 0
+        if not bound:
+            raise PortInUseError(f"cannot bind {address}: the port is in use or the address is not local")
+        self.port = bound
+        return server
+
     def start(self) -> "LocalModelServer":
-        """Loads the models and starts serving; `port` then holds the bound port."""
+        """Binds the port (failing fast when it is taken), loads the models and starts serving;
+        `port` then holds the bound port."""
+        server = self._bind()
         served = self.repository.refresh()
         if not served:
-            raise ValueError(f"no model version to serve in {sorted(self.repository.base_paths.values())}")
-        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.max_workers), options=options)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.repository), self._server
-        )
-        bound = self._server.add_insecure_port(f"{self.host}:{self.port}")
-        if not bound:
-            raise OSError(f"cannot bind {self.host}:{self.port}")
-        self.port = bound
+            server.stop(None)
+            failures = self.repository.failure_report() or "no integer version directories"
+            raise ValueError(f"no loadable model version in {sorted(self.repository.base_paths.values())}: {failures}")
+        self._server = server
         self._server.start()
         if self.poll_seconds > 0:
             self._poller = threading.Thread(target=self._poll, name="tfrf-serve-poll", daemon=True)
@@ -324,8 +249,8 @@ class LocalModelServer:
         while not self._stop_polling.wait(self.poll_seconds):
             try:
                 self.repository.refresh()
-            except Exception as error:  # a bad new version must not take the server down
-                print(f"tfrf serve: could not load a new version: {type(error).__name__}: {error}")
+            except Exception as error:  # refresh logs per model; this is a last resort
+                LOGGER.warning("looking for new versions failed: %s: %s", type(error).__name__, error)
 
     def wait(self) -> None:
         """Blocks until the server stops."""
@@ -337,7 +262,7 @@ class LocalModelServer:
         stopped = self._server.stop(grace) if self._server is not None else None
         self._server = None
         if self._poller is not None:
-            self._poller.join(timeout=max(self.poll_seconds, 1.0) + 5)
+            self._poller.join(timeout=max(self.poll_seconds, 1.0) + 60)
         self.repository.close()  # fails requests still queued in a batcher (CANCELLED)
         if stopped is not None:
             stopped.wait()

@@ -5,6 +5,7 @@ A reader (a person, TF-Serving, a resumed run) never sees a half-written file.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from typing import BinaryIO, Callable
@@ -41,6 +42,20 @@ def atomic_save_image(path: str, image, format: str = "PNG") -> None:
     atomic_write(path, lambda stream: Image.fromarray(image).save(stream, format=format))
 
 
+def make_temporary_directory(parent: str, prefix: str) -> str:
+    """A new empty directory `parent/PREFIXrandom` with the mode of a plain `mkdir` (0755 under
+    the usual umask 022); `tempfile.mkdtemp` makes 0700, which a model server running as
+    another user cannot read once the directory is renamed into place."""
+    for _ in range(100):
+        path = os.path.join(parent, f"{prefix}{secrets.token_hex(4)}")
+        try:
+            os.mkdir(path)  # mode 0o777 minus the umask
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free temporary directory name {prefix}* in {parent}")
+
+
 def atomic_directory(path: str, populate: Callable[[str], None]) -> None:
     """Call `populate(temporary_directory)`, then rename the directory to `path` (which must
     not exist yet)."""
@@ -48,7 +63,7 @@ def atomic_directory(path: str, populate: Callable[[str], None]) -> None:
     os.makedirs(parent, exist_ok=True)
     if os.path.exists(path):
         raise FileExistsError(f"{path} already exists")
-    temporary = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(path)}-")
+    temporary = make_temporary_directory(parent, f".tmp-{os.path.basename(path)}-")
     try:
         populate(temporary)
         os.replace(temporary, path)

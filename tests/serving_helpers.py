@@ -1,0 +1,103 @@
+"""Shared by the serving tests: a tiny exported generator, raw TensorProtos, `tfrf serve`
+in a subprocess, and its peak memory."""
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import predict_pb2
+
+import tfrf
+from tfrf.export import build_generator
+from tfrf.export.saved_model import export_saved_model
+
+from model_inputs import random_inputs
+
+SIZE = 64
+
+
+def tiny_config():
+    """voxceleb2 at 64x64 and 1/8 width: Cp = 3, a few MB, a few ms per example."""
+    return tfrf.ModelConfig.preset("voxceleb2", image_height=SIZE, image_width=SIZE, width_multiplier=0.125)
+
+
+def make_inputs(batch, sources, seed):
+    return random_inputs(tiny_config(), batch, sources, seed)
+
+
+def export_tiny(base_path, seed, version=None):
+    """Exports a freshly initialised tiny generator (weights from `seed`); returns it."""
+    tf.keras.utils.set_random_seed(seed)
+    generator = build_generator(tiny_config())
+    export_saved_model(generator, str(base_path), version=version)
+    return generator
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def tensor(dims, dtype=types_pb2.DT_FLOAT, content=None, float_values=None):
+    """A TensorProto declaring `dims` and `dtype` with exactly the given content (none by default)."""
+    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in dims]))
+    if content is not None:
+        proto.tensor_content = content
+    if float_values is not None:
+        proto.float_val.extend(float_values)
+    return proto
+
+
+def predict_request(inputs, model="face", signature="serving_default"):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature
+    for name, proto in inputs.items():
+        request.inputs[name].CopyFrom(proto)
+    return request
+
+
+def peak_rss_bytes(pid):
+    """VmHWM (peak resident memory) of a process, in bytes."""
+    with open(f"/proc/{pid}/status") as stream:
+        for line in stream:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def serve_process(arguments, timeout=120):
+    """Starts `python -m tfrf serve ARGUMENTS` and waits for its `tfrf serve:` start line.
+
+    Returns (process, line); the process has exited when its line is empty.
+    """
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    process = subprocess.Popen([sys.executable, "-m", "tfrf", "serve", *arguments],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + timeout
+    line = ""
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if line.startswith("tfrf serve:") or not line and process.poll() is not None:
+            break
+    return process, line
+
+
+def stop_process(process):
+    """Terminates the server; returns what it wrote to stderr."""
+    process.terminate()
+    try:
+        return process.communicate(timeout=20)[1]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()[1]
+
+
+def reference_outputs(generator, inputs):
+    return generator({key: np.asarray(value) for key, value in inputs.items()}).numpy()
