@@ -1,4 +1,7 @@
-"""Face animation with the TFLite model: K source photos, a driving face -> a video.
+"""Animation: K source photos and a driving sequence -> a video, one generated frame per
+driving frame. Face animation (the TFLite face model) lives here; person animation (GFLA's
+second application) in `tfrf.person_animation`; both run `run_animation`, the shared per-frame
+loop (progress bar, timing, GIF/MP4 writer, driving frames without a face or person).
 
     result = animate("face.tflite", ["s1.jpg", "s2.jpg"], "driving.mp4", "out.gif")
 
@@ -7,14 +10,15 @@ training pairs): 68 landmarks per face (MediaPipe face mesh, optional dependency
 arrays), a square crop around each face's landmarks with a margin, the RGB landmark drawing of
 the crop as the pose. The sources are encoded once (`encode_sources` signature); every driving
 frame is one `render` call. The model runs through `ai-edge-litert` when installed, otherwise
-`tf.lite.Interpreter`.
+`tf.lite.Interpreter`. Source photos are read with `tfrf.photos.read_photo` (EXIF orientation
+applied).
 
 Driving landmarks: a `.npy` of float `[T, 68, 2]` (x, y) pixels of the driving frames (a frame
 of NaNs means "no face"), or a video whose frames MediaPipe reads. Each driving frame is mapped
 into its own face crop (absolute motion), or, with `relative=True`, its motion relative to the
 first driving frame moves the first source's landmarks. A source without a face is an error; a
 driving frame without a face reuses the last landmarks (the first source's for a leading one)
-and is counted in `AnimationResult.missing_faces`.
+and is counted in `AnimationResult.missing_frames`.
 
 Output: MP4 (imageio-ffmpeg) holds every frame; a GIF (Pillow) stores identical consecutive
 frames, such as a faceless driving frame repeating the last one, once with their durations
@@ -26,13 +30,15 @@ import dataclasses
 import os
 import tempfile
 import time
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
+from tfrf.photos import as_photo
 from tfrf.pose import face
 
 Landmarker = Callable[[np.ndarray], Optional[np.ndarray]]
+Target = TypeVar("Target")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 OUTPUT_SUFFIXES = (".gif", ".mp4")
 DEFAULT_FPS = 25.0
@@ -44,12 +50,12 @@ class NoFaceError(ValueError):
 
 @dataclasses.dataclass
 class AnimationResult:
-    """What `animate` did.
+    """What an animation did.
 
     Attributes:
         path: the written file (None when no output was asked for).
-        frames: number of frames written.
-        missing_faces: driving frames without a face (their landmarks were reused).
+        frames: number of frames written (one per driving frame).
+        missing_frames: driving frames without a face or person (the last pose was reused).
         fps: frames per second of the model alone (render calls).
         overall_fps: frames per second of the whole pipeline (detection, drawing, writing).
         video_fps: the frame rate of the output.
@@ -58,11 +64,16 @@ class AnimationResult:
 
     path: Optional[str]
     frames: int
-    missing_faces: int
+    missing_frames: int
     fps: float
     overall_fps: float
     video_fps: float
     images: Optional[List[np.ndarray]] = None
+
+    @property
+    def missing_faces(self) -> int:
+        """Face animation's name for `missing_frames`."""
+        return self.missing_frames
 
 
 def landmarks_in_crop(landmarks, size: int, margin: float = 0.25) -> np.ndarray:
@@ -130,16 +141,6 @@ class FaceRenderer:
         return np.clip(np.rint((image + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
-def read_image(path: str) -> np.ndarray:
-    """uint8 RGB [H, W, 3]."""
-    from PIL import Image
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image {path} does not exist")
-    with Image.open(path) as opened:
-        return np.asarray(opened.convert("RGB"))
-
-
 def default_landmarker(static_image_mode: bool) -> face.MediaPipeFaceLandmarker:
     """MediaPipe face mesh (optional dependency mediapipe==0.10.14)."""
     return face.MediaPipeFaceLandmarker(static_image_mode=static_image_mode)
@@ -157,7 +158,8 @@ def prepare_source(image: np.ndarray, landmarks: Optional[np.ndarray], size: int
     return face.crop_face(image, landmarks, size, margin)
 
 
-def _read_video(path: str) -> Tuple[Iterator[np.ndarray], int, float]:
+def read_video(path: str) -> Tuple[Iterator[np.ndarray], int, float]:
+    """(uint8 [H, W, 3] frames, frame count or 0 when unknown, fps) of a video (imageio-ffmpeg)."""
     try:
         import imageio.v2 as imageio
     except ImportError as error:  # pragma: no cover - depends on the environment
@@ -194,7 +196,7 @@ def driving_landmarks(driving: Union[str, np.ndarray], landmarker: Optional[Land
             raise ValueError(f"driving {driving} must be a .npy of [T, 68, 2] landmarks or a video {VIDEO_SUFFIXES}")
         if not os.path.isfile(driving):
             raise FileNotFoundError(f"driving video {driving} does not exist")
-        frames, count, fps = _read_video(driving)
+        frames, count, fps = read_video(driving)
         return (landmarker(frame) for frame in frames), count, fps
     name = driving if isinstance(driving, str) else "driving landmarks"
     if isinstance(driving, str) and not os.path.isfile(driving):
@@ -206,8 +208,9 @@ def driving_landmarks(driving: Union[str, np.ndarray], landmarker: Optional[Land
     return (points if np.all(np.isfinite(points)) else None for points in array), len(array), None
 
 
-class _Writer:
-    """Collects frames and writes a GIF (Pillow) or MP4 (imageio-ffmpeg) atomically."""
+class VideoWriter:
+    """Collects frames and writes a GIF (Pillow) or MP4 (imageio-ffmpeg) atomically: the file
+    appears on `close`, and `discard` leaves nothing behind."""
 
     def __init__(self, path: str, fps: float):
         self.path, self.fps = path, fps
@@ -240,6 +243,7 @@ class _Writer:
         try:
             if self._video is not None:
                 self._video.close()
+                self._video = None
             else:
                 from PIL import Image
 
@@ -248,8 +252,99 @@ class _Writer:
                                duration=max(1, int(round(1000.0 / self.fps))), loop=0)
             os.replace(self.temporary, self.path)
         finally:
-            if os.path.exists(self.temporary):
-                os.remove(self.temporary)
+            self.discard()
+
+    def discard(self) -> None:
+        """Stops writing and removes the unfinished file."""
+        if self._video is not None:
+            try:
+                self._video.close()
+            except Exception:  # the partial file goes anyway
+                pass
+            self._video = None
+        if os.path.exists(self.temporary):
+            os.remove(self.temporary)
+
+
+def run_animation(targets: Iterable[Optional[Target]], render: Callable[[Target], np.ndarray], first: Target, *,
+                  total: Optional[int] = None, out: Optional[str] = None, fps: float = DEFAULT_FPS,
+                  progress: bool = True, return_frames: bool = False, description: str = "animate",
+                  driving_name: str = "driving") -> AnimationResult:
+    """The per-frame loop shared by face and person animation: one rendered frame per target.
+
+    Args:
+        targets: the target pose of each driving frame (crop landmarks, keypoints, ...), None
+            for a frame without a face or person: it reuses the last target and is counted.
+        render: target -> uint8 [H, W, 3] frame (the model call).
+        first: the target a leading None reuses (the first source's pose).
+        total: the number of targets, if known (for the progress bar).
+        out: a .gif or .mp4 to write; None writes nothing.
+        fps: the output frame rate.
+        progress: show a tqdm progress bar.
+        return_frames: keep the frames in the result.
+        description: the progress bar's label.
+        driving_name: names the driving input in the error for an empty sequence.
+
+    Returns:
+        AnimationResult; `fps` times `render` alone, `overall_fps` the whole loop including
+        whatever producing the targets costs (detection).
+    """
+    from tqdm import tqdm
+
+    writer = VideoWriter(out, fps) if out is not None else None
+    images: List[np.ndarray] = []
+    last, missing, render_seconds, written = first, 0, 0.0, 0
+    start = time.perf_counter()
+    try:
+        for target in tqdm(targets, total=total or None, unit="frame", disable=not progress, desc=description):
+            if target is None:
+                missing += 1
+                target = last
+            else:
+                last = target
+            began = time.perf_counter()
+            frame = render(target)
+            render_seconds += time.perf_counter() - began
+            written += 1
+            if writer is not None:
+                writer.append(frame)
+            if return_frames:
+                images.append(frame)
+        if written == 0:
+            raise ValueError(f"{driving_name} has no frames")
+        if writer is not None:
+            writer.close()
+            writer = None
+    finally:
+        if writer is not None:
+            writer.discard()
+    seconds = time.perf_counter() - start
+    return AnimationResult(
+        path=out,
+        frames=written,
+        missing_frames=missing,
+        fps=written / max(render_seconds, 1e-9),
+        overall_fps=written / max(seconds, 1e-9),
+        video_fps=fps,
+        images=images if return_frames else None,
+    )
+
+
+def face_targets(driving: Iterable[Optional[np.ndarray]], size: int, margin: float,
+                 relative_to: Optional[np.ndarray] = None) -> Iterator[Optional[np.ndarray]]:
+    """Crop landmarks [68, 2] of each driving frame's landmarks (None stays None); with
+    `relative_to` (the first source's crop landmarks), that face moved by the driving motion
+    relative to the first driving face."""
+    first_driving = None
+    for points in driving:
+        if points is None:
+            yield None
+            continue
+        target = landmarks_in_crop(points, size, margin)
+        if relative_to is not None:
+            first_driving = target if first_driving is None else first_driving
+            target = relative_to + (target - first_driving)
+        yield target
 
 
 def animate(model: Union[str, bytes], sources: Sequence[Union[str, np.ndarray]],
@@ -262,7 +357,7 @@ def animate(model: Union[str, bytes], sources: Sequence[Union[str, np.ndarray]],
 
     Args:
         model: the face `.tflite` (`tfrf export tflite --preset voxceleb2 ...`).
-        sources: K source photos (paths or uint8 [H, W, 3]), K as exported.
+        sources: K source photos (paths, read upright, or uint8 [H, W, 3]), K as exported.
         driving: `.npy` / array [T, 68, 2] of driving landmarks, or a driving video.
         out: the output path; None renders without writing (e.g. with `return_frames`).
         source_landmarks: [68, 2] (x, y) per source in its own pixels; None (or a None entry)
@@ -280,8 +375,6 @@ def animate(model: Union[str, bytes], sources: Sequence[Union[str, np.ndarray]],
     Raises:
         NoFaceError: when a source has no face.
     """
-    from tqdm import tqdm
-
     renderer = FaceRenderer(model, num_threads=num_threads)
     size = renderer.size
     if source_landmarks is None:
@@ -301,8 +394,8 @@ def animate(model: Union[str, bytes], sources: Sequence[Union[str, np.ndarray]],
         source_detector = detector(True) if needs_detection else None
         crops, crop_landmarks = [], []
         for index, (source, points) in enumerate(zip(sources, source_landmarks)):
-            name = source if isinstance(source, str) else f"source {index}"
-            image = read_image(source) if isinstance(source, str) else np.asarray(source, dtype=np.uint8)
+            name = str(source) if not isinstance(source, np.ndarray) else f"source {index}"
+            image = as_photo(source, name)
             crop, moved = prepare_source(image, points, size, margin, source_detector, name)
             crops.append(crop)
             crop_landmarks.append(moved)
@@ -311,47 +404,11 @@ def animate(model: Union[str, bytes], sources: Sequence[Union[str, np.ndarray]],
         is_video = isinstance(driving, str) and not driving.lower().endswith(".npy")
         frames, count, video_fps = driving_landmarks(driving, detector(False) if is_video else None)
         fps = float(fps or video_fps or DEFAULT_FPS)
-        writer = _Writer(out, fps) if out is not None else None
-        images: List[np.ndarray] = []
-        last, first_driving, missing, render_seconds, written = crop_landmarks[0], None, 0, 0.0, 0
-        start = time.perf_counter()
-        try:
-            for points in tqdm(frames, total=count or None, unit="frame", disable=not progress, desc="animate"):
-                if points is None:
-                    missing += 1
-                    target = last
-                else:
-                    target = landmarks_in_crop(points, size, margin)
-                    if relative:
-                        first_driving = target if first_driving is None else first_driving
-                        target = crop_landmarks[0] + (target - first_driving)
-                    last = target
-                began = time.perf_counter()
-                frame = renderer.render(target)
-                render_seconds += time.perf_counter() - began
-                written += 1
-                if writer is not None:
-                    writer.append(frame)
-                if return_frames:
-                    images.append(frame)
-            if written == 0:
-                raise ValueError(f"driving {driving if isinstance(driving, str) else 'array'} has no frames")
-            if writer is not None:
-                writer.close()
-                writer = None
-        finally:
-            if writer is not None and os.path.exists(writer.temporary):
-                os.remove(writer.temporary)
-        total = time.perf_counter() - start
+        targets = face_targets(frames, size, margin, crop_landmarks[0] if relative else None)
+        driving_name = f"driving {driving if isinstance(driving, str) else 'array'}"
+        result = run_animation(targets, renderer.render, crop_landmarks[0], total=count, out=out, fps=fps,
+                               progress=progress, return_frames=return_frames, driving_name=driving_name)
     finally:
         for owned_landmarker in owned:
             owned_landmarker.close()
-    return AnimationResult(
-        path=out,
-        frames=written,
-        missing_faces=missing,
-        fps=written / max(render_seconds, 1e-9),
-        overall_fps=written / max(total, 1e-9),
-        video_fps=fps,
-        images=images if return_frames else None,
-    )
+    return result
