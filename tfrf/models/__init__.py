@@ -2,12 +2,14 @@
 from tfrf.models.discriminator import Discriminator
 from tfrf.models.extractors import FlowConfidenceExtractor, FlowHeads, SourceAppearanceExtractor
 from tfrf.models.generator import Generator, validate_inputs
+from tfrf.models.gfla import GFLAGenerator
 from tfrf.models.predictor import TargetImagePredictor
 
 __all__ = [
     "Discriminator",
     "FlowConfidenceExtractor",
     "FlowHeads",
+    "GFLAGenerator",
     "Generator",
     "SourceAppearanceExtractor",
     "TargetImagePredictor",
@@ -16,9 +18,12 @@ __all__ = [
 ]
 
 
+GENERATORS = {"rf": Generator, "gfla": GFLAGenerator}
+
+
 def build_generator(config):
-    """The generator network of `config.architecture` ("rf": `Generator`; GFLA joins here)."""
+    """The generator network of `config.architecture`: "rf" -> `Generator`, "gfla" -> `GFLAGenerator`."""
     architecture = getattr(config, "architecture", "rf")
-    if architecture == "rf":
-        return Generator(config)
+    if architecture in GENERATORS:
+        return GENERATORS[architecture](config)
     raise ValueError(f"unknown ModelConfig.architecture {architecture!r}")
