@@ -18,7 +18,7 @@ Without weights the network is randomly initialised (lin weights non-negative), 
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -255,7 +255,3 @@ class LPIPS(tf.keras.Model):
     def from_config(cls, config):
         return cls(**config)
 
-
-def lpips_distance(lpips: LPIPS, images: Sequence, other_images: Sequence, batch_size: int = 64) -> float:
-    """Mean LPIPS over pairs of `[N, H, W, 3]` images in [-1, 1]."""
-    return float(np.mean(lpips.distances(images, other_images, batch_size)))
