@@ -177,6 +177,8 @@ def test_frechet_distance_closed_forms():
         frechet_distance(mu1, sigma1, mu2[:8], sigma2[:8, :8])
     with pytest.raises(ValueError, match=r"sigma \[D, D\]"):
         frechet_distance(mu1, sigma1[:8], mu2, sigma2)
+    with pytest.raises(ValueError, match="imaginary component 1"):  # not a covariance: eigenvalue -1
+        frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.diag([-1.0, 1.0]))
 
 
 def test_frechet_distance_with_fewer_samples_than_dimensions():

@@ -4,8 +4,8 @@ Inception pool features of two image sets.
 
 - `frechet_distance` in float64 with the trace of the matrix root taken as `sum_i sqrt(lambda_i)`
   over the eigenvalues of `S1 S2` (agrees with `scipy.linalg.sqrtm` to 1e-5, needs no SciPy).
-  As TTUR: when the value is not finite, 1e-6 is added to both diagonals; imaginary parts above
-  1e-3 are refused.
+  As TTUR: when the root is not finite, 1e-6 is added to both diagonals; an imaginary part above
+  1e-3 (a square root of an eigenvalue below -1e-6, far beyond rounding) is refused.
 - `FeatureStatistics` accumulates the mean and covariance in float64 from batches (sum and sum of
   outer products about a fixed shift): memory `O(D^2)`, independent of the image count.
 - Statistics files are `.npz` with `mu` and `sigma` (the TTUR / pytorch-fid format).
@@ -35,20 +35,21 @@ def _check_statistics(mu, sigma, name: str) -> Statistics:
     mu = np.atleast_1d(np.asarray(mu, np.float64))
     sigma = np.atleast_2d(np.asarray(sigma, np.float64))
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise ValueError(f"frechet_distance: {name} needs mu [D] and sigma [D, D], got {mu.shape} and {sigma.shape}")
+        raise ValueError(f"FID statistics ({name}) need mu [D] and sigma [D, D], got {mu.shape} and {sigma.shape}")
     return mu, sigma
 
 
-def _trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> complex:
-    """`Tr((S1 S2)^(1/2)) = sum_i sqrt(lambda_i(S1 S2))`, NaN when the product is not finite."""
+def _sqrt_eigenvalues(sigma1: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
+    """`sqrt(lambda_i(S1 S2))` (complex `[D]`; their sum is `Tr((S1 S2)^(1/2))`), NaN when the
+    product is not finite."""
     product = sigma1 @ sigma2
     if not np.isfinite(product).all():
-        return complex(np.nan, 0.0)
+        return np.full(len(product), np.nan, np.complex128)
     try:
         eigenvalues = np.linalg.eigvals(product).astype(np.complex128)
     except np.linalg.LinAlgError:
-        return complex(np.nan, 0.0)
-    return complex(np.sum(np.sqrt(eigenvalues)))
+        return np.full(len(product), np.nan, np.complex128)
+    return np.sqrt(eigenvalues)
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
@@ -65,17 +66,18 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     mu2, sigma2 = _check_statistics(mu2, sigma2, "the second set")
     if mu1.shape != mu2.shape:
         raise ValueError(f"frechet_distance: feature dimensions differ: {mu1.shape[0]} and {mu2.shape[0]}")
-    trace = _trace_sqrt_product(sigma1, sigma2)
-    if not np.isfinite(trace):
+    roots = _sqrt_eigenvalues(sigma1, sigma2)
+    if not np.isfinite(roots).all():
         offset = np.eye(sigma1.shape[0]) * DIAGONAL_OFFSET
-        trace = _trace_sqrt_product(sigma1 + offset, sigma2 + offset)
-        if not np.isfinite(trace):
+        roots = _sqrt_eigenvalues(sigma1 + offset, sigma2 + offset)
+        if not np.isfinite(roots).all():
             raise ValueError("frechet_distance: the covariances give a non-finite product (NaN, inf or overflow "
                              "in the statistics)")
-    if abs(trace.imag) > IMAGINARY_TOLERANCE:
-        raise ValueError(f"frechet_distance: the matrix root has an imaginary component {abs(trace.imag):.3g}")
+    imaginary = float(np.max(np.abs(roots.imag))) if len(roots) else 0.0
+    if imaginary > IMAGINARY_TOLERANCE:
+        raise ValueError(f"frechet_distance: the matrix root has an imaginary component {imaginary:.3g}")
     difference = mu1 - mu2
-    return float(difference @ difference + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace.real)
+    return float(difference @ difference + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.sum(roots.real))
 
 
 class FeatureStatistics:
@@ -208,7 +210,8 @@ def statistics_of_images(images, inception, batch_size: int = 64, drop_remainder
 def set_key(images, inception, drop_remainder: bool = False, batch_size: int = 64) -> str:
     """Content key of an image set for `inception`: file names, sizes and modification times (or
     the array's bytes), the Inception mode and its weights."""
-    parts = [getattr(inception, "mode", ""), inception.fingerprint(), f"drop={drop_remainder}/{batch_size}"]
+    # The batch size changes the statistics only when the last partial batch is dropped.
+    parts = [getattr(inception, "mode", ""), inception.fingerprint(), f"drop={batch_size if drop_remainder else 0}"]
     if isinstance(images, np.ndarray):
         digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
         parts.append(f"array|{images.dtype.str}|{images.shape}|{digest}")
