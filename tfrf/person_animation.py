@@ -9,8 +9,8 @@ Sources are read upright (`tfrf.photos.read_photo`), their keypoints detected wi
 pose (or given as pose JSONs, `tfrf.pose.keypoints.save_pose_json`), and fitted to the model's
 size (`fit`: "pad" keeps the aspect, as the datasets were prepared). Each driving pose is fitted
 the same way from its own frame size; the driving person's position and scale are used as they
-are (no retargeting). The K source encodings do not change between frames, only the target
-heatmaps do.
+are (no retargeting). The source images and heatmaps are prepared once; every frame is one
+generator call with that frame's target heatmaps.
 
 Driving poses:
 - a video (.mp4, .mov, ...): MediaPipe pose in tracking mode on every frame, at

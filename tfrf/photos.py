@@ -28,7 +28,8 @@ def _to_rgb(image, path: str):
     from PIL import Image
 
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # convert("RGB") would clip 16/32-bit grey levels at 255: scale them instead.
+        # convert("RGB") would clip 16-bit grey levels at 255: scale them instead (Pillow opens a
+        # 16-bit PNG as "I;16" or, in older versions, "I").
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
         grey = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
@@ -39,11 +40,6 @@ def _to_rgb(image, path: str):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, WHITE + (255,))
         return Image.alpha_composite(background, image).convert("RGB")
-    if image.mode == "F":
-        values = np.asarray(image, dtype=np.float64)
-        scale = 255.0 if values.max() <= 1.0 else 1.0
-        grey = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
-        return Image.fromarray(np.repeat(grey[..., None], 3, axis=-1))
     try:
         return image.convert("RGB")
     except ValueError as error:
