@@ -19,6 +19,7 @@ from typing import Callable, Dict, Mapping, Optional
 import grpc
 import numpy as np
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import saved_model_pb2
 
 from tfrf.serving.batching import Batcher, BatchingError, BatchingParameters
@@ -76,7 +77,10 @@ class ServedModel:
             raise FileNotFoundError(f"{path} holds no saved_model.pb")
         proto = saved_model_pb2.SavedModel()
         with open(os.path.join(path, "saved_model.pb"), "rb") as stream:
-            proto.ParseFromString(stream.read())
+            try:
+                proto.ParseFromString(stream.read())
+            except DecodeError:
+                raise ValueError(f"cannot parse {os.path.join(path, 'saved_model.pb')}: not a SavedModel") from None
         self._loaded = tf.saved_model.load(path, tags=["serve"])
         self.signatures = dict(self._loaded.signatures)
         if not self.signatures:

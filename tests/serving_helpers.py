@@ -1,9 +1,12 @@
 """Shared by the serving tests: a tiny exported generator, raw TensorProtos, `tfrf serve`
 in a subprocess, and its peak memory."""
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -13,7 +16,7 @@ from tensorflow_serving.apis import predict_pb2
 
 import tfrf
 from tfrf.export import build_generator
-from tfrf.export.saved_model import export_saved_model
+from tfrf.export.saved_model import export_saved_model, next_version
 
 from model_inputs import random_inputs
 
@@ -34,6 +37,33 @@ def export_tiny(base_path, seed, version=None):
     tf.keras.utils.set_random_seed(seed)
     generator = build_generator(tiny_config())
     export_saved_model(generator, str(base_path), version=version)
+    return generator
+
+
+_EXPORTS = {}
+
+
+def exported(seed):
+    """(version directory, generator) of the tiny generator with weights from `seed`, exported
+    once per test session under umask 022 (an export takes seconds; a copy milliseconds)."""
+    if seed not in _EXPORTS:
+        root = tempfile.mkdtemp(prefix="tfrf-serving-tests-")
+        atexit.register(shutil.rmtree, root, True)
+        previous = os.umask(0o022)
+        try:
+            generator = export_tiny(os.path.join(root, "model"), seed)
+        finally:
+            os.umask(previous)
+        _EXPORTS[seed] = (os.path.join(root, "model", "1"), generator)
+    return _EXPORTS[seed]
+
+
+def install(seed, base_path, version=None):
+    """Copies the export of `seed` to `base_path/VERSION` (default: the next free version) and
+    returns its generator, the reference for what the server answers."""
+    source, generator = exported(seed)
+    version = next_version(str(base_path)) if version is None else version
+    shutil.copytree(source, os.path.join(str(base_path), str(version)))
     return generator
 
 

@@ -9,25 +9,20 @@ import time
 import grpc
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from tfrf.export import build_generator
-from tfrf.export.saved_model import export_saved_model
 from tfrf.serving import (BatchingParameters, Client, InvalidRequestError, LocalModelServer, ModelNotFoundError,
                           ServerUnavailableError, ServingTimeoutError)
 from tfrf.serving.batching import Batcher, BatchingError
 
-from serving_helpers import SIZE, free_port, make_inputs, serve_process, stop_process, tiny_config
+from serving_helpers import SIZE, free_port, install, make_inputs, serve_process, stop_process
 
 SERVING_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "serving")
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    tf.keras.utils.set_random_seed(11)
     root = tmp_path_factory.mktemp("serving")
-    generator = build_generator(tiny_config())
-    export_saved_model(generator, str(root / "models" / "face"))
+    generator = install(1, root / "models" / "face")
     return {"dir": str(root / "models"), "generator": generator}
 
 
@@ -189,16 +184,13 @@ def test_batcher_pads_to_allowed_sizes_and_splits():
 
 def test_new_version_is_picked_up(tmp_path, model_dir):
     base = str(tmp_path / "face")
-    tf.keras.utils.set_random_seed(1)
-    export_saved_model(model_dir["generator"], base)
-    with LocalModelServer(base, port=0, poll_seconds=0.2) as running:  # one model's base path
+    install(1, base)
+    with LocalModelServer(base, port=0, poll_seconds=0.2) as running:  # one model's base path, polled
         with Client(running.address, "face", timeout=30) as client:
-            assert running.repository.refresh() == {"face": 1}
-            tf.keras.utils.set_random_seed(2)
-            newer = build_generator(tiny_config())
-            export_saved_model(newer, base)
-            deadline = time.monotonic() + 20
-            while running.repository.refresh() != {"face": 2} and time.monotonic() < deadline:
+            assert running.repository.served() == {"face": 1}
+            newer = install(2, base)
+            deadline = time.monotonic() + 60
+            while running.repository.served() != {"face": 2} and time.monotonic() < deadline:
                 time.sleep(0.2)
             inputs = make_inputs(1, 2, seed=8)
             np.testing.assert_allclose(client.generate(**inputs), newer(inputs).numpy(), atol=1e-4, rtol=0)

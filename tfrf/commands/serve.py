@@ -73,11 +73,7 @@ def run(args: argparse.Namespace) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    try:
-        server = _start(args)
-    except (ValueError, OSError) as error:  # a user's mistake or a taken port: one line, status 2
-        print(f"tfrf serve: error: {error}", file=sys.stderr, flush=True)
-        return 2
+    server = _start(args)  # a taken port (PortInUseError, an OSError) or no loadable model: one line, status 2
     served = ", ".join(f"{name} v{version}" for name, version in server.repository.served().items())
     limits = server.limits
     print(f"tfrf serve: {served} on {server.address}{' (TLS)' if server.credentials else ''} "
