@@ -96,7 +96,7 @@ def test_generate_refuses_bad_inputs(tiny_model, photos, tmp_path):
         run_command(["generate", "--config", config_path, "--weights", str(tmp_path / "nowhere.weights.h5"),
                   "--sources", photos["a"][0], "--source-poses", photos["a"][1],
                   "--target-pose", photos["c"][1], "--out", str(tmp_path / "x.png")])
-    with pytest.raises(SystemExit, match="gives 2 poses for 1 --sources"):
+    with pytest.raises(ValueError, match="gives 2 poses for 1 --sources"):
         run_command(base + ["--sources", photos["a"][0], "--source-poses", photos["a"][1], photos["b"][1],
                          "--target-pose", photos["c"][1]])
     with pytest.raises(ValueError, match="keypoint poses"):

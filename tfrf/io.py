@@ -1,6 +1,11 @@
-"""Atomic file output: write to a temporary file beside the target, then rename.
+"""Atomic output, the one helper every output goes through: write to a temporary file (or
+directory) beside the target, flush it to disk, then rename.
 
-A reader (a person, TF-Serving, a resumed run) never sees a half-written file.
+A reader (a person, TF-Serving, a resumed run) never sees a half-written file, and after a crash
+the target holds either the old or the new content. Files are fsynced before the rename and the
+parent directory after it (so the rename itself is durable); files are made 0644 and directories
+0755 (`mkstemp` / `mkdtemp` create 0600 / 0700), so a TF-Serving container running as another
+user can read what was written.
 """
 from __future__ import annotations
 
@@ -11,20 +16,55 @@ import tempfile
 from typing import BinaryIO, Callable
 
 
+FILE_MODE = 0o644
+DIRECTORY_MODE = 0o755
+
+
+def fsync_directory(path: str) -> None:
+    """Flush a directory entry (a rename or a new file in it) to disk."""
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover  (platforms that cannot open directories)
+        return
+    try:
+        os.fsync(handle)
+    except OSError:  # pragma: no cover  (file systems that do not support it)
+        pass
+    finally:
+        os.close(handle)
+
+
+def fsync_tree(path: str) -> None:
+    """fsync every file and directory under `path` (bottom-up) and set their modes."""
+    for root, directories, files in os.walk(path, topdown=False):
+        for name in files:
+            file_path = os.path.join(root, name)
+            os.chmod(file_path, FILE_MODE)
+            with open(file_path, "rb") as stream:
+                os.fsync(stream.fileno())
+        for name in directories:
+            os.chmod(os.path.join(root, name), DIRECTORY_MODE)
+        fsync_directory(root)
+    os.chmod(path, DIRECTORY_MODE)
+
+
 def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
-    """Call `write(stream)` on a temporary binary file, then rename it to `path`."""
+    """Call `write(stream)` on a temporary binary file, flush it to disk, rename it to `path`."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; outputs are for every user
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, FILE_MODE)  # mkstemp creates 0600; outputs are for every user
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+    fsync_directory(directory)
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
@@ -57,8 +97,8 @@ def make_temporary_directory(parent: str, prefix: str) -> str:
 
 
 def atomic_directory(path: str, populate: Callable[[str], None]) -> None:
-    """Call `populate(temporary_directory)`, then rename the directory to `path` (which must
-    not exist yet)."""
+    """Call `populate(temporary_directory)`, flush everything in it to disk (files 0644,
+    directories 0755), then rename the directory to `path` (which must not exist yet)."""
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     if os.path.exists(path):
@@ -66,7 +106,9 @@ def atomic_directory(path: str, populate: Callable[[str], None]) -> None:
     temporary = make_temporary_directory(parent, f".tmp-{os.path.basename(path)}-")
     try:
         populate(temporary)
+        fsync_tree(temporary)
         os.replace(temporary, path)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+    fsync_directory(parent)

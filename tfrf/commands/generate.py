@@ -1,5 +1,6 @@
 """`tfrf generate`: a person in a new pose from K photos of them, with a trained generator.
 
+    tfrf generate --run runs/df --sources a.jpg b.jpg --target-pose c.jpg|pose.json --out out.png
     tfrf generate --preset deepfashion --weights CKPT --sources a.jpg b.jpg \\
         --target-pose c.jpg|pose.json --out out.png
 
@@ -16,13 +17,11 @@ The library half (`load_pose`, `load_source`, `build_inputs`, `generate_image`) 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tfrf.config import PRESETS, ModelConfig
+from tfrf.config import ModelConfig
 from tfrf.io import atomic_save_image
 from tfrf.photos import read_photo
 from tfrf.pose import keypoint_detection
@@ -38,10 +37,9 @@ def register(subparsers) -> None:
         help="generate a person image in a target pose from K source photos",
         description=__doc__.split("\n\n")[0],
     )
-    parser.add_argument("--preset", default="deepfashion", choices=sorted(PRESETS),
-                        help="model preset (image size, pose channels); default deepfashion")
-    parser.add_argument("--config", help="a ModelConfig JSON (e.g. a run's config.json); overrides --preset")
-    parser.add_argument("--weights", required=True, help="generator weights (.weights.h5 or a TF checkpoint prefix)")
+    from tfrf import runs
+
+    runs.add_model_arguments(parser, default_preset="deepfashion")  # --run | --weights with --config/--preset
     parser.add_argument("--sources", nargs="+", required=True, help="K source photos of one person")
     parser.add_argument("--source-poses", nargs="+",
                         help="pose JSONs of the sources, in the same order (default: MediaPipe on each photo)")
@@ -106,15 +104,10 @@ def build_inputs(source_images: Sequence[np.ndarray], source_keypoints: Sequence
 
 
 def load_generator(config: ModelConfig, weights: str):
-    """A `tfrf.models.Generator` for `config`, built, with `weights` loaded."""
-    from tfrf.models import Generator
+    """A generator for `config`, built, with `weights` (anything `tfrf.runs.load_weights` takes)."""
+    from tfrf import runs
 
-    generator = Generator(config)
-    generator(generator.dummy_inputs())
-    if not (os.path.exists(weights) or os.path.exists(weights + ".index")):
-        raise FileNotFoundError(f"generator weights {weights} do not exist")
-    generator.load_weights(weights)
-    return generator
+    return runs.load_generator(config, weights)
 
 
 def generate_image(generator, inputs: Dict[str, np.ndarray]) -> np.ndarray:
@@ -126,12 +119,14 @@ def generate_image(generator, inputs: Dict[str, np.ndarray]) -> np.ndarray:
 
 
 def resolve_config(preset: str, config_path: Optional[str]) -> ModelConfig:
-    """The preset, or the ModelConfig JSON at `config_path`; it must take keypoint poses."""
-    if config_path:
-        with open(config_path, encoding="utf-8") as stream:
-            config = ModelConfig.from_dict(json.load(stream))
-    else:
-        config = ModelConfig.preset(preset)
+    """The preset, or the config at `config_path`; it must take keypoint poses."""
+    from tfrf import runs
+
+    config = runs.read_model_config(config_path) if config_path else ModelConfig.preset(preset)
+    return check_keypoint_config(config)
+
+
+def check_keypoint_config(config: ModelConfig) -> ModelConfig:
     if config.pose_channels != keypoints_lib.NUM_KEYPOINTS:
         raise ValueError(
             f"tfrf generate takes keypoint poses ({keypoints_lib.NUM_KEYPOINTS} channels); config "
@@ -141,16 +136,19 @@ def resolve_config(preset: str, config_path: Optional[str]) -> ModelConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = resolve_config(args.preset, args.config)
+    from tfrf import runs
+
+    config, weights = runs.resolve_model(args)
+    check_keypoint_config(config)
     if args.source_poses is not None and len(args.source_poses) != len(args.sources):
-        raise SystemExit(f"--source-poses gives {len(args.source_poses)} poses for {len(args.sources)} --sources")
+        raise ValueError(f"--source-poses gives {len(args.source_poses)} poses for {len(args.sources)} --sources")
     size = config.image_size
     pose_paths = args.source_poses or [None] * len(args.sources)
     threshold = args.keypoint_threshold
     sources = [load_source(image, size, pose, args.fit, threshold) for image, pose in zip(args.sources, pose_paths)]
     target = load_pose(args.target_pose, size, args.fit, threshold)
     inputs = build_inputs([image for image, _ in sources], [points for _, points in sources], target)
-    generator = load_generator(config, args.weights)
+    generator = load_generator(config, weights)
     atomic_save_image(args.out, generate_image(generator, inputs))
     print(f"wrote {args.out} ({size[0]}x{size[1]}, K = {len(sources)})")
     return 0
