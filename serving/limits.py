@@ -21,11 +21,12 @@ its RPC is cancelled or its deadline passes, before it is started.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import os
 import threading
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Deque, Dict, Mapping, Optional, Sequence, Tuple
 
 import grpc
 import numpy as np
@@ -274,8 +275,8 @@ def decode_inputs(inputs: Mapping[str, TensorProto], shapes: Mapping[str, list])
 
 
 class Admission:
-    """At most `capacity` requests hold a slot at once; a waiting request gives up when its RPC
-    ends (client cancel, deadline), so it is never started.
+    """At most `capacity` requests hold a slot at once, handed out first come, first served; a
+    waiting request gives up when its RPC ends (client cancel, deadline), so it is never started.
 
     Args:
         capacity: slots.
@@ -286,28 +287,50 @@ class Admission:
         self.capacity = capacity
         self.peak = 0  # the most slots ever held at once
         self._held = 0
+        self._waiters: Deque[threading.Event] = collections.deque()
         self._lock = threading.Lock()
-        self._semaphore = threading.BoundedSemaphore(capacity)
         self._poll_seconds = poll_seconds
 
     def acquire(self, context=None) -> None:
         """Takes a slot; RequestError DEADLINE_EXCEEDED or CANCELLED when the RPC ends first."""
+        with self._lock:
+            if self._held < self.capacity and not self._waiters:
+                self._take()
+                return
+            turn = threading.Event()  # set by release() when the slot passes to this request
+            self._waiters.append(turn)
         while True:
-            if context is not None:
-                ensure_active(context, "waiting for a free slot")
             wait = self._poll_seconds
             if context is not None and context.time_remaining() is not None:
-                wait = min(wait, context.time_remaining())
-            if self._semaphore.acquire(timeout=max(wait, 0.0)):
-                with self._lock:
-                    self._held += 1
-                    self.peak = max(self.peak, self._held)
+                wait = max(0.0, min(wait, context.time_remaining()))
+            if turn.wait(wait):
                 return
+            if context is None:
+                continue
+            try:
+                ensure_active(context, "waiting for a free slot")
+            except RequestError:
+                with self._lock:
+                    if turn.is_set():  # the slot arrived just now: pass it on
+                        self._release()
+                    else:
+                        self._waiters.remove(turn)
+                raise
 
     def release(self) -> None:
         with self._lock:
-            self._held -= 1
-        self._semaphore.release()
+            self._release()
+
+    def _take(self) -> None:
+        self._held += 1
+        self.peak = max(self.peak, self._held)
+
+    def _release(self) -> None:
+        """Hands the slot to the longest-waiting request, else frees it; called under the lock."""
+        self._held -= 1
+        if self._waiters:
+            self._take()
+            self._waiters.popleft().set()
 
 
 def ensure_active(context, stage: str) -> None:

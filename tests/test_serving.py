@@ -228,3 +228,20 @@ def test_tfrf_serve_command(model_dir):
     finally:
         stderr = stop_process(process)
     assert "model face: serving version 1" in stderr
+
+
+def test_load_test_module_against_a_running_server(server, capsys):
+    from tfrf.serving import load_test
+
+    assert load_test.main(["--target", server.address, "--model", "face", "--clients", "1", "3",
+                           "--seconds", "0.5", "--batch", "2", "--sources", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert [row.split("|")[1].strip() for row in rows] == ["1", "3"]
+    for row in rows:
+        clients, requests, per_second, p50, p99, errors, memory = (cell.strip() for cell in row.split("|")[1:8])
+        assert int(requests) >= 1 and float(per_second) > 0 and 0 < float(p50) <= float(p99)
+        assert errors == "0" and memory == "—"
+    result = {"clients": 4, "requests": 10, "seconds": 2.0, "per_second": 5.0, "p50_ms": 12.34, "p99_ms": 56.78,
+              "errors": {"DEADLINE_EXCEEDED": 2, "RESOURCE_EXHAUSTED": 1}}
+    assert load_test.format_row(result, 3 * 2 ** 20) == \
+        "| 4 | 10 | 5.0 | 12.3 | 56.8 | 3 (DEADLINE_EXCEEDED 2, RESOURCE_EXHAUSTED 1) | 3 |"

@@ -17,7 +17,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from tfrf.serving import BatchingParameters, Client, LocalModelServer, RequestLimits, ServingTimeoutError
 from tfrf.serving.batching import Batcher, BatchingError
-from tfrf.serving.limits import MAX_MESSAGE_BYTES, REQUEST_COPIES
+from tfrf.serving.limits import MAX_MESSAGE_BYTES, REQUEST_COPIES, Admission
 
 from serving_helpers import (SIZE, free_port, install, make_inputs, peak_rss_bytes, predict_request,
                              serve_process, stop_process, tensor)
@@ -203,6 +203,22 @@ def test_concurrent_requests_hold_at_most_the_admitted_slots(model_dir):
         for index in range(8):
             np.testing.assert_allclose(results[index], model_dir["generator"](inputs[index]).numpy(),
                                        atol=1e-4, rtol=0)
+
+
+def test_admission_is_first_come_first_served():
+    admission = Admission(1)
+    admission.acquire()
+    order, threads = [], []
+    for index in range(5):  # each waits in turn: thread `index` queues after thread `index - 1`
+        thread = threading.Thread(target=lambda index=index: (admission.acquire(), order.append(index),
+                                                              admission.release()))
+        thread.start()
+        threads.append(thread)
+        _wait_for(lambda: len(admission._waiters) == index + 1)
+    admission.release()
+    for thread in threads:
+        thread.join()
+    assert order == [0, 1, 2, 3, 4] and admission.peak == 1 and admission._held == 0
 
 
 def test_batcher_drops_expired_and_cancelled_requests():
