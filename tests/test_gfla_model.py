@@ -42,6 +42,7 @@ def test_build_generator_maps_the_architecture():
 
 def test_one_source_only():
     generator = GFLAGenerator(tiny_config())
+    assert generator.max_sources == 1
     with pytest.raises(ValueError, match=r"K = 2"):
         generator(small_inputs(generator.config, sources=2))
     with pytest.raises(ValueError, match=r"K = 3"):

@@ -58,6 +58,8 @@ class GFLAGenerator(tf.keras.Model):
         coefficients, entry i*k + j for the source sample at offset (j - k//2, i - k//2)).
     """
 
+    max_sources = 1  # GFLA is a single-source model; callers can check K before tracing
+
     def __init__(self, config: ModelConfig, **kwargs):
         kwargs.setdefault("name", "gfla_generator")
         super().__init__(**kwargs)
