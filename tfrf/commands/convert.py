@@ -86,7 +86,10 @@ def run_gfla(args) -> int:
     if not args.out.endswith(WEIGHTS_SUFFIX):
         raise ValueError(f"--out {args.out} must end in {WEIGHTS_SUFFIX} (Keras weights file)")
     config = gfla_model_config(args)
-    state = read_state_dict(args.checkpoint)
+    try:
+        state = read_state_dict(args.checkpoint)
+    except ImportError as error:  # a .pth without PyTorch: the user's choice of file, one line
+        raise ValueError(str(error)) from None
     generator = convert_gfla_state_dict(state, config)
     save_weights_atomically(generator, args.out)
     config_path = config_path_for(args.out)

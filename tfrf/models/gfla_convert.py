@@ -13,39 +13,27 @@ GFLA's `Jump` and `Output` modules register their convolution twice (as `conv1` 
 converter checks that the two are equal and uses one. Missing keys, unused keys and shape
 mismatches are refused by name before any variable changes. A state dict arrives as a `.pth` file
 (read with PyTorch, an optional dependency), an `.npz` file with the same keys, or a mapping of
-numpy arrays.
+numpy arrays: reading and assigning are `tfrf.metrics.torch_weights`', shared with the metric
+networks' converters.
 """
 from __future__ import annotations
 
-import os
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
 from tfrf.config import ModelConfig
+from tfrf.metrics import torch_weights
 
 CONV, TRANSPOSED_CONV, VECTOR = "conv", "transposed_conv", "vector"
-_LISTED = 8  # keys named in an error message before "... and N more"
+# conv (out, in, kh, kw) -> (kh, kw, in, out); transposed conv (in, out, kh, kw) -> (kh, kw, out, in).
+TRANSFORMS = {CONV: torch_weights.conv_kernel, TRANSPOSED_CONV: torch_weights.conv_kernel,
+              VECTOR: torch_weights.identity}
 
 # GFLA's decoder indices of each level: the flow net's `output{i}` / `mask{i}` and the target
 # net's `attn{i}` / `decoder{i}`.
 FLOW_HEAD_INDEX = {"h8": 1, "h4": 2}
 TARGET_STAGE_INDEX = {"h8": 0, "h4": 1, "h2": 2}
-
-
-def _to_keras(value: np.ndarray, layout: str) -> np.ndarray:
-    if layout in (CONV, TRANSPOSED_CONV):
-        if value.ndim != 4:
-            raise ValueError(f"expected a 4-D convolution weight, got shape {value.shape}")
-        # (out, in, kh, kw) -> (kh, kw, in, out); (in, out, kh, kw) -> (kh, kw, out, in).
-        return np.transpose(value, (2, 3, 1, 0))
-    return value
-
-
-def _named(keys) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:_LISTED])
-    return shown + (f" ... and {len(keys) - _LISTED} more" if len(keys) > _LISTED else "")
 
 
 # --- the key table ---------------------------------------------------------------------------
@@ -149,43 +137,18 @@ def read_state_dict(source) -> Dict[str, np.ndarray]:
 
     Args:
         source: a `.pth` path (needs PyTorch), an `.npz` path with the same keys, or a mapping
-            of arrays (numpy, or anything with `.numpy()`).
+            of arrays (numpy, or anything with `.numpy()`). Keys saved from `nn.DataParallel`
+            (`module.` prefixed) are accepted.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: an unknown file type, or a `.pth` file without PyTorch installed.
+        ValueError: an unknown file type.
+        ImportError: a `.pth` file and no PyTorch (the message says how to make an `.npz`).
     """
-    if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"GFLA checkpoint {path} does not exist")
-        if path.lower().endswith(".npz"):
-            with np.load(path, allow_pickle=False) as archive:
-                state = {key: archive[key] for key in archive.files}
-        elif path.lower().endswith((".pth", ".pt")):
-            try:
-                import torch  # optional: only .pth files need it
-            except ImportError:
-                raise ValueError(
-                    f"reading {path} needs PyTorch (pip install torch), which tfrf does not require; or save the "
-                    f"state dict as .npz once where PyTorch is: numpy.savez('G.npz', **{{k: v.numpy() for k, v in "
-                    f"torch.load('{os.path.basename(path)}', map_location='cpu').items()}})"
-                ) from None
-            state = torch.load(path, map_location="cpu")
-        else:
-            raise ValueError(f"GFLA checkpoint {path}: expected a .pth state dict or an .npz with the same keys")
-    elif isinstance(source, Mapping):
-        state = source
-    else:
-        raise ValueError(f"a GFLA state dict must be a file path or a mapping of arrays, got {type(source).__name__}")
-    result = {}
-    for key, value in state.items():
-        if hasattr(value, "detach"):  # a torch tensor
-            value = value.detach().cpu().numpy()
-        result[str(key)] = np.asarray(value)
-    if result and all(key.startswith("module.") for key in result):  # saved from nn.DataParallel
-        result = {key[len("module."):]: value for key, value in result.items()}
-    return result
+    state = torch_weights.read_state_dict(source, what="GFLA checkpoint")
+    if state and all(key.startswith("module.") for key in state):
+        state = {key[len("module."):]: value for key, value in state.items()}
+    return state
 
 
 def load_torch_weights(generator, state) -> None:
@@ -199,33 +162,13 @@ def load_torch_weights(generator, state) -> None:
         generator(generator.dummy_inputs(), training=False)
     state = read_state_dict(state)
     plan, duplicates = torch_key_plan(generator)
-    missing = [key for key in plan if key not in state]
-    unused = [key for key in state if key not in plan]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_named(missing)}")
-    if unused:
-        problems.append(f"unused keys: {_named(unused)}")
-    if problems:
-        raise ValueError(
-            f"GFLA state dict does not match GFLAGenerator({_describe(generator.config)}): " + "; ".join(problems)
-        )
-    differing = [first for first, second in duplicates if not np.array_equal(state[first], state[second])]
+    what = f"GFLA state dict for GFLAGenerator({_describe(generator.config)})"
+    differing = [first for first, second in duplicates
+                 if first in state and second in state and not np.array_equal(state[first], state[second])]
     if differing:
-        raise ValueError(f"GFLA state dict: the duplicated Jump/Output convolutions differ at {_named(differing)}")
-    values, mismatched = [], []
-    for key, (variable, layout) in plan.items():
-        value = _to_keras(state[key], layout)
-        if tuple(value.shape) != tuple(variable.shape):
-            mismatched.append(f"{key} has shape {tuple(state[key].shape)} (needs {tuple(variable.shape)} after "
-                              f"conversion)")
-        values.append((variable, value))
-    if mismatched:
-        more = f" ... and {len(mismatched) - _LISTED} more" if len(mismatched) > _LISTED else ""
-        raise ValueError(f"GFLA state dict does not fit {_describe(generator.config)}: "
-                         + "; ".join(mismatched[:_LISTED]) + more)
-    for variable, value in values:
-        variable.assign(value.astype(variable.dtype.as_numpy_dtype))
+        raise ValueError(f"{what}: the duplicated Jump/Output convolutions differ at {', '.join(sorted(differing))}")
+    plan = {key: (variable, TRANSFORMS[layout]) for key, (variable, layout) in plan.items()}
+    torch_weights.assign_state(state, plan, what)
 
 
 def convert_gfla_state_dict(state, config: ModelConfig):
