@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from typing import Dict, Optional
 
 import tensorflow as tf
 
-from tfrf.io import make_temporary_directory
+from tfrf.io import atomic_directory
 
 DEFAULT_SIGNATURE = "serving_default"
 UINT8_SIGNATURE = "serving_uint8"
@@ -131,8 +130,8 @@ def export_saved_model(generator, base_path: str, version: Optional[int] = None)
     if os.path.exists(final):
         raise FileExistsError(f"model version {final} exists already")
     module = serving_module(generator)
-    temporary = make_temporary_directory(base_path, f".tmp-{version}-")  # 0755 like mkdir, not mkdtemp's 0700
-    try:
+
+    def write(temporary: str) -> None:
         tf.saved_model.save(
             module,
             temporary,
@@ -141,10 +140,10 @@ def export_saved_model(generator, base_path: str, version: Optional[int] = None)
         os.makedirs(os.path.join(temporary, "assets.extra"), exist_ok=True)
         with open(os.path.join(temporary, CONFIG_ASSET), "w", encoding="utf-8") as stream:
             stream.write(generator.config.to_json())
-        os.rename(temporary, final)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+
+    # Written under `.tmp-VERSION-*`, flushed, files 0644 and folders 0755 (not mkdtemp's 0700: a
+    # server running as another user must read them), then renamed into place.
+    atomic_directory(final, write)
     return final
 
 
