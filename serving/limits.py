@@ -167,13 +167,14 @@ def _declared(proto) -> Tuple[Optional[tf.DType], Optional[list]]:
 
 def _check_content(proto, name: str, dtype: tf.DType, dims: Sequence[int]) -> None:
     elements = math.prod(dims)
-    if proto.tensor_content:
+    content_bytes = len(proto.tensor_content)  # a transient copy of the bytes (read once)
+    if content_bytes:
         expected = elements * dtype.size
-        if len(proto.tensor_content) != expected:
+        if content_bytes != expected:
             raise RequestError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"input {name!r} declares {describe(dtype, dims)} ({expected} bytes) but its tensor_content "
-                f"holds {len(proto.tensor_content)} bytes",
+                f"holds {content_bytes} bytes",
             )
         return
     field, per_element = _VALUE_FIELDS.get(dtype, ("string_val", 1) if dtype == tf.string else (None, 1))
@@ -263,9 +264,9 @@ def decode_inputs(inputs: Mapping[str, TensorProto], shapes: Mapping[str, list])
     try:
         for name, dims in shapes.items():
             proto = inputs[name]
-            if proto.tensor_content:
-                dtype = tf.as_dtype(proto.dtype).as_numpy_dtype
-                arrays[name] = np.frombuffer(proto.tensor_content, dtype=dtype).reshape(dims)
+            content = proto.tensor_content
+            if content:
+                arrays[name] = np.frombuffer(content, dtype=tf.as_dtype(proto.dtype).as_numpy_dtype).reshape(dims)
             else:
                 arrays[name] = tf.make_ndarray(proto)  # exact values or one broadcast value (checked)
     except MemoryError as error:

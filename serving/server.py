@@ -106,13 +106,8 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"output_filter names {unknown}, but signature {signature_name!r} outputs {outputs_available}",
                 )
-            try:
-                self.admission.acquire(context)
-            except RequestError:
-                self.counters.add("not_started")
-                raise
+            self._admit(context)
             admitted = True
-            ensure_active(context, "waiting to start")
             self.counters.add("started")
             outputs = model.run(signature_name, decode_inputs(request.inputs, shapes), context)
             response = predict_pb2.PredictResponse()
@@ -132,6 +127,22 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         finally:
             if admitted:
                 self.admission.release()
+
+    def _admit(self, context) -> None:
+        """Takes an admission slot for a request whose RPC is still on; RequestError
+        (DEADLINE_EXCEEDED, CANCELLED) and nothing held when it ended before or while waiting."""
+        try:
+            ensure_active(context, "waiting for a free slot")
+            self.admission.acquire(context)
+        except RequestError:
+            self.counters.add("not_started")
+            raise
+        try:
+            ensure_active(context, "waiting for a free slot")
+        except RequestError:
+            self.admission.release()
+            self.counters.add("not_started")
+            raise
 
     def GetModelMetadata(self, request, context):
         try:

@@ -18,6 +18,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tfrf.serving import BatchingParameters, Client, LocalModelServer, RequestLimits, ServingTimeoutError
 from tfrf.serving.batching import Batcher, BatchingError
 from tfrf.serving.limits import MAX_MESSAGE_BYTES, REQUEST_COPIES, Admission
+from tfrf.serving.model import graph_error_message
 
 from serving_helpers import (SIZE, free_port, install, make_inputs, peak_rss_bytes, predict_request,
                              serve_process, stop_process, tensor)
@@ -203,6 +204,18 @@ def test_concurrent_requests_hold_at_most_the_admitted_slots(model_dir):
         for index in range(8):
             np.testing.assert_allclose(results[index], model_dir["generator"](inputs[index]).numpy(),
                                        atol=1e-4, rtol=0)
+
+
+def test_graph_errors_lose_tensorflow_node_names():
+    # TensorFlow's text for a B = 0 batch reaching this model's first convolution.
+    message = ("Graph execution error:\n\nDetected at node StatefulPartitionedCall/generator/target_image_predictor/"
+               "pose_down1/conv2/BiasAdd defined at (most recent call last):\n<stack traces unavailable>\n"
+               "input depth must be evenly divisible by filter depth: 3 vs 8\n\t [[{{node StatefulPartitionedCall/"
+               "generator/target_image_predictor/pose_down1/conv2/BiasAdd}}]] [Op:__inference_signature_wrapper_5847]")
+    assert graph_error_message(message) == "input depth must be evenly divisible by filter depth: 3 vs 8"
+    assertion = ("Graph execution error:\n\nassertion failed: [target_pose must be [B, H, W, Cp] with the B of "
+                 "source_images] [Condition x == y did not hold element-wise:] [x (strided_slice_3:0) = ] [2]")
+    assert graph_error_message(assertion) == "target_pose must be [B, H, W, Cp] with the B of source_images"
 
 
 def test_admission_is_first_come_first_served():
