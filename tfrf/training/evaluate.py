@@ -20,12 +20,16 @@ from tfrf.models.generator import INPUT_KEYS
 from tfrf.pose.views import NUM_AZIMUTH_BINS
 
 
-def test_tuples(table: ViewTable, k: int, seed: int = 0, max_examples: Optional[int] = None) -> np.ndarray:
-    """The fixed test tuples of K, evenly thinned to at most `max_examples` rows."""
-    tuples = tuples_lib.fixed_test_tuples(table.groups, k, seed, **table.tuple_kwargs())
+def thin_tuples(tuples: np.ndarray, max_examples: Optional[int] = None) -> np.ndarray:
+    """At most `max_examples` rows of `tuples`, evenly spaced (first and last kept)."""
     if max_examples is not None and len(tuples) > max_examples:
         tuples = tuples[np.linspace(0, len(tuples) - 1, max_examples).round().astype(int)]
     return tuples
+
+
+def test_tuples(table: ViewTable, k: int, seed: int = 0, max_examples: Optional[int] = None) -> np.ndarray:
+    """The fixed test tuples of K, evenly thinned to at most `max_examples` rows."""
+    return thin_tuples(tuples_lib.fixed_test_tuples(table.groups, k, seed, **table.tuple_kwargs()), max_examples)
 
 
 def evaluate_generator(generator, table: ViewTable, tuples: np.ndarray, batch_size: int = 16) -> Dict[str, float]:

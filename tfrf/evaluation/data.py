@@ -1,0 +1,163 @@
+"""The held-out data a report scores: the test split, its fixed test tuples per K, target keypoints.
+
+The data is named as on every command line (DESIGN.md, "Runs, weights and data"): a prepared TFDS
+version folder, a TFDS data_dir with `--dataset NAME`, or `synthetic` for the built-in chairs. When
+no `--data-dir` is given, the data a run trained on is read from `RUN/data.json` (`write_run_data`;
+written by the ablation benchmark, and by `tfrf train` once it records its data).
+
+Test tuples: the fixed, seeded ones stored beside prepared data (`test_tuples_k{K}.npy`, what
+everyone scores); for the built-in chairs, or a K not stored, `tfrf.training.evaluate.test_tuples`
+(seed 0 / the run's seed). `--max-examples` thins them evenly, as `tfrf demo` does.
+
+Mask-LPIPS reads the target keypoints `[18, 2]` (y, x) of the prepared data's pose feature (the
+`keypoints18` encoder only) at the evaluated size: a resized image moves a stored pixel centre y to
+`(y + 0.5) * H_eval / H_stored - 0.5` (half-pixel centres, as `tf.image.resize` moves the heatmaps
+the generator saw); missing keypoints stay -1.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+SYNTHETIC = "synthetic"
+RUN_DATA_FILE = "data.json"
+KEYPOINT_ENCODER = "keypoints18"
+
+
+# --- what a run trained on -------------------------------------------------------------------
+
+
+def write_run_data(run_dir: str, data_dir: str, dataset: Optional[str] = None, **synthetic: Any) -> str:
+    """Record the data of a run as `RUN/data.json`: `{"data_dir", "dataset", ...}` (a data_dir
+    other than `synthetic` is stored as an absolute path; `synthetic` takes `seed`,
+    `test_objects`, `image_size`, `cache_dir`). Returns the path."""
+    from tfrf.io import atomic_write_text
+
+    record: Dict[str, Any] = {"data_dir": data_dir if data_dir == SYNTHETIC else os.path.abspath(data_dir),
+                              "dataset": dataset}
+    if data_dir == SYNTHETIC:
+        record.update({key: value for key, value in synthetic.items() if value is not None})
+    path = os.path.join(run_dir, RUN_DATA_FILE)
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_run_data(run_dir: str) -> Optional[Dict[str, Any]]:
+    """The `RUN/data.json` record, or None when the run does not say what it trained on."""
+    path = os.path.join(run_dir, RUN_DATA_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as stream:
+            record = json.load(stream)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not JSON: {error}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("data_dir"), str):
+        raise ValueError(f"{path} must hold an object with a 'data_dir' string")
+    return record
+
+
+# --- the test split --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class EvaluationData:
+    """One held-out split and how to draw its test tuples.
+
+    Attributes:
+        table: the `tfrf.data.pipeline.ViewTable` of the split.
+        description: what the data is, for the report (`data_dir`, `dataset`, `split`, ...).
+        builder: the prepared TFDS builder (None for the built-in chairs).
+        seed: seed of the tuples drawn when none are stored.
+    """
+
+    table: Any
+    description: Dict[str, Any]
+    builder: Any = None
+    seed: int = 0
+
+    @property
+    def has_keypoints(self) -> bool:
+        return self.table.pose_encoder == KEYPOINT_ENCODER
+
+    @property
+    def stored_size(self) -> Tuple[int, int]:
+        return tuple(self.table.image_shape[:2])
+
+    def test_tuples(self, k: int, max_examples: Optional[int] = None) -> Tuple[np.ndarray, str]:
+        """The fixed test tuples of K (int64 `[M, K+1]`, thinned to `max_examples`) and where they
+        came from (the stored file, or "drawn with seed S")."""
+        from tfrf.training.evaluate import test_tuples, thin_tuples
+
+        if self.builder is not None:
+            from tfrf.data.prepared import stored_test_tuples
+
+            stored = stored_test_tuples(self.builder, k)
+            if stored is not None:
+                origin = os.path.join(os.fspath(self.builder.data_dir), f"test_tuples_k{k}.npy")
+                return thin_tuples(stored, max_examples), origin
+        return test_tuples(self.table, k, self.seed, max_examples), f"drawn with seed {self.seed}"
+
+    def target_keypoints(self, indices: Sequence[int], size: Tuple[int, int]) -> np.ndarray:
+        """Keypoints `[n, 18, 2]` (y, x) of images `indices` at `size` = (H, W), -1 where missing."""
+        if not self.has_keypoints:
+            raise ValueError(f"target keypoints need keypoint poses ({KEYPOINT_ENCODER}); this data has "
+                             f"{self.table.pose_encoder!r} poses")
+        keypoints = np.stack([np.asarray(self.table.pose(int(i)), np.float64) for i in indices])
+        return scale_keypoints(keypoints, self.stored_size, size)
+
+
+def scale_keypoints(keypoints: np.ndarray, stored_size: Tuple[int, int], size: Tuple[int, int]) -> np.ndarray:
+    """Keypoints `[..., 18, 2]` (y, x) at `stored_size` moved to `size` with half-pixel centres;
+    missing (any coordinate < 0) ones become (-1, -1)."""
+    keypoints = np.asarray(keypoints, np.float64)
+    present = (keypoints >= 0).all(axis=-1, keepdims=True)
+    scale = np.asarray(size, np.float64) / np.asarray(stored_size, np.float64)
+    return np.where(present, (keypoints + 0.5) * scale - 0.5, -1.0)
+
+
+def open_data(data_dir: str, dataset: Optional[str] = None, *, seed: int = 0, test_objects: Optional[int] = None,
+              image_size: int = 64, cache_dir: Optional[str] = None, verbose: bool = True) -> EvaluationData:
+    """The test split of `--data-dir` (`synthetic`: the built-in chairs' held-out objects at
+    `image_size`, `test_objects` of them with `seed`)."""
+    if data_dir == SYNTHETIC:
+        from tfrf.data import synthetic
+
+        table = synthetic.load_table("test", cache_dir=cache_dir, seed=seed, num_objects=test_objects,
+                                     image_size=image_size, verbose=verbose)
+        objects = test_objects or synthetic.DEFAULT_NUM_OBJECTS["test"]
+        description = {"data_dir": SYNTHETIC, "split": "test", "objects": objects, "seed": seed,
+                       "image_size": image_size, "images": len(table)}
+        return EvaluationData(table, description, builder=None, seed=seed)
+    from tfrf.data.pipeline import table_from_tfds
+    from tfrf.data.prepared import open_prepared
+
+    builder = open_prepared(data_dir, dataset)
+    if "test" not in builder.info.splits:
+        raise ValueError(f"--data-dir {data_dir}: {builder.name} has no test split (splits: "
+                         f"{sorted(builder.info.splits)})")
+    table = table_from_tfds(builder, "test")
+    description = {"data_dir": os.path.abspath(os.fspath(builder.data_dir)), "dataset": builder.name,
+                   "split": "test", "images": len(table), "pose_encoder": table.pose_encoder}
+    return EvaluationData(table, description, builder=builder, seed=0)
+
+
+def data_of_runs(run_dirs: Sequence[str]) -> Optional[Dict[str, Any]]:
+    """The one data record the runs share (`RUN/data.json`), or None if a run has none.
+
+    Raises:
+        ValueError: the runs trained on different data (give --data-dir).
+    """
+    records = [read_run_data(run) for run in run_dirs]
+    if not records or any(record is None for record in records):
+        return None
+    first = {key: records[0].get(key) for key in ("data_dir", "dataset")}
+    for run, record in zip(run_dirs[1:], records[1:]):
+        if {key: record.get(key) for key in ("data_dir", "dataset")} != first:
+            raise ValueError(f"runs {run_dirs[0]} and {run} trained on different data ({first['data_dir']} vs "
+                             f"{record['data_dir']}); give --data-dir")
+    return records[0]
