@@ -16,7 +16,7 @@ from tfrf.training import runner
 from tfrf.training.callbacks import NonFiniteLossError, RaiseAtStep
 from tfrf.training.model import build_networks
 
-SIZE, K, BATCH = 32, 2, 2
+SIZE, K, BATCH = 64, 2, 2  # 64: at 32 px the H/32 maps are 1x1 and instance norm leaves the layers before it no gradient
 
 
 def tiny_config(**changes):
@@ -78,7 +78,8 @@ def test_flow_stage_changes_only_the_flow_extractor(networks):
     heads = [name for name, v in zip([v.name for v in flow_weights], flow_weights) if v.ref() not in trained]
     assert heads and all("attention_logit" in name or "occlusion" in name for name in heads)
     flow_changed = dict(zip([v.ref() for v in flow_weights], changed(before["flow"], after["flow"])))
-    assert sum(flow_changed[ref] for ref in trained) >= 0.9 * len(trained)
+    still = [v.name for v in flow_weights if v.ref() in trained and not flow_changed[v.ref()]]
+    assert not still, f"stage 1 trains these but they did not move: {still}"
     assert not any(flow_changed[v.ref()] for v in flow_weights if v.ref() not in trained)
     for name in ("source", "predictor", "discriminator", "vgg"):
         assert not any(changed(before[name], after[name])), name
@@ -100,8 +101,14 @@ def test_full_stage_changes_generator_and_discriminator_not_vgg(networks):
     before = {name: snapshot(layer) for name, layer in parts.items()}
     history = model.fit(dataset_of([random_batch(1)]).repeat(), steps_per_epoch=1, epochs=1, verbose=0)
     after = {name: snapshot(layer) for name, layer in parts.items()}
+    trainable = {v.ref() for v in generator.trainable_variables + networks.discriminator.trainable_variables}
     for name in ("flow", "source", "predictor", "discriminator"):
-        assert sum(changed(before[name], after[name])) >= 0.5 * len(after[name]), name
+        weights = parts[name].weights
+        moved = changed(before[name], after[name])
+        still = [v.name for v, m in zip(weights, moved) if v.ref() in trainable and not m]
+        assert not still, f"stage 2 trains these but they did not move: {still}"
+        if name != "discriminator":  # (spectral norm's power-iteration vectors u, v move every forward pass)
+            assert not any(m for v, m in zip(weights, moved) if v.ref() not in trainable), name
         assert all(np.isfinite(w).all() for w in after[name])
     assert not any(changed(before["vgg"], after["vgg"]))
     expected = {"generator_loss", "flow_loss", "correctness_loss", "regularization_loss", "l1_loss",
@@ -125,8 +132,9 @@ def test_test_step_reuses_the_loss_code_and_changes_nothing(networks):
     _, values, generated = model.generator_losses(inputs, tf.constant(batch["target_image"]), training=False)
     for name, value in values.items():
         assert results[name] == pytest.approx(float(value), rel=1e-4, abs=1e-6), name
+    # (graph vs eager float32 rounding through the discriminator's 64x64 convolutions: ~2e-4 relative)
     assert results["discriminator_loss"] == pytest.approx(
-        float(model.discriminator_loss(tf.constant(batch["target_image"]), generated, training=False)), rel=1e-4)
+        float(model.discriminator_loss(tf.constant(batch["target_image"]), generated, training=False)), rel=1e-3)
     assert "perceptual_loss" not in results and "style_loss" not in results
     # call() is inference only: the generated image.
     np.testing.assert_allclose(model(inputs).numpy(), generated.numpy(), atol=1e-5)
