@@ -19,9 +19,9 @@ NORMALIZATIONS = ("none", "instance")
 def _conv(filters: int, kernel_size: int, spectral_norm: bool, name: str):
     conv = tf.keras.layers.Conv2D(filters, kernel_size, padding="same", name=name)
     if spectral_norm:
-        import tensorflow_addons as tfa
+        from tfrf.layers.spectral_norm import SpectralNormalization
 
-        return tfa.layers.SpectralNormalization(conv, name=f"{name}_sn")
+        return SpectralNormalization(conv, name=f"{name}_sn")
     return conv
 
 

@@ -1,6 +1,7 @@
 """Networks: per-source extractors, the target image predictor and the generator."""
 from tfrf.models.discriminator import Discriminator
 from tfrf.models.extractors import FlowConfidenceExtractor, FlowHeads, SourceAppearanceExtractor
+from tfrf.models.gfla_discriminator import GFLADiscriminator
 from tfrf.models.generator import Generator, validate_inputs
 from tfrf.models.gfla import GFLAGenerator
 from tfrf.models.predictor import TargetImagePredictor
@@ -9,6 +10,7 @@ __all__ = [
     "Discriminator",
     "FlowConfidenceExtractor",
     "FlowHeads",
+    "GFLADiscriminator",
     "GFLAGenerator",
     "Generator",
     "SourceAppearanceExtractor",

@@ -10,7 +10,7 @@ from typing import Mapping
 import tensorflow as tf
 
 from tfrf.config import ModelConfig
-from tfrf.layers import LeakyReLU, ResBlockDown
+from tfrf.layers import LeakyReLU, ResBlockDown, SpectralNormalization
 
 DISCRIMINATOR_WIDTHS = (64, 128, 256, 256, 512)
 
@@ -43,9 +43,7 @@ class Discriminator(tf.keras.Model):
         self.activation = LeakyReLU(config.leaky_relu_slope)
         head = tf.keras.layers.Conv2D(1, 3, padding="same", name="logits")
         if spectral_norm:
-            import tensorflow_addons as tfa
-
-            head = tfa.layers.SpectralNormalization(head, name="logits_sn")
+            head = SpectralNormalization(head, name="logits_sn")
         self.head = head
         self.to_float32 = tf.keras.layers.Activation("linear", dtype="float32")
 
@@ -53,7 +51,10 @@ class Discriminator(tf.keras.Model):
         """images `[B, H, W, 3]` -> realism logits `[B, H/32, W/32, 1]` (float32)."""
         if images.shape.rank is not None and images.shape.rank != 4 or images.shape[-1] not in (None, 3):
             raise ValueError(f"discriminator input must be [B, H, W, 3], got shape {images.shape}")
-        x = images
+        # A single-output copy of the input (Snapshot, which grappler keeps): fed straight from a
+        # multi-output `IteratorGetNext` (the real images in `fit`/`evaluate`), TF 2.15's oneDNN
+        # rewrite makes the fused LeakyReLU read another output of that node (see `Generator`).
+        x = tf.raw_ops.Snapshot(input=tf.convert_to_tensor(images))
         for block in self.blocks:
             x = block(x, training=training)
         return self.to_float32(self.head(self.activation(x), training=training))
