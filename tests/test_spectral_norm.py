@@ -56,6 +56,17 @@ def test_training_step_is_one_power_iteration_and_runs_with_w_over_sigma():
     assert float(layer.sigma()) == pytest.approx(np.linalg.svd(matrix, compute_uv=False)[0], rel=1e-4)
 
 
+def test_initial_u_v_give_a_positive_sigma_before_any_training_pass():
+    tf.random.set_seed(0)
+    layer = SpectralNormalization(tf.keras.layers.Dense(6, use_bias=False))
+    layer.build((None, 5))
+    matrix = layer.weight_orig.numpy().T
+    u, v = layer.u.numpy(), layer.v.numpy()
+    np.testing.assert_allclose(u, unit(matrix @ v), rtol=1e-5, atol=1e-6)  # one power-iteration step done
+    assert float(layer.sigma()) == pytest.approx(np.linalg.norm(matrix @ v), rel=1e-5)
+    assert float(layer.sigma()) > 0.2 * np.linalg.svd(matrix, compute_uv=False)[0]
+
+
 def test_gradient_flows_through_sigma_analytic_dense():
     """Dense: out = x (K / σ), σ = uᵀ Kᵀ v with u, v constant: dL/dK = G/σ − ⟨G, K⟩/σ² · (u vᵀ)ᵀ."""
     layer = SpectralNormalization(tf.keras.layers.Dense(3, use_bias=False))

@@ -8,7 +8,8 @@ semantics this wrapper reproduces so that converted checkpoints (`weight_orig`, 
 - the wrapped layer's kernel is `weight_orig`, the trainable parameter; it is never overwritten;
 - `u` [out] and `v` [in * kh * kw] are non-trainable unit vectors of the kernel as a matrix
   `W` [out, in * kh * kw], flattened in PyTorch's (out, in, kh, kw) order (a TF kernel
-  (kh, kw, in, out) is permuted first; a transposed conv's (kh, kw, out, in) likewise);
+  (kh, kw, in, out) is permuted first; a transposed conv's (kh, kw, out, in) likewise); they
+  start as random unit vectors advanced by one power iteration on the initial kernel;
 - in training, every forward pass does one power-iteration step
   `v = normalize(Wᵀu)`, `u = normalize(Wv)`, stores u and v, and holds them constant for the
   gradient; σ = uᵀWv and the layer runs with W / σ, so the gradient flows through σ;
@@ -88,15 +89,23 @@ class SpectralNormalization(tf.keras.layers.Wrapper):
         self.permutation = kernel_permutation(rank, self.transposed)
         rows = int(kernel.shape[self.permutation[0]])
         columns = int(np.prod(kernel.shape)) // rows
+        # PyTorch starts from random unit vectors; here they are advanced by one training pass's
+        # power iteration on the initial kernel, so that σ = ||Wv|| > 0 already at inference
+        # before the first training pass (a random uᵀWv can be tiny or negative, and a
+        # discriminator of 16 such layers then outputs ~1e10).
+        with tf.init_scope():
+            matrix = self.kernel_matrix(tf.convert_to_tensor(kernel))
+            initial_u, initial_v = self.power_iteration(
+                matrix, _unit_normal((rows,), kernel.dtype), _unit_normal((columns,), kernel.dtype)
+            )
         on_read = dict(
             trainable=False,
-            initializer=_unit_normal,
             dtype=kernel.dtype,
             synchronization=tf.VariableSynchronization.ON_READ,
             aggregation=tf.VariableAggregation.MEAN,
         )
-        self.u = self.add_weight(name="u", shape=(rows,), **on_read)
-        self.v = self.add_weight(name="v", shape=(columns,), **on_read)
+        self.u = self.add_weight(name="u", shape=(rows,), initializer=lambda *_, **__: initial_u, **on_read)
+        self.v = self.add_weight(name="v", shape=(columns,), initializer=lambda *_, **__: initial_v, **on_read)
         super().build(input_shape)
 
     @property
