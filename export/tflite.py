@@ -7,8 +7,17 @@ A phone encodes the K sources once and renders each driving frame from the cache
 | `encode_sources` | `source_images` `[1,K,H,W,3]` in [-1, 1] | `source_features_h8` `[1,K,H/8,W/8,C8]`, `source_features_h4` `[1,K,H/4,W/4,C4]` |
 | `render` | `source_images`, `source_poses` `[1,K,H,W,Cp]`, `source_features_h8`, `source_features_h4`, `target_pose` `[1,H,W,Cp]` | `image` `[1,H,W,3]` in [-1, 1] |
 
-All tensors are float32 (also in the float16 and dynamic-int8 variants, which quantise the
-weights only). Shapes are fixed (B = 1, the K given at export) so the interpreter plans its
+All signature tensors are float32 (also in the float16 and dynamic-int8 variants, which quantise
+the weights only, and in full-int8, which quantises weights and activations to int8 from a
+representative dataset and keeps float32 inputs and outputs; ops without an int8 kernel,
+FLOOR of the warp, stay float).
+
+Export kernels (`convert(..., export_kernels=True)`, the default; `use_export_kernels`): the
+layers that have a cheaper TFLite form are switched to it while the graph is traced, and back
+afterwards, so training graphs never see it: LEAKY_RELU instead of MUL + MAXIMUM,
+instance norm as one scale and shift, the fusing block's warps as one padded corner gather with
+eq. 6 folded into the weights and its residual conv split instead of concatenated (see
+`ResidualFusingBlock`). The output equals the training graph's up to float32 rounding. Shapes are fixed (B = 1, the K given at export) so the interpreter plans its
 memory once. What `render` cannot skip: the flow confidence extractor sees the source image
 and pose concatenated with the target pose, so it runs for every frame; only the source
 appearance extractor is cached. Bind inputs by name (`interpreter.get_signature_runner`): the
@@ -16,14 +25,17 @@ converter may reorder them.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from typing import Dict, List, Union
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Union
+
+import numpy as np
 
 import tensorflow as tf
 
-QUANTIZATIONS = ("none", "float16", "dynamic-int8")
+QUANTIZATIONS = ("none", "float16", "dynamic-int8", "full-int8")
 ENCODE_SIGNATURE = "encode_sources"
 RENDER_SIGNATURE = "render"
 
@@ -35,6 +47,33 @@ def feature_shapes(config, num_sources: int) -> Dict[str, List[int]]:
         "h8": [1, num_sources, h // 8, w // 8, config.channels(256)],
         "h4": [1, num_sources, h // 4, w // 4, config.channels(128)],
     }
+
+
+def _export_kernel_layers(generator) -> List[object]:
+    from tfrf.layers.activations import LeakyReLU
+    from tfrf.layers.fusing import ResidualFusingBlock
+    from tfrf.layers.normalization import InstanceNormalization
+
+    kinds = (LeakyReLU, InstanceNormalization, ResidualFusingBlock)
+    return [layer for layer in generator.submodules if isinstance(layer, kinds)]
+
+
+@contextlib.contextmanager
+def use_export_kernels(generator, enabled: bool = True):
+    """Within the block, the generator's LeakyReLU, InstanceNormalization and ResidualFusingBlock
+    layers trace their TFLite export kernels (attribute `export_kernels`); restored on exit."""
+    layers = _export_kernel_layers(generator)
+    previous = [layer.__dict__.get("export_kernels") for layer in layers]
+    for layer in layers:
+        layer.export_kernels = enabled
+    try:
+        yield layers
+    finally:
+        for layer, value in zip(layers, previous):
+            if value is None:
+                del layer.export_kernels
+            else:
+                layer.export_kernels = value
 
 
 def tflite_module(generator, num_sources: int) -> tf.Module:
@@ -88,14 +127,62 @@ def tflite_module(generator, num_sources: int) -> tf.Module:
     return module
 
 
-def convert(generator, num_sources: int, quantize: str = "none") -> bytes:
+def random_representative_inputs(config, num_sources: int, count: int = 8, seed: int = 0) -> List[Dict[str, np.ndarray]]:
+    """`count` synthetic render inputs (images uniform in [-1, 1], poses in [0, 1]) for
+    calibration when no real frames are at hand; real frames calibrate better."""
+    rng = np.random.default_rng(seed)
+    h, w, cp = config.image_height, config.image_width, config.pose_channels
+    return [
+        {
+            "source_images": rng.uniform(-1, 1, (1, num_sources, h, w, 3)).astype(np.float32),
+            "source_poses": rng.uniform(0, 1, (1, num_sources, h, w, cp)).astype(np.float32),
+            "target_pose": rng.uniform(0, 1, (1, h, w, cp)).astype(np.float32),
+        }
+        for _ in range(count)
+    ]
+
+
+def _representative_dataset(generator, samples: Iterable[Mapping[str, np.ndarray]]) -> Callable:
+    """Calibration samples for both signatures: `(signature_key, inputs)` pairs; the cached
+    features fed to `render` are the float model's `encode_sources` outputs."""
+    samples = list(samples)
+    if not samples:
+        raise ValueError("full-int8 quantization needs at least one representative sample")
+    required = ("source_images", "source_poses", "target_pose")
+
+    def dataset():
+        for sample in samples:
+            missing = [key for key in required if key not in sample]
+            if missing:
+                raise ValueError(f"representative sample lacks {missing}; expected keys {required}")
+            images = np.asarray(sample["source_images"], np.float32)
+            features = generator.encode_sources(images)
+            yield ENCODE_SIGNATURE, {"source_images": images}
+            yield RENDER_SIGNATURE, {
+                "source_images": images,
+                "source_poses": np.asarray(sample["source_poses"], np.float32),
+                "target_pose": np.asarray(sample["target_pose"], np.float32),
+                "source_features_h8": features["h8"].numpy(),
+                "source_features_h4": features["h4"].numpy(),
+            }
+
+    return dataset
+
+
+def convert(generator, num_sources: int, quantize: str = "none", export_kernels: bool = True,
+            representative_inputs: Optional[Iterable[Mapping[str, np.ndarray]]] = None) -> bytes:
     """The TFLite flatbuffer of `tflite_module(generator, num_sources)`.
 
     Args:
         generator: see `tflite_module`.
         num_sources: K.
-        quantize: "none" (float32), "float16" (float16 weights) or "dynamic-int8" (int8
-            weights, activations quantised on the fly by the hybrid kernels).
+        quantize: "none" (float32), "float16" (float16 weights), "dynamic-int8" (int8
+            weights, activations quantised on the fly by the hybrid kernels) or "full-int8"
+            (int8 weights and activations calibrated on `representative_inputs`; float32
+            signature inputs and outputs).
+        export_kernels: trace with the TFLite export kernels (see the module docstring).
+        representative_inputs: full-int8 only: dicts of `source_images`, `source_poses`,
+            `target_pose` with K = num_sources (default: `random_representative_inputs`).
 
     Raises:
         ValueError: for an unknown `quantize`, or when the model holds a non-builtin op.
@@ -105,11 +192,12 @@ def convert(generator, num_sources: int, quantize: str = "none") -> bytes:
     module = tflite_module(generator, num_sources)
     directory = tempfile.mkdtemp(prefix="tfrf-tflite-")
     try:
-        tf.saved_model.save(
-            module,
-            directory,
-            signatures={ENCODE_SIGNATURE: module.encode_sources, RENDER_SIGNATURE: module.render},
-        )
+        with use_export_kernels(generator, export_kernels):
+            tf.saved_model.save(
+                module,
+                directory,
+                signatures={ENCODE_SIGNATURE: module.encode_sources, RENDER_SIGNATURE: module.render},
+            )
         converter = tf.lite.TFLiteConverter.from_saved_model(
             directory, signature_keys=[ENCODE_SIGNATURE, RENDER_SIGNATURE]
         )
@@ -119,6 +207,12 @@ def convert(generator, num_sources: int, quantize: str = "none") -> bytes:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantize == "float16":
             converter.target_spec.supported_types = [tf.float16]
+        if quantize == "full-int8":
+            if representative_inputs is None:
+                representative_inputs = random_representative_inputs(generator.config, num_sources)
+            converter.representative_dataset = _representative_dataset(generator, representative_inputs)
+            # int8 kernels wherever they exist; the few ops without one (FLOOR) stay float.
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
         model = converter.convert()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -126,9 +220,9 @@ def convert(generator, num_sources: int, quantize: str = "none") -> bytes:
     return model
 
 
-def export_tflite(generator, num_sources: int, path: str, quantize: str = "none") -> str:
-    """Converts (see `convert`) and writes `path` atomically; returns `path`."""
-    model = convert(generator, num_sources, quantize)
+def export_tflite(generator, num_sources: int, path: str, quantize: str = "none", **options) -> str:
+    """Converts (see `convert`; `options` go to it) and writes `path` atomically; returns `path`."""
+    model = convert(generator, num_sources, quantize, **options)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".tflite")

@@ -157,6 +157,13 @@ PRESETS: Dict[str, ModelConfig] = {
     ),
     "kitti": ModelConfig(name="kitti", image_height=256, image_width=256, pose_channels=6, gfla_view_synthesis=True),
     "voxceleb2": ModelConfig(name="voxceleb2", image_height=256, image_width=256, pose_channels=3),
+    # On-device face animation (serving/README.md, "Mobile"): the voxceleb2 network at 1/16 width
+    # (4 channels at full resolution, 32 at H/32), per-source flows, occlusion, attention and RF
+    # fusing at H/8 and H/4 unchanged; exported with --quantize full-int8 for 256x256 video rate.
+    "voxceleb2_mobile": ModelConfig(
+        name="voxceleb2_mobile", image_height=256, image_width=256, pose_channels=3, width_multiplier=0.0625,
+        min_channels=4,
+    ),
     "synthetic": ModelConfig(
         name="synthetic", image_height=64, image_width=64, pose_channels=21, gfla_view_synthesis=True
     ),

@@ -5,6 +5,12 @@ preceding Conv2D + BiasAdd + Add into one `_FusedConv2D` that drops the slope: i
 `tf.function` on CPU a residual block then computes a different function than eagerly (up to
 0.5 apart on unit inputs). `max(x, slope * x)` equals LeakyReLU for 0 <= slope <= 1, is never
 fused that way, and converts to TFLite's builtin MAXIMUM and MUL.
+
+The bug is in TensorFlow's oneDNN graph rewrite, not in TFLite: TFLite's LEAKY_RELU keeps its
+alpha (tests/test_export_mobile.py checks conv + bias + add + LEAKY_RELU against numpy). So the
+TFLite export sets the attribute `export_kernels` (see `tfrf.export.tflite.use_export_kernels`)
+and the layer then emits `tf.nn.leaky_relu`, one builtin LEAKY_RELU (one memory pass, XNNPACK)
+instead of MUL + MAXIMUM; the values are identical.
 """
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ import tensorflow as tf
 class LeakyReLU(tf.keras.layers.Layer):
     """`max(x, slope * x)` for 0 <= slope <= 1."""
 
+    export_kernels = False
+
     def __init__(self, slope: float = 0.1, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= slope <= 1.0:
@@ -22,6 +30,8 @@ class LeakyReLU(tf.keras.layers.Layer):
         self.slope = slope
 
     def call(self, inputs):
+        if self.export_kernels:
+            return tf.nn.leaky_relu(inputs, alpha=self.slope)
         return tf.maximum(inputs, tf.cast(self.slope, inputs.dtype) * inputs)
 
     def get_config(self):

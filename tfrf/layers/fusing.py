@@ -18,7 +18,7 @@ from typing import Dict, Tuple, Union
 import tensorflow as tf
 
 from tfrf.ops.sources import fold_sources, unfold_sources
-from tfrf.ops.warp import BACKENDS, warp
+from tfrf.ops.warp import BACKENDS, pad_for_warp, warp, warp_corners, warp_padded
 
 
 
@@ -41,7 +41,18 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
             sum depends on the order of its terms at the 1e-7 level, which the decoder can
             amplify past 1e-5; in float64 the rounded result no longer depends on the order of
             the sources. TFLite has no float64 kernels, so its export switches this off.
+
+    Attribute `export_kernels` (default False, not part of the config; the TFLite export sets
+    it, see `tfrf.export.tflite.use_export_kernels`): the same function in fewer, larger ops
+    for static shapes. The source map is zero-padded once and both warps are corner gathers
+    (`tfrf.ops.warp.warp_corners`); the residual conv's kernel is split so that the target
+    half runs once per example instead of once per source on a concatenated copy; eq. 6 is
+    folded into the second warp's weights, `out = sum_{k,c} a_k (1 - m_k) w_kc f_k[i_kc] +
+    (sum_k a_k m_k) f_t`, one gather of all 4K corners and one weighted sum. Equal to the
+    default path up to float32 rounding (tested).
     """
+
+    export_kernels = False
 
     def __init__(
         self,
@@ -133,6 +144,9 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
             tf.convert_to_tensor(x) for x in (target_feature, source_features, flows, attention_logits, occlusions)
         )
         self._check(target_feature, source_features, flows, attention_logits, occlusions)
+        if self.export_kernels:
+            return self._call_export(target_feature, source_features, flows, attention_logits, occlusions,
+                                     return_intermediates)
         dtype = source_features.dtype
         batch_and_sources = tf.shape(source_features)[:2]
         features = fold_sources(source_features)  # [B*K, h, w, C]
@@ -171,6 +185,51 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
             "residual_flows": unfold_sources(residual, batch_and_sources),
             "attention": weights,
             "occlusions": mask,
+        }
+
+    def _call_export(self, target_feature, source_features, flows, attention_logits, occlusions,
+                     return_intermediates):
+        """The `export_kernels` form of `call` (static K, h, w, C; float32)."""
+        _, num_sources, height, width, channels = source_features.shape
+        if None in (num_sources, height, width, channels):
+            raise ValueError(f"export kernels need static [B, K, h, w, C] source_features, got {source_features.shape}")
+        dtype = source_features.dtype
+        batch_and_sources = tf.shape(source_features)[:2]
+        padded = pad_for_warp(fold_sources(source_features))  # [(B*K*h'*w'), C]
+        flow = tf.cast(fold_sources(flows), tf.float32)  # [B*K, h, w, 2]
+        if self.use_residual_flow:
+            warped = unfold_sources(warp_padded(padded, flow, height, width), batch_and_sources)
+            kernel, bias = self.residual_conv.kernel, self.residual_conv.bias
+            target_part = tf.nn.conv2d(target_feature, kernel[:, :, :channels], 1, "SAME") + bias  # [B, h, w, 2]
+            source_part = tf.nn.conv2d(fold_sources(warped), kernel[:, :, channels:], 1, "SAME")
+            residual = unfold_sources(source_part, batch_and_sources) + tf.expand_dims(target_part, 1)
+            flow = flow + fold_sources(residual)
+        else:
+            residual = tf.zeros_like(flows)
+        indices, weights = warp_corners(flow, height, width)  # [B*K, h, w, 4]
+        logits = tf.cast(attention_logits, tf.float32)
+        if self.use_attention:
+            attention = tf.nn.softmax(logits, axis=1)
+        else:
+            attention = tf.ones_like(logits) / float(num_sources)
+        mask = tf.cast(occlusions, tf.float32) if self.use_occlusion else tf.zeros_like(logits)
+        source_weight = attention * (1.0 - mask)  # [B, K, h, w, 1]
+        weights = unfold_sources(weights, batch_and_sources) * source_weight  # [B, K, h, w, 4]
+        indices = unfold_sources(indices, batch_and_sources)
+        # [B, K, h, w, 4] -> [B, h, w, 4K]: all corners of all sources of one pixel together.
+        weights = tf.reshape(tf.transpose(weights, [0, 2, 3, 1, 4]), [-1, height, width, 4 * num_sources])
+        indices = tf.reshape(tf.transpose(indices, [0, 2, 3, 1, 4]), [-1, height, width, 4 * num_sources])
+        values = tf.gather(padded, indices)  # [B, h, w, 4K, C]
+        fused = tf.reduce_sum(values * tf.expand_dims(tf.cast(weights, dtype), -1), axis=3)
+        if self.use_occlusion:
+            target_weight = tf.reduce_sum(attention * mask, axis=1)  # [B, h, w, 1]
+            fused = fused + tf.cast(target_weight, dtype) * target_feature
+        if not return_intermediates:
+            return fused
+        return fused, {
+            "residual_flows": tf.cast(residual, dtype),
+            "attention": tf.cast(attention, dtype),
+            "occlusions": tf.cast(mask, dtype),
         }
 
     def get_config(self):

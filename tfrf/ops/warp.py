@@ -9,6 +9,13 @@ Two backends, side by side:
 - "gather": pure TensorFlow (floor, four gathers, validity masks). Works under XLA, with unknown
   batch/height/width, in float16 and float32, and converts to builtin TFLite ops only. Every
   export uses it.
+
+For TFLite exports `ResidualFusingBlock` switches (`export_kernels`) to the corner form below:
+`pad_for_warp` pads the map with zeros once (2 columns left, 1 right, 2 rows top, 3 bottom) and
+`warp_corners` clamps the top-left corner into the padding, so every out-of-map sample reads a
+zero instead of being masked (same values as `warp_gather`), and the four corners are one
+gather of `[..., 4]` flat indices. Index arithmetic is int32 (exact, and left alone by int8
+quantization).
 """
 from __future__ import annotations
 
@@ -95,6 +102,56 @@ def warp_gather(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
         + corner(x0i, y1i, wx0 * wy1)
         + corner(x1i, y1i, wx1 * wy1)
     )
+
+
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 2, 1, 2, 3
+
+
+def pad_for_warp(features: tf.Tensor) -> tf.Tensor:
+    """`[N, h, w, C]` -> the zero-padded map flattened to `[N * (h + 5) * (w + 3), C]`."""
+    padded = tf.pad(features, [[0, 0], [PAD_TOP, PAD_BOTTOM], [PAD_LEFT, PAD_RIGHT], [0, 0]])
+    return tf.reshape(padded, [-1, tf.shape(features)[-1]])
+
+
+def warp_corners(flow: tf.Tensor, height: int, width: int):
+    """Flat indices into `pad_for_warp`'s map and bilinear weights of the four corners.
+
+    Args:
+        flow: `[N, h, w, 2]` float32 (dx, dy), N the batch of the padded map.
+        height, width: h and w of the map (static ints).
+
+    Returns:
+        (indices `[N, h, w, 4]` int32, weights `[N, h, w, 4]` float32); corner order
+        (x0, y0), (x1, y0), (x0, y1), (x1, y1). `sum_c weights_c * padded_flat[indices_c]`
+        equals `warp_gather(features, flow)` up to float32 rounding of the sum.
+    """
+    padded_width, padded_height = width + PAD_LEFT + PAD_RIGHT, height + PAD_TOP + PAD_BOTTOM
+    flow = tf.cast(flow, tf.float32)
+    # The grid is integral: floor(grid + flow) = grid + floor(flow), and the fraction is flow's.
+    # Index arithmetic stays int32, so full-int8 quantization never rounds a coordinate.
+    cell = tf.floor(flow)
+    fraction = flow - cell
+    grid = tf.cast(base_grid(height, width, tf.float32), tf.int32)
+    corner = tf.expand_dims(grid, 0) + tf.cast(cell, tf.int32)  # [N, h, w, 2] (x, y)
+    # Clamp the top-left corner to [-2, size]: beyond it both corners read padding zeros.
+    clamped = tf.minimum(tf.maximum(corner, -2), tf.constant([width, height], tf.int32))
+    offsets = tf.reshape(tf.range(tf.shape(flow)[0]) * (padded_height * padded_width), [-1, 1, 1, 1])
+    top_left = offsets + tf.reduce_sum(
+        (clamped + tf.constant([PAD_LEFT, PAD_TOP], tf.int32)) * tf.constant([1, padded_width], tf.int32),
+        axis=-1, keepdims=True,
+    )
+    indices = top_left + tf.constant([0, 1, padded_width, padded_width + 1], tf.int32)
+    fx, fy = fraction[..., :1], fraction[..., 1:]
+    gx, gy = 1.0 - fx, 1.0 - fy
+    weights = tf.concat([gy * gx, gy * fx, fy * gx, fy * fx], axis=-1)
+    return indices, weights
+
+
+def warp_padded(padded_flat: tf.Tensor, flow: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """`warp_gather` on a `pad_for_warp` map: `[N, h, w, C]`, one GATHER and one weighted sum."""
+    indices, weights = warp_corners(flow, height, width)
+    values = tf.gather(padded_flat, indices)  # [N, h, w, 4, C]
+    return tf.reduce_sum(values * tf.expand_dims(tf.cast(weights, values.dtype), -1), axis=3)
 
 
 def warp(features, flow, backend: str = "tfa") -> tf.Tensor:

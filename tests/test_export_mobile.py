@@ -1,0 +1,265 @@
+"""TFLite export kernels, full-int8 and the mobile preset.
+
+- TFLite's LEAKY_RELU keeps its slope after a conv + bias + residual add (the pattern TF's
+  oneDNN rewrite breaks), checked against a numpy convolution;
+- the export kernels (padded corner warp, folded instance norm, split residual conv, eq. 6
+  folded into the gather weights, LEAKY_RELU) equal numpy references and the training graph;
+- every exported variant (float32, float16, dynamic-int8, full-int8, the mobile preset) has
+  builtin ops only and matches its Keras model within a per-variant bound.
+
+Random-initialised tiny models (64x64): the bounds say how far quantisation moves the output
+of this network, not a trained face model's quality (see serving/README.md for that).
+"""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfrf
+from tfrf.export import build_generator
+from tfrf.export import tflite as tflite_lib
+from tfrf.export.profile import op_census, op_flops, profile_signature, summarize
+from tfrf.layers.activations import LeakyReLU
+from tfrf.layers.normalization import InstanceNormalization
+from tfrf.ops.warp import pad_for_warp, warp_gather, warp_padded
+
+SIZE = 64
+K = 2
+# Max abs error bound (float32) or PSNR floor in dB against the Keras float32 model.
+FLOAT32_ATOL = 1e-3
+PSNR_FLOORS = {"float16": 40.0, "dynamic-int8": 28.0, "full-int8": 12.0}
+
+
+def tiny_config(preset="voxceleb2"):
+    overrides = {"image_height": SIZE, "image_width": SIZE}
+    if preset == "voxceleb2":
+        overrides["width_multiplier"] = 0.125
+    return tfrf.ModelConfig.preset(preset, **overrides)
+
+
+def make_inputs(seed, sources=K):
+    rng = np.random.default_rng(seed)
+    return {
+        "source_images": rng.uniform(-1, 1, (1, sources, SIZE, SIZE, 3)).astype(np.float32),
+        "source_poses": rng.uniform(0, 1, (1, sources, SIZE, SIZE, 3)).astype(np.float32),
+        "target_pose": rng.uniform(0, 1, (1, SIZE, SIZE, 3)).astype(np.float32),
+    }
+
+
+def psnr(images, reference):
+    mse = np.mean((np.asarray(images, np.float64) - reference) ** 2)
+    return 10.0 * np.log10(4.0 / mse)
+
+
+def numpy_conv_same(x, kernel, bias):
+    """3x3 'SAME' convolution by explicit loops over the kernel taps; x `[h, w, Ci]`."""
+    h, w, _ = x.shape
+    kh, kw, _, co = kernel.shape
+    padded = np.pad(x, ((kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+    out = np.zeros((h, w, co)) + bias
+    for i in range(kh):
+        for j in range(kw):
+            out += padded[i:i + h, j:j + w] @ kernel[i, j]
+    return out
+
+
+def numpy_bilinear_warp(features, flow):
+    """Reference warp: per pixel, four corners, zeros outside the map."""
+    n, h, w, c = features.shape
+    out = np.zeros_like(features, dtype=np.float64)
+    for b in range(n):
+        for y in range(h):
+            for x in range(w):
+                sx, sy = x + flow[b, y, x, 0], y + flow[b, y, x, 1]
+                x0, y0 = int(np.floor(sx)), int(np.floor(sy))
+                for xi, yi in ((x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)):
+                    if 0 <= xi < w and 0 <= yi < h:
+                        weight = (1 - abs(sx - xi)) * (1 - abs(sy - yi))
+                        out[b, y, x] += weight * features[b, yi, xi]
+    return out
+
+
+def test_tflite_leaky_relu_keeps_slope_after_conv_bias_add():
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(0, 0.5, (3, 3, 4, 4)).astype(np.float32)
+    bias = rng.normal(0, 0.5, (4,)).astype(np.float32)
+    slope = 0.1
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 4], tf.float32), tf.TensorSpec([1, 8, 8, 4], tf.float32)])
+    def block(x, residual):
+        y = tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "SAME"), bias) + residual
+        return tf.nn.leaky_relu(y, alpha=slope)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([block.get_concrete_function()], block)
+    model = converter.convert()
+    assert "LEAKY_RELU" in tflite_lib.check_builtin_ops(model)
+    interpreter = tflite_lib.load_interpreter(model)
+    interpreter.allocate_tensors()
+    x = rng.normal(size=(1, 8, 8, 4)).astype(np.float32)
+    residual = rng.normal(size=(1, 8, 8, 4)).astype(np.float32)
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], residual if "residual" in detail["name"] else x)
+    interpreter.invoke()
+    output = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    pre = numpy_conv_same(x[0].astype(np.float64), kernel, bias) + residual[0]
+    expected = np.where(pre > 0, pre, slope * pre)
+    assert (pre < -0.5).sum() > 20  # the slope matters on many outputs
+    np.testing.assert_allclose(output[0], expected, atol=2e-5, rtol=0)
+    # A wrong slope (the oneDNN symptom drops it to 0) would be off by > 0.05 somewhere.
+    assert np.abs(np.maximum(pre, 0.0) - expected).max() > 0.05
+
+
+def test_leaky_relu_layer_export_kernel_is_identical():
+    layer = LeakyReLU(0.1)
+    x = tf.constant(np.random.default_rng(1).normal(size=(2, 5, 5, 3)).astype(np.float32))
+    training = layer(x).numpy()
+    layer.export_kernels = True
+    exported = layer(x).numpy()
+    np.testing.assert_array_equal(exported, training)
+    np.testing.assert_array_equal(training, np.where(x.numpy() > 0, x.numpy(), np.float32(0.1) * x.numpy()))
+
+
+def test_instance_norm_export_kernel_matches_numpy():
+    rng = np.random.default_rng(2)
+    x = rng.normal(3.0, 2.0, (2, 6, 5, 4)).astype(np.float32)
+    layer = InstanceNormalization()
+    layer.build(x.shape)
+    layer.gamma.assign(rng.normal(size=4))
+    layer.beta.assign(rng.normal(size=4))
+    training = layer(x).numpy()
+    layer.export_kernels = True
+    exported = layer(x).numpy()
+    mean = x.astype(np.float64).mean(axis=(1, 2), keepdims=True)
+    variance = x.astype(np.float64).var(axis=(1, 2), keepdims=True)
+    expected = (x - mean) / np.sqrt(variance + 1e-5) * layer.gamma.numpy() + layer.beta.numpy()
+    np.testing.assert_allclose(exported, expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(exported, training, atol=1e-5, rtol=0)
+
+
+def test_padded_corner_warp_matches_numpy_including_far_outside():
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(2, 5, 7, 3)).astype(np.float32)
+    flow = rng.uniform(-3, 3, (2, 5, 7, 2)).astype(np.float32)
+    flow[0, 0, 0] = [-40.0, 0.3]  # far left
+    flow[0, 1, 1] = [50.0, -0.2]  # far right
+    flow[1, 4, 6] = [0.5, 30.0]  # far below, the last pixel of the last map
+    flow[1, 2, 3] = [-1.5, -2.7]  # straddling the top-left border
+    flow[1, 3, 2] = [4.6, 1.4]  # straddling the bottom-right corner
+    expected = numpy_bilinear_warp(features.astype(np.float64), flow.astype(np.float64))
+    padded = warp_padded(pad_for_warp(tf.constant(features)), tf.constant(flow), 5, 7).numpy()
+    np.testing.assert_allclose(padded, expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(padded, warp_gather(features, flow).numpy(), atol=1e-5, rtol=0)
+    assert np.all(padded[0, 0, 0] == 0) and np.all(padded[1, 4, 6] == 0)
+
+
+@pytest.fixture(scope="module")
+def voxceleb_model():
+    tf.keras.utils.set_random_seed(7)
+    generator = build_generator(tiny_config(), tflite=True)
+    return generator
+
+
+def test_export_kernels_equal_training_graph_with_intermediates(voxceleb_model):
+    generator = voxceleb_model
+    inputs = make_inputs(seed=11)
+    training = generator(inputs, return_intermediates=True)
+    with tflite_lib.use_export_kernels(generator) as layers:
+        assert len(layers) > 40 and all(layer.export_kernels for layer in layers)
+        exported = generator(inputs, return_intermediates=True)
+    assert not any(layer.export_kernels for layer in layers)  # restored
+    assert training["image"].numpy().std() > 0.2
+    np.testing.assert_allclose(exported["image"].numpy(), training["image"].numpy(), atol=1e-4, rtol=0)
+    for level in ("h8", "h4"):
+        for name in ("residual_flows", "attention", "occlusions"):
+            np.testing.assert_allclose(exported[level][name].numpy(), training[level][name].numpy(), atol=1e-5)
+    # Each ablation switch has its own export branch.
+    for variant in ("no_residual_flow", "no_occlusion", "no_attention"):
+        config = tfrf.ModelConfig.ablation(tiny_config(), variant)
+        ablated = build_generator(config, tflite=True)
+        reference = ablated(inputs).numpy()
+        with tflite_lib.use_export_kernels(ablated):
+            np.testing.assert_allclose(ablated(inputs).numpy(), reference, atol=1e-4, rtol=0, err_msg=variant)
+
+
+def test_export_kernels_cut_render_ops(voxceleb_model):
+    plain = op_census(tflite_lib.convert(voxceleb_model, K, export_kernels=False), "render")
+    exported = op_census(tflite_lib.convert(voxceleb_model, K), "render")
+    assert sum(exported.values()) < 0.75 * sum(plain.values()), (plain, exported)
+    assert exported["GATHER"] == 4 and plain["GATHER"] == 16  # two gathers per fusing level
+    assert exported.get("LOGICAL_AND", 0) == 0 and exported["LEAKY_RELU"] > 20
+
+
+@pytest.fixture(scope="module")
+def variants(voxceleb_model):
+    """Every exported variant of the tiny voxceleb2 model and of the mobile preset."""
+    calibration = [make_inputs(seed) for seed in range(20, 26)]
+    flatbuffers = {
+        quantize: tflite_lib.convert(voxceleb_model, K, quantize, representative_inputs=calibration)
+        for quantize in ("none", "float16", "dynamic-int8", "full-int8")
+    }
+    tf.keras.utils.set_random_seed(8)
+    mobile = build_generator(tiny_config("voxceleb2_mobile"), tflite=True)
+    flatbuffers["mobile"] = tflite_lib.convert(mobile, K)
+    return {"flatbuffers": flatbuffers, "keras": {"mobile": mobile}, "default": voxceleb_model}
+
+
+def run_tflite(flatbuffer, inputs):
+    interpreter = tflite_lib.load_interpreter(flatbuffer)
+    encoded = interpreter.get_signature_runner("encode_sources")(source_images=inputs["source_images"])
+    return interpreter.get_signature_runner("render")(**inputs, **encoded)["image"]
+
+
+def test_every_variant_is_builtin_and_matches_keras(variants, record_property):
+    examples = [make_inputs(seed) for seed in (31, 32)]
+    for name, flatbuffer in variants["flatbuffers"].items():
+        names = tflite_lib.check_builtin_ops(flatbuffer)
+        assert "CONV_2D" in names and "GATHER" in names, name
+        model = variants["keras"].get(name, variants["default"])
+        for example in examples:
+            reference = model(example).numpy()
+            assert reference.std() > 0.1, name
+            image = run_tflite(flatbuffer, example)
+            if name in ("none", "mobile"):
+                np.testing.assert_allclose(image, reference, atol=FLOAT32_ATOL, rtol=0, err_msg=name)
+            else:
+                value = psnr(image, reference)
+                record_property(f"psnr_{name}_db", round(value, 2))
+                print(f"{name}: PSNR vs Keras float32 {value:.1f} dB (floor {PSNR_FLOORS[name]})")
+                assert value >= PSNR_FLOORS[name], (name, value)
+    full_int8 = tflite_lib.operator_names(variants["flatbuffers"]["full-int8"])
+    assert "QUANTIZE" in full_int8 and "DEQUANTIZE" in full_int8
+
+
+def test_full_int8_weights_are_int8(variants):
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(variants["flatbuffers"]["full-int8"]))
+    schema_int8 = 9  # TensorType.INT8
+    for subgraph in model.subgraphs:
+        conv_code = [i for i, code in enumerate(model.operatorCodes) if max(code.builtinCode, code.deprecatedBuiltinCode) == 3]
+        convs = [op for op in subgraph.operators if op.opcodeIndex in conv_code]
+        assert convs
+        for op in convs:
+            assert subgraph.tensors[op.inputs[0]].type == schema_int8  # activations
+            assert subgraph.tensors[op.inputs[1]].type == schema_int8  # weights
+
+
+def test_mobile_preset_keeps_the_method():
+    mobile = tfrf.ModelConfig.preset("voxceleb2_mobile")
+    assert (mobile.image_height, mobile.image_width, mobile.pose_channels) == (256, 256, 3)
+    assert mobile.use_residual_flow and mobile.use_occlusion and mobile.use_attention
+    assert mobile.channels(64) < tfrf.ModelConfig.preset("voxceleb2").channels(64)
+
+
+def test_profile_times_every_op_and_counts_flops(voxceleb_model):
+    flatbuffer = tflite_lib.convert(voxceleb_model, K)
+    inputs = make_inputs(seed=41)
+    timings = profile_signature(flatbuffer, "encode_sources", {"source_images": inputs["source_images"]},
+                                threads=1, repeats=2)
+    census = op_census(flatbuffer, "encode_sources")
+    assert len(timings) == sum(census.values())
+    table = {row["op_type"]: row for row in summarize(timings)}
+    assert {name: row["count"] for name, row in table.items()} == census
+    # conv FLOPs: 2 * outputs * kh * kw * C_in, by hand for the first conv (3 -> 8 channels, 64x64, K=2).
+    assert op_flops("CONV_2D", [[2, 64, 64, 3], [8, 3, 3, 3]], [[2, 64, 64, 8]]) == 2 * (2 * 64 * 64 * 8) * 27
+    assert abs(sum(row["flop_share"] for row in table.values()) - 1.0) < 1e-9
+    assert table["CONV_2D"]["flop_share"] > 0.9
