@@ -9,8 +9,10 @@ feature at the same place. For every target position l:
 
 so the loss is 0 where the flow samples the best-matching source feature and grows as it
 samples worse ones. The flow at H/8 is scored on relu4_1 (stride 8), the one at H/4 on relu3_1
-(stride 4). Sampling is bilinear with zeros outside the map, so a flow pointing off the source
-scores exp(0) - exp(-1).
+(stride 4). Sampling is bilinear with zeros outside the map by default (`sampler="bilinear"`), so
+a flow pointing off the source scores exp(0) - exp(-1); `sampler="gaussian"` samples as GFLA's
+code does (`tfrf.ops.gaussian_resample`: a normalised 4x4 Gaussian, sigma 2, around the sampling
+point, indices clamped to the map).
 """
 from __future__ import annotations
 
@@ -23,11 +25,21 @@ _EPSILON = 1e-8
 # The VGG19 layer whose stride matches each flow level of the generator.
 CORRECTNESS_LAYERS = {"h8": "relu4_1", "h4": "relu3_1"}
 
+# How the flow samples the source features: bilinear (`tfrf.ops.warp`, zeros outside) or GFLA's
+# Gaussian resampler (`tfrf.ops.gaussian_resample`).
+SAMPLERS = ("bilinear", "gaussian")
+
 
 def _default_warp(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
     from tfrf.ops import warp
 
     return warp(features, flow, backend="gather")
+
+
+def _gaussian_warp(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
+    from tfrf.ops import gaussian_resample
+
+    return gaussian_resample(features, flow, sigma=2.0, kernel_size=4)
 
 
 def _check_shapes(source_features, target_features, flow) -> None:
@@ -65,6 +77,7 @@ def sampling_correctness_loss(
     flow: tf.Tensor,
     mask: Optional[tf.Tensor] = None,
     warp_fn: Optional[Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = None,
+    sampler: str = "bilinear",
 ) -> tf.Tensor:
     """GFLA's sampling-correctness loss of a flow field, a float32 scalar.
 
@@ -76,7 +89,10 @@ def sampling_correctness_loss(
             pixel (x, y) reads the source at (x + dx, y + dy).
         mask: optional `[B, h, w]` or `[B, h, w, 1]` weights over target positions (e.g. the
             foreground); the loss becomes the mask-weighted mean.
-        warp_fn: `(features, flow) -> warped`; defaults to `tfrf.ops.warp(..., backend="gather")`.
+        warp_fn: `(features, flow) -> warped` for `sampler="bilinear"`; defaults to
+            `tfrf.ops.warp(..., backend="gather")`.
+        sampler: "bilinear" (default) or "gaussian" (GFLA's resample2d, kernel 4, sigma 2, via
+            `tfrf.ops.gaussian_resample`; takes no `warp_fn`).
 
     Returns:
         mean over target positions (and sources) of `exp(-sim / best) - exp(-1)`.
@@ -85,6 +101,12 @@ def sampling_correctness_loss(
     target_features = tf.cast(tf.convert_to_tensor(target_features), tf.float32)
     flow = tf.cast(tf.convert_to_tensor(flow), tf.float32)
     _check_shapes(source_features, target_features, flow)
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampling_correctness_loss: sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if sampler == "gaussian":
+        if warp_fn is not None:
+            raise ValueError("sampling_correctness_loss: warp_fn applies to sampler='bilinear' only")
+        warp_fn = _gaussian_warp
     warp_fn = warp_fn or _default_warp
 
     if source_features.shape.rank == 5:
