@@ -8,7 +8,6 @@ answers.
 import csv
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -67,8 +66,8 @@ def market(workspace):
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual))
     run = str(workspace / "market_run")
     version_folder = os.fspath(builder.data_dir)
-    assert main(["train", "--data-dir", version_folder, "--k", "2", "--stage", "flow", *TRAIN_FLAGS, "--image-size", "64", "32",
-                 "--out", run]) == 0
+    assert main(["train", "--data-dir", version_folder, "--k", "2", "--stage", "flow", *TRAIN_FLAGS,
+                 "--image-size", "64", "32", "--out", run]) == 0
     return {"run": run, "version_folder": version_folder}
 
 
@@ -170,7 +169,8 @@ def test_market_report_equals_the_metrics_of_the_written_images(workspace, marke
 
 def test_two_chair_models_give_one_table_with_jpeg_images(workspace, chairs, capsys):
     # What the run trained on is recorded in it: no --data-dir needed, for --weights inside it too.
-    data_lib.write_run_data(chairs["run"], "synthetic", seed=0, test_objects=1, image_size=32, cache_dir=chairs["cache"])
+    data_lib.write_run_data(chairs["run"], "synthetic", seed=0, test_objects=1, image_size=32,
+                            cache_dir=chairs["cache"])
     out = str(workspace / "chairs_report")
     assert main(["evaluate", "--run", chairs["run"], "--weights", chairs["step1"], "--k", "1", "2",
                  "--max-examples", "5", "--metrics", *ALL_METRICS, "--random-metric-weights",

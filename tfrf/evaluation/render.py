@@ -49,23 +49,37 @@ def image_path(image_dir: str, row: int, jpeg: bool) -> str:
     return os.path.join(image_dir, f"{row:05d}.{'jpg' if jpeg else 'png'}")
 
 
-def prediction_function(generator):
-    """`generator(inputs, training=False)` traced once for any batch and any K (K = 1 for GFLA,
-    which takes one source): inputs `[B, K, H, W, 3]`, `[B, K, H, W, Cp]`, `[B, H, W, Cp]`."""
+def prediction_function(generator, batch_size: int, k: int):
+    """`generator(inputs, training=False)` traced for batches of exactly `batch_size` examples of
+    K sources: inputs `[B, K, H, W, 3]`, `[B, K, H, W, Cp]`, `[B, H, W, Cp]`.
+
+    Every shape is static: with an unknown batch dimension, TF 2.15's oneDNN remapper aborts the
+    process ("libprotobuf FATAL ... key not found") on the ablation baseline's graph, whose
+    target-pose branch feeds nothing. `render_and_score` pads the last batch instead.
+    """
     import tensorflow as tf
 
     config = generator.config
     height, width, channels = config.image_height, config.image_width, config.pose_channels
-    k = 1 if getattr(config, "architecture", "rf") == "gfla" else None
-    signature = {"source_images": tf.TensorSpec([None, k, height, width, 3], tf.float32),
-                 "source_poses": tf.TensorSpec([None, k, height, width, channels], tf.float32),
-                 "target_pose": tf.TensorSpec([None, height, width, channels], tf.float32)}
+    signature = {"source_images": tf.TensorSpec([batch_size, k, height, width, 3], tf.float32),
+                 "source_poses": tf.TensorSpec([batch_size, k, height, width, channels], tf.float32),
+                 "target_pose": tf.TensorSpec([batch_size, height, width, channels], tf.float32)}
     return tf.function(lambda inputs: generator(inputs, training=False), input_signature=[signature])
+
+
+def _padded(tensor, rows: int):
+    """`tensor` with its last row repeated up to `rows` rows."""
+    import tensorflow as tf
+
+    missing = rows - int(tensor.shape[0])
+    if missing <= 0:
+        return tensor
+    return tf.concat([tensor, tf.repeat(tensor[-1:], missing, axis=0)], axis=0)
 
 
 def render_and_score(generator, data, k: int, tuples: np.ndarray, image_dir: str, suite, *, batch_size: int = 16,
                      jpeg: bool = False, mask_keypoints: bool = False, progress: bool = True,
-                     description: str = "", predict=None) -> np.ndarray:
+                     description: str = "") -> np.ndarray:
     """Render `tuples` with `generator`, write the images, score the re-read files into `suite`.
 
     Args:
@@ -79,7 +93,6 @@ def render_and_score(generator, data, k: int, tuples: np.ndarray, image_dir: str
         mask_keypoints: pass the target keypoints (Mask-LPIPS).
         progress: a tqdm progress bar over batches.
         description: the progress bar's label.
-        predict: `prediction_function(generator)`, to share one trace between the K values.
 
     Returns:
         float64 `[M]`: the L1 of each re-read image against its target, in [-1, 1] units.
@@ -91,16 +104,18 @@ def render_and_score(generator, data, k: int, tuples: np.ndarray, image_dir: str
 
     size = tuple(generator.config.image_size)
     os.makedirs(image_dir, exist_ok=True)
+    batch_size = min(batch_size, len(tuples))
     dataset = make_dataset(data.table, k, batch_size=batch_size, training=False, tuples=tuples, image_size=size)
-    predict = predict or prediction_function(generator)
+    predict = prediction_function(generator, batch_size, k)
     quantize = truncate_to_uint8 if jpeg else to_uint8
     errors = []
     row = 0
     batches = tqdm(dataset, total=math.ceil(len(tuples) / batch_size), desc=description, unit="batch",
                    disable=not progress, leave=False)
     for batch in batches:
-        generated = quantize(predict({key: batch[key] for key in INPUT_KEYS}).numpy())
-        count = len(generated)
+        count = int(batch["target_image"].shape[0])
+        inputs = {key: _padded(batch[key], batch_size) for key in INPUT_KEYS}
+        generated = quantize(predict(inputs).numpy()[:count])
         reread = []
         for offset, image in enumerate(generated):
             path = image_path(image_dir, row + offset, jpeg)

@@ -174,7 +174,6 @@ def evaluate_into(folder: str, models: Sequence[ModelEntry], data, settings: Set
     }
     for model in models:
         generator = runs.load_generator(model.config, model.weights)
-        predict = render.prediction_function(generator)
         entry = {"source": os.path.abspath(model.source), "weights": os.path.abspath(model.weights),
                  "config": model.config.to_dict(), "results": {}, "skipped": {}}
         report["runs"][model.name] = entry
@@ -191,7 +190,7 @@ def evaluate_into(folder: str, models: Sequence[ModelEntry], data, settings: Set
             errors = render.render_and_score(
                 generator, data, k, tuples[k], image_dir, suite, batch_size=settings.batch_size, jpeg=settings.jpeg,
                 mask_keypoints="mask_lpips" in settings.metrics, progress=settings.progress,
-                description=f"{model.name} K={k}", predict=predict)
+                description=f"{model.name} K={k}")
             result = suite.result()
             result["seconds"] = time.perf_counter() - began
             entry["results"][str(k)] = result
@@ -202,7 +201,7 @@ def evaluate_into(folder: str, models: Sequence[ModelEntry], data, settings: Set
             shown = ", ".join(f"{name} {tables.FORMATS[name].format(result[name])}"
                               for name in tables.columns(settings.metrics) if name in result)
             say(f"{model.name} K={k}: {shown} ({result['examples']} examples, {result['seconds']:.1f} s)")
-        del generator, predict
+        del generator
     return report
 
 

@@ -37,7 +37,9 @@ def evaluate_generator(generator, table: ViewTable, tuples: np.ndarray, batch_si
     k = tuples.shape[1] - 1
     dataset = make_dataset(table, k, batch_size=batch_size, training=False, tuples=tuples,
                            image_size=generator.config.image_size)
-    predict = tf.function(lambda inputs: generator(inputs, training=False), reduce_retracing=True)
+    # Static shapes (one trace per batch shape): an unknown batch dimension can abort TF 2.15's oneDNN
+    # remapper on graphs with a dead branch (the ablation baseline; see tfrf.evaluation.render).
+    predict = tf.function(lambda inputs: generator(inputs, training=False))
     accumulator = MetricAccumulator()
     for batch in dataset:
         generated = predict({key: batch[key] for key in INPUT_KEYS})
