@@ -40,6 +40,9 @@ EXTRAS_REQUIRE = {
     ],
     "video": ["imageio==2.38.1", "imageio-ffmpeg==0.8.1"],
     "gpu": ["tensorflow[and-cuda]==2.15.1"],
+    # The on-device TFLite runtime (`tfrf.export.tflite.load_interpreter` prefers it): 1.4.0 is a
+    # version whose wheel co-installs with TF 2.15.1 and numpy 1.26 (tested).
+    "litert": ["ai-edge-litert==1.4.0"],
 }
 # The tests run MediaPipe on real photos: scikit-image ships sample photos of people
 # (`skimage.data.astronaut()`, offline); 0.24.0 is the version tested with numpy 1.26.

@@ -18,7 +18,12 @@ depend on the values):
 5. Requests/s and p50/p99 latency through the local server (`tfrf serve`) without batching,
    with serving/batching_parameters.txt, and with it minus the padding to allowed batch
    sizes; concurrent clients sending B = 1 requests.
-6. A mobile search: the largest size and width whose cached `render` reaches `--target-fps`.
+6. A mobile search: the largest size and width whose cached `render` reaches `--target-fps`,
+   and the `voxceleb2_mobile` preset's render time per quantisation.
+
+TFLite figures name the runtime that ran them (`ai-edge-litert` when installed, else
+`tf.lite`) and use the export kernels (`--compare-kernels` adds rows traced with the training
+kernels; see `tfrf.export.tflite`).
 
 Latencies and the conv throughput are the best of repeated runs after a warm-up (robust to
 other load on a shared machine; still upper bounds there). Serving figures are under load by
@@ -37,7 +42,7 @@ from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 
-QUANTIZATIONS = ("none", "float16", "dynamic-int8")
+QUANTIZATIONS = ("none", "float16", "dynamic-int8", "full-int8")
 
 
 def best_seconds(function: Callable[[], object], repeats: int, budget_seconds: float = 20.0) -> float:
@@ -92,8 +97,10 @@ def conv_throughput(threads: int, size: int, repeats: int) -> float:
     """GFLOP/s of the TFLite interpreter on `conv_reference_model`."""
     import tensorflow as tf
 
+    from tfrf.export.tflite import load_interpreter
+
     model, flops = conv_reference_model(size)
-    interpreter = tf.lite.Interpreter(model_content=model, num_threads=threads)
+    interpreter = load_interpreter(model, num_threads=threads)
     interpreter.allocate_tensors()
     for detail in interpreter.get_input_details():
         interpreter.set_tensor(detail["index"], np.random.default_rng(1).normal(size=detail["shape"]).astype(np.float32))
@@ -108,6 +115,13 @@ def render_inputs(config, num_sources: int) -> Dict[str, np.ndarray]:
         "source_poses": rng.uniform(0, 1, (1, num_sources, h, w, cp)).astype(np.float32),
         "target_pose": rng.uniform(0, 1, (1, h, w, cp)).astype(np.float32),
     }
+
+
+def runtime_name() -> str:
+    """The TFLite runtime `load_interpreter` uses: "ai-edge-litert X.Y.Z" or "tf.lite (TF X.Y.Z)"."""
+    from tfrf.export.tflite import runtime_name as name
+
+    return name()
 
 
 def tflite_latency(flatbuffer: bytes, inputs: Dict[str, np.ndarray], threads: int, repeats: int):
@@ -129,28 +143,34 @@ def tflite_latency(flatbuffer: bytes, inputs: Dict[str, np.ndarray], threads: in
 def benchmark_tflite(args, throughput: float) -> None:
     import tfrf
     from tfrf.export import build_generator
-    from tfrf.export.tflite import convert, tflite_module
+    from tfrf.export.tflite import convert, tflite_module, use_export_kernels
 
     config = tfrf.ModelConfig.preset("voxceleb2", image_height=args.size, image_width=args.size,
                                      width_multiplier=args.width)
     generator = build_generator(config, tflite=True)
-    print(f"\n== TFLite render, voxceleb2 {args.size}x{args.size}, width {args.width}, {args.threads} threads ==")
-    print(f"{'K':>2} {'quantize':>12} {'size MiB':>9} {'render ms':>10} {'enc+render ms':>14} "
+    print(f"\n== TFLite render, voxceleb2 {args.size}x{args.size}, width {args.width}, {args.threads} threads, "
+          f"runtime {runtime_name()} ==")
+    print(f"{'K':>2} {'kernels':>8} {'quantize':>12} {'size MiB':>9} {'render ms':>10} {'enc+render ms':>14} "
           f"{'ideal ms':>9} {'ratio':>6} {'saving':>7} {'enc share':>9}")
+    kernel_modes = (False, True) if args.compare_kernels else (True,)
     for num_sources in args.ks:
-        module = tflite_module(generator, num_sources)
-        encode_flops = graph_flops(module.encode_sources.get_concrete_function())
-        render_flops = graph_flops(module.render.get_concrete_function())
-        share = encode_flops / (encode_flops + render_flops)
-        print(f"   K={num_sources}: encode_sources {encode_flops / 1e9:.1f} GFLOP, render {render_flops / 1e9:.1f} GFLOP")
         inputs = render_inputs(config, num_sources)
-        for quantize in args.quantize:
-            flatbuffer = convert(generator, num_sources, quantize)
-            cached, uncached = tflite_latency(flatbuffer, inputs, args.threads, args.repeats)
-            ideal = render_flops / (throughput * 1e9)
-            print(f"{num_sources:>2} {quantize:>12} {len(flatbuffer) / 2**20:>9.2f} {cached * 1e3:>10.1f} "
-                  f"{uncached * 1e3:>14.1f} {ideal * 1e3:>9.1f} {cached / ideal:>6.2f} "
-                  f"{1 - cached / uncached:>7.1%} {share:>9.1%}", flush=True)
+        for export_kernels in kernel_modes:
+            module = tflite_module(generator, num_sources)
+            with use_export_kernels(generator, export_kernels):
+                encode_flops = graph_flops(module.encode_sources.get_concrete_function())
+                render_flops = graph_flops(module.render.get_concrete_function())
+            share = encode_flops / (encode_flops + render_flops)
+            label = "export" if export_kernels else "training"
+            print(f"   K={num_sources}, {label} kernels: encode_sources {encode_flops / 1e9:.2f} GFLOP, "
+                  f"render {render_flops / 1e9:.2f} GFLOP")
+            for quantize in args.quantize:
+                flatbuffer = convert(generator, num_sources, quantize, export_kernels=export_kernels)
+                cached, uncached = tflite_latency(flatbuffer, inputs, args.threads, args.repeats)
+                ideal = render_flops / (throughput * 1e9)
+                print(f"{num_sources:>2} {label:>8} {quantize:>12} {len(flatbuffer) / 2**20:>9.2f} {cached * 1e3:>10.1f} "
+                      f"{uncached * 1e3:>14.1f} {ideal * 1e3:>9.1f} {cached / ideal:>6.2f} "
+                      f"{1 - cached / uncached:>7.1%} {share:>9.1%}", flush=True)
 
 
 def mobile_search(args) -> None:
@@ -159,14 +179,15 @@ def mobile_search(args) -> None:
     from tfrf.export.tflite import convert
 
     budget = 1.0 / args.target_fps
-    print(f"\n== mobile search: cached render >= {args.target_fps:g} fps, K = 2, {args.threads} threads ==")
+    print(f"\n== mobile search: cached render >= {args.target_fps:g} fps, K = 2, {args.threads} threads, "
+          f"runtime {runtime_name()} ==")
     found = []
     for size in args.mobile_sizes:
         for width in args.mobile_widths:
             config = tfrf.ModelConfig.preset("voxceleb2", image_height=size, image_width=size, width_multiplier=width)
             generator = build_generator(config, tflite=True)
             best = None
-            for quantize in ("none", "dynamic-int8"):
+            for quantize in ("none", "dynamic-int8", "full-int8"):
                 cached, _ = tflite_latency(convert(generator, 2, quantize), render_inputs(config, 2), args.threads,
                                            args.repeats)
                 best = min(best or (cached, quantize), (cached, quantize))
@@ -181,6 +202,12 @@ def mobile_search(args) -> None:
         print(f"  largest reaching {args.target_fps:g} fps: {size}x{size}, width {width:g}")
     else:
         print(f"  no tried configuration reaches {args.target_fps:g} fps")
+    config = tfrf.ModelConfig.preset("voxceleb2_mobile")
+    generator = build_generator(config, tflite=True)
+    for quantize in ("none", "full-int8"):
+        cached, _ = tflite_latency(convert(generator, 2, quantize), render_inputs(config, 2), args.threads, args.repeats)
+        print(f"  voxceleb2_mobile {config.image_height}x{config.image_width} {quantize:>9}: render {cached * 1e3:7.1f} ms "
+              f"({1 / cached:5.1f} fps) {'REACHES' if cached <= budget else ''}", flush=True)
 
 
 def benchmark_serving(args) -> None:
@@ -249,6 +276,8 @@ def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
     parser.add_argument("--batching-parameters",
                         default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                              "serving", "batching_parameters.txt"))
+    parser.add_argument("--compare-kernels", action="store_true",
+                        help="also time the TFLite models traced with the training kernels")
     for part in ("tflite", "mobile", "serving"):
         parser.add_argument(f"--skip-{part}", action="store_true")
     return parser.parse_args(argv)

@@ -268,6 +268,22 @@ def check_builtin_ops(model: Union[bytes, bytearray]) -> List[str]:
     return names
 
 
+def runtime_name() -> str:
+    """The runtime `load_interpreter` uses: "ai-edge-litert X.Y.Z" (the on-device runtime, the
+    `litert` extra) when installed, otherwise "tf.lite (TF X.Y.Z)"."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter  # noqa: F401
+    except ImportError:
+        return f"tf.lite (TF {tf.__version__})"
+    from importlib import metadata
+
+    try:
+        version = metadata.version("ai-edge-litert")
+    except metadata.PackageNotFoundError:
+        version = "unknown version"
+    return f"ai-edge-litert {version}"
+
+
 def load_interpreter(model: Union[str, bytes], num_threads: int = 2):
     """A TFLite interpreter: `ai-edge-litert` (the on-device runtime) when installed,
     otherwise `tf.lite.Interpreter`. Run it through `get_signature_runner(name)`.

@@ -263,3 +263,20 @@ def test_profile_times_every_op_and_counts_flops(voxceleb_model):
     assert op_flops("CONV_2D", [[2, 64, 64, 3], [8, 3, 3, 3]], [[2, 64, 64, 8]]) == 2 * (2 * 64 * 64 * 8) * 27
     assert abs(sum(row["flop_share"] for row in table.values()) - 1.0) < 1e-9
     assert table["CONV_2D"]["flop_share"] > 0.9
+
+
+def test_runtime_is_reported_by_the_face_renderer(voxceleb_model, tmp_path):
+    from tfrf.animate import FaceRenderer
+
+    try:
+        from importlib import metadata
+
+        import ai_edge_litert.interpreter  # noqa: F401
+
+        expected = f"ai-edge-litert {metadata.version('ai-edge-litert')}"
+    except ImportError:
+        expected = f"tf.lite (TF {tf.__version__})"
+    assert tflite_lib.runtime_name() == expected
+    path = tflite_lib.export_tflite(voxceleb_model, K, str(tmp_path / "face.tflite"))
+    renderer = FaceRenderer(path, num_threads=1)
+    assert renderer.runtime == expected and renderer.num_sources == K and renderer.size == SIZE

@@ -60,6 +60,8 @@ class AnimationResult:
         overall_fps: frames per second of the whole pipeline (detection, drawing, writing).
         video_fps: the frame rate of the output.
         images: the frames, uint8 `[H, W, 3]`, when `return_frames=True`.
+        runtime: the TFLite runtime that ran a face model ("ai-edge-litert X.Y.Z" or
+            "tf.lite (TF X.Y.Z)", `tfrf.export.tflite.runtime_name`); None for a Keras model.
     """
 
     path: Optional[str]
@@ -69,6 +71,7 @@ class AnimationResult:
     overall_fps: float
     video_fps: float
     images: Optional[List[np.ndarray]] = None
+    runtime: Optional[str] = None
 
     @property
     def missing_faces(self) -> int:
@@ -99,9 +102,10 @@ class FaceRenderer:
     """
 
     def __init__(self, model: Union[str, bytes], num_threads: int = 2):
-        from tfrf.export.tflite import ENCODE_SIGNATURE, RENDER_SIGNATURE, load_interpreter
+        from tfrf.export.tflite import ENCODE_SIGNATURE, RENDER_SIGNATURE, load_interpreter, runtime_name
 
         self.interpreter = load_interpreter(model, num_threads=num_threads)
+        self.runtime = runtime_name()
         signatures = self.interpreter.get_signature_list()
         if ENCODE_SIGNATURE not in signatures or RENDER_SIGNATURE not in signatures:
             raise ValueError(
@@ -408,6 +412,7 @@ def animate(model: Union[str, bytes], sources: Sequence[Union[str, np.ndarray]],
         driving_name = f"driving {driving if isinstance(driving, str) else 'array'}"
         result = run_animation(targets, renderer.render, crop_landmarks[0], total=count, out=out, fps=fps,
                                progress=progress, return_frames=return_frames, driving_name=driving_name)
+        result = dataclasses.replace(result, runtime=renderer.runtime)
     finally:
         for owned_landmarker in owned:
             owned_landmarker.close()

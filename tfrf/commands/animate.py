@@ -125,4 +125,5 @@ def _animate_person(args: argparse.Namespace) -> int:
 
 def _report(result, what: str) -> None:
     print(f"wrote {result.path}: {result.frames} frames at {result.video_fps:g} fps; model {result.fps:.1f} fps, "
-          f"pipeline {result.overall_fps:.1f} fps; {result.missing_frames} driving frames without {what}")
+          f"pipeline {result.overall_fps:.1f} fps; {result.missing_frames} driving frames without {what}"
+          + (f"; runtime {result.runtime}" if getattr(result, "runtime", None) else ""))
