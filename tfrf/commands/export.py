@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-QUANTIZATIONS = ("none", "float16", "dynamic-int8")
+QUANTIZATIONS = ("none", "float16", "dynamic-int8", "full-int8")
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,11 +44,16 @@ def register(subparsers) -> None:
     lite.set_defaults(func=run_tflite)
 
 
-def _generator(args: argparse.Namespace, tflite: bool):
+def _generator(args: argparse.Namespace, tflite: bool, num_sources: int = 1):
     from tfrf import runs
     from tfrf.export.model import build_generator
+    from tfrf.models import GENERATORS
 
     config, weights = runs.resolve_model(args)
+    limit = getattr(GENERATORS.get(config.architecture), "max_sources", None)
+    if limit is not None and num_sources > limit:
+        raise ValueError(f"--k {num_sources}: the {config.architecture} generator takes at most {limit} source(s); "
+                         f"use --k {limit}")
     height, width = args.image_size or (None, None)
     overrides = {"width_multiplier": args.width_multiplier, "image_height": height, "image_width": width}
     overrides = {key: value for key, value in overrides.items() if value is not None}
@@ -72,6 +77,6 @@ def run_tflite(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise ValueError(f"--k must be >= 1, got {args.k}")
-    path = export_tflite(_generator(args, tflite=True), args.k, args.out, quantize=args.quantize)
+    path = export_tflite(_generator(args, tflite=True, num_sources=args.k), args.k, args.out, quantize=args.quantize)
     print(f"wrote {path} ({os.path.getsize(path) / 2**20:.2f} MiB, K = {args.k}, quantize {args.quantize})")
     return 0
