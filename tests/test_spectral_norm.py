@@ -167,11 +167,16 @@ def test_mixed_precision_normalises_in_float32():
     try:
         layer = SpectralNormalization(tf.keras.layers.Conv2D(3, 3, padding="same"))
         out = layer(tf.ones([1, 4, 4, 2], tf.float16), training=True)
+        # Built inside a float16 parent's call (the discriminator's blocks).
+        from tfrf.layers import ResBlockDown
+
+        block_out = ResBlockDown(4, spectral_norm=True)(tf.ones([1, 8, 8, 3], tf.float16), training=True)
     finally:
         tf.keras.mixed_precision.set_global_policy(policy)
     assert out.dtype == tf.float16 and layer.u.dtype == tf.float32
     assert layer.trainable_weights == layer.layer.trainable_weights
     assert np.isfinite(out.numpy()).all()
+    assert block_out.dtype == tf.float16 and np.isfinite(block_out.numpy()).all()
 
 
 def test_only_the_kernel_and_bias_train_in_a_tf_function():

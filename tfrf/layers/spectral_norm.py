@@ -94,7 +94,8 @@ class SpectralNormalization(tf.keras.layers.Wrapper):
         # before the first training pass (a random uᵀWv can be tiny or negative, and a
         # discriminator of 16 such layers then outputs ~1e10).
         with tf.init_scope():
-            matrix = self.kernel_matrix(tf.convert_to_tensor(kernel))
+            # Built from inside a float16 parent's call, the kernel reads as float16: cast back.
+            matrix = self.kernel_matrix(tf.cast(tf.convert_to_tensor(kernel), kernel.dtype))
             initial_u, initial_v = self.power_iteration(
                 matrix, _unit_normal((rows,), kernel.dtype), _unit_normal((columns,), kernel.dtype)
             )
