@@ -21,7 +21,9 @@ class Discriminator(tf.keras.Model):
 
     Args:
         config: the generator's `ModelConfig` (width multiplier, LeakyReLU slope).
-        spectral_norm: wrap every convolution in spectral normalisation.
+        spectral_norm: wrap every convolution in spectral normalisation
+            (`tfrf.layers.SpectralNormalization`, PyTorch's semantics: u, v advance one
+            power-iteration step per `training=True` call; inference uses the stored ones).
     """
 
     def __init__(self, config: ModelConfig, spectral_norm: bool = True, **kwargs):
