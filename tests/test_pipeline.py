@@ -119,3 +119,46 @@ def test_max_offset_keeps_sources_near_the_target_frame():
     assert (np.abs(table.order[tuples[:, :2]] - table.order[tuples[:, 2:]]) <= 3).all()
     with pytest.raises(ValueError, match="needs ViewTable.order"):
         pipeline.make_dataset(_view_table(), 1, batch_size=1, training=False, max_offset=2)
+
+
+def _keypoint_table(count=6, size=32):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (count, size, size, 3)).astype(np.uint8)
+    keypoints = rng.uniform(8, size - 8, (count, 18, 2)).astype(np.float32)
+    return pipeline.ViewTable(images=images, poses=keypoints, groups=np.repeat([0, 1], count // 2),
+                              pose_encoder="keypoints18")
+
+
+def test_augmentation_moves_heatmaps_with_the_image_and_resumes_alike():
+    from tfrf.data.augment import AugmentConfig
+
+    table = _keypoint_table()
+    plain = pipeline.make_dataset(table, 1, batch_size=2, training=True, seed=5)
+    identity = pipeline.make_dataset(table, 1, batch_size=2, training=True, seed=5, augment=AugmentConfig.identity())
+    for a, b in zip(plain.take(2).as_numpy_iterator(), identity.take(2).as_numpy_iterator()):
+        for key in a:
+            np.testing.assert_allclose(a[key], b[key], atol=1e-5)
+    strong = AugmentConfig(rotation_degrees=0.0, shift_pixels=6.0, scale_range=(1.0, 1.0), target_shift_factor=1.0)
+    augmented = list(pipeline.make_dataset(table, 1, batch_size=2, training=True, seed=5, augment=strong)
+                     .take(3).as_numpy_iterator())
+    # Tuple p of the stream is augmented with the seed (5, p), before its heatmaps are drawn.
+    from tfrf.data.augment import augment_example
+    from tfrf.pose import keypoints as kp
+
+    rows = list(pipeline._tuple_indices(table, 1, training=True, seed=5, tuples=None, max_offset=None,
+                                        start_epoch=0).take(6).as_numpy_iterator())
+    for position, row in enumerate(rows):
+        images, keypoints = augment_example(table.images[row].astype(np.float32) / 127.5 - 1.0, table.poses[row],
+                                            tf.constant([5, position], tf.int64), strong)
+        batch, index = augmented[position // 2], position % 2
+        np.testing.assert_allclose(batch["target_image"][index], images[1], atol=1e-6)
+        np.testing.assert_allclose(batch["target_pose"][index], kp.keypoints_to_heatmaps(keypoints[1], 32, 32),
+                                   atol=1e-5)
+        assert np.abs(batch["target_image"][index] - table.images[row[1]] / 127.5 + 1.0).max() > 0.1  # it moved
+    # Resuming at step 2 (skip = 4 tuples) augments exactly as the uninterrupted stream did.
+    resumed = list(pipeline.make_dataset(table, 1, batch_size=2, training=True, seed=5, augment=strong, skip=4)
+                   .take(1).as_numpy_iterator())
+    for key in resumed[0]:
+        np.testing.assert_array_equal(resumed[0][key], augmented[2][key])
+    with pytest.raises(ValueError, match="augment transforms keypoints"):
+        pipeline.make_dataset(_view_table(), 1, batch_size=2, training=True, augment=strong)

@@ -188,6 +188,7 @@ def make_dataset(
     drop_remainder: Optional[bool] = None,
     start_epoch: int = 0,
     skip: int = 0,
+    augment=None,
 ) -> tf.data.Dataset:
     """The batched example dataset of K+1 tuples drawn from `table`.
 
@@ -209,6 +210,10 @@ def make_dataset(
         skip: training only: leave out the first `skip` tuples of the stream from
             `start_epoch` on. Resuming at global step s with batch B: `skip = s * B`
             (`start_epoch = 0`) continues with exactly the tuple an uninterrupted run would see.
+        augment: training only: a `tfrf.data.augment.AugmentConfig` (GFLA's Market augmentation)
+            applied to each tuple's images and raw keypoints before the heatmaps are drawn, seeded
+            by (seed, position of the tuple in the stream), so a resumed run augments alike.
+            Needs keypoint poses.
 
     Returns:
         A `tf.data.Dataset` of dicts: source_images [B,K,H,W,3], source_poses [B,K,H,W,Cp],
@@ -229,14 +234,21 @@ def make_dataset(
         image_size = tuple(int(size) for size in image_size)
         if len(image_size) != 2 or min(image_size) < 1:
             raise ValueError(f"image_size must be (height, width), got {image_size}")
+    if augment is not None and table.pose_encoder != "keypoints18":
+        raise ValueError(f"augment transforms keypoints; this table's poses are {table.pose_encoder!r}")
     encode = pose_lib.encoder(table.pose_encoder)
     channels = table.pose_channels
     gather_images = _gatherer(table.images, table.image, table.image(0))
     gather_poses = _gatherer(table.poses, table.pose, np.asarray(table.pose(0)))
 
-    def load(indices):
+    def load(indices, position=None):
         images = tf.cast(gather_images(indices), tf.float32) / 127.5 - 1.0
         raw_poses = gather_poses(indices)
+        if position is not None:
+            from tfrf.data.augment import augment_example
+
+            images, raw_poses = augment_example(images, raw_poses, tf.stack([tf.cast(seed, tf.int64), position]),
+                                                augment)
         poses = tf.stack(
             [tf.cast(encode(raw_poses[i], stored_height, stored_width), tf.float32) for i in range(k + 1)]
         )
@@ -256,6 +268,8 @@ def make_dataset(
         table, k, training=training, seed=seed, tuples=tuples, max_offset=max_offset, start_epoch=start_epoch,
         skip=skip,
     )
+    if augment is not None and training:
+        indices = indices.enumerate(start=skip).map(lambda position, row: (row, position))
     dataset = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     return dataset.prefetch(tf.data.AUTOTUNE)
