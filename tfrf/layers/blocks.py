@@ -33,10 +33,35 @@ def _norm(normalization: str, name: str):
     raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
 
 
+# Nearest 2x upsampling then a 3x3 "same" conv: output row 2i + a reads low-res rows i - 1, i, i
+# (a = 0) or i, i, i + 1 (a = 1). _PHASE_TAPS[a][u, d]: tap d of the 3x3 kernel lands on low-res
+# offset u - 1 for phase a.
+_PHASE_TAPS = ([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _upsampling_conv(x, conv):
+    """`conv(nearest_upsample_2x(x))` for a 3x3 "same" Conv2D, computed at x's resolution:
+    `[B, h, w, C]` -> `[B, 2h, 2w, filters]`."""
+    kernel = conv.kernel  # [3, 3, C, F]
+    phases = tf.constant(_PHASE_TAPS, kernel.dtype)  # [2, 3, 3]
+    # [a, b, u, v, C, F]: the low-res kernel of output phase (a, b).
+    combined = tf.einsum("aud,bve,deio->abuvio", phases, phases, kernel)
+    filters = kernel.shape[-1]
+    # depth_to_space reads channel (a * 2 + b) * F + f into position (a, b).
+    combined = tf.reshape(tf.transpose(combined, [2, 3, 4, 0, 1, 5]), [3, 3, kernel.shape[2], 4 * filters])
+    y = tf.nn.conv2d(x, tf.cast(combined, x.dtype), 1, "SAME")
+    if conv.use_bias:
+        y = y + tf.tile(tf.cast(conv.bias, x.dtype), [4])
+    return tf.nn.depth_to_space(y, 2)
+
+
 class _ResidualBlock(tf.keras.layers.Layer):
     """Shared anatomy: norm -> act -> [resample] -> conv3x3 -> norm -> act -> conv3x3 (+ shortcut)."""
 
     resample = None  # "down", "up" or None
+    # Set by the TFLite export only (`tfrf.export.tflite.use_export_kernels`): the same function
+    # in cheaper ops, see `_call_export`. Never set in training graphs.
+    export_kernels = False
 
     def __init__(
         self,
@@ -74,6 +99,8 @@ class _ResidualBlock(tf.keras.layers.Layer):
 
     def call(self, inputs):
         """inputs `[B, H, W, C_in]` -> `[B, H', W', filters]` (H' = H/2, H or 2H)."""
+        if self.export_kernels and not self.spectral_norm:
+            return self._call_export(inputs)
         x = self.activation(self.norm1(inputs))
         if self.resample == "up":
             x = self.upsample(x)
@@ -89,6 +116,24 @@ class _ResidualBlock(tf.keras.layers.Layer):
             shortcut = self.conv_shortcut(shortcut)
         if self.resample == "down":
             shortcut = self.pool(shortcut)
+        return x + shortcut
+
+    def _call_export(self, inputs):
+        """`call` for TFLite, equal up to float32 rounding: the linear shortcut commutes with the
+        resampling, so it runs at the lower resolution (pool before, upsample after the 1x1
+        conv); nearest upsampling + 3x3 conv becomes one 3x3 conv at the low resolution with the
+        four output phases' summed taps as 4x the channels, then DEPTH_TO_SPACE."""
+        x = self.activation(self.norm1(inputs))
+        x = _upsampling_conv(x, self.conv1) if self.resample == "up" else self.conv1(x)
+        x = self.conv2(self.activation(self.norm2(x)))
+        shortcut = inputs
+        if self.resample == "down":
+            x = self.pool(x)
+            shortcut = self.pool(shortcut)
+        if self.learned_shortcut:
+            shortcut = self.conv_shortcut(shortcut)
+        if self.resample == "up":
+            shortcut = self.upsample(shortcut)
         return x + shortcut
 
     def get_config(self):
