@@ -4,6 +4,7 @@
     tfrf train --data-dir ~/tensorflow_datasets --dataset market1501 --out runs/market
     tfrf train --preset synthetic --data-dir synthetic --steps 2000 --out runs/chairs
     tfrf train --preset market1501 --data-dir DIR --dry-run      # print the resolved config
+    tfrf train --architecture gfla --data-dir DIR --out runs/gfla  # GFLA (the gfla_* preset of the data)
 
 `--data-dir` is a prepared TFDS version folder (the one holding dataset_info.json), a TFDS
 data_dir with `--dataset NAME[/CONFIG]`, or `synthetic` for the built-in chairs. What the builder
@@ -33,7 +34,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--preset",  # checked by TrainConfig.preset: importing the table needs TensorFlow
                         help="training preset (model, loss weights, batch, steps): deepfashion, market1501, "
-                             "shapenet_chairs, kitti, voxceleb2, synthetic, demo; default: the dataset's, "
+                             "shapenet_chairs, kitti, voxceleb2, synthetic, demo, gfla_deepfashion, "
+                             "gfla_market1501, gfla_shapenet_chairs, gfla_synthetic; default: the dataset's, "
                              "synthetic for the built-in chairs")
     parser.add_argument("--data-dir", default="synthetic",
                         help="a prepared TFDS version folder, a TFDS data_dir with --dataset, or 'synthetic' "
@@ -52,6 +54,10 @@ def register(subparsers) -> None:
     parser.add_argument("--steps-per-epoch", type=int, help="steps per progress-bar epoch")
     parser.add_argument("--vgg-weights", help="'imagenet', a local VGG19 .h5 file, or 'none' (random)")
     parser.add_argument("--gan-form", choices=("nonsaturating", "lsgan", "hinge"), help="adversarial loss form")
+    parser.add_argument("--architecture", choices=("rf", "gfla"),
+                        help="the generator: rf (residual flow, default) or gfla (single-source GFLA); gfla takes "
+                             "the gfla_* preset of the dataset where there is one (GFLA's losses, optimiser and "
+                             "discriminator), else the preset with model.architecture=gfla and K = 1")
     parser.add_argument("--width-multiplier", type=float, help="scale every channel count of the networks")
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
                         help="train at this size (multiples of 32); the data are resized")
@@ -93,9 +99,30 @@ def resolve_config(args):
         model["image_height"], model["image_width"] = args.image_size
     if args.warp_backend is not None:
         model["warp_backend"] = args.warp_backend
+    preset = args.preset or default_preset(args)
+    architecture = getattr(args, "architecture", None)
+    if architecture is not None:
+        preset = architecture_preset(preset, architecture, model, overrides)
     if model:
         overrides["model"] = model
-    return TrainConfig.preset(args.preset or default_preset(args), **overrides)
+    return TrainConfig.preset(preset, **overrides)
+
+
+def architecture_preset(preset: str, architecture: str, model: dict, overrides: dict) -> str:
+    """The training preset for `--architecture`: gfla -> `gfla_PRESET` if there is one, else
+    `preset` with model.architecture=gfla and K = 1 (added to `model` / `overrides`)."""
+    from tfrf.training.config import TRAIN_PRESETS
+
+    is_gfla_preset = TRAIN_PRESETS[preset].model.architecture == "gfla" if preset in TRAIN_PRESETS else False
+    if architecture == "gfla" and not is_gfla_preset:
+        if f"gfla_{preset}" in TRAIN_PRESETS:
+            return f"gfla_{preset}"
+        model["architecture"] = "gfla"
+        overrides.setdefault("num_sources", 1)
+        overrides.setdefault("eval_ks", (1,))
+    elif architecture == "rf" and is_gfla_preset:
+        raise ValueError(f"--architecture rf contradicts --preset {preset} (a GFLA preset); drop one of them")
+    return preset
 
 
 def selected_stages(stage: str):
@@ -143,6 +170,10 @@ def run(args) -> int:
         raise ValueError(f"--data-dir {args.data_dir} has {train_table.pose_channels}-channel poses "
                          f"({train_table.pose_encoder}); preset {config.name!r} expects {config.model.pose_channels}")
     runner.write_config(config, args.out)
+    from tfrf.evaluation.data import write_run_data  # what `tfrf evaluate --run` scores by default
+
+    write_run_data(args.out, args.data_dir, args.dataset, seed=config.seed, test_objects=config.test_objects,
+                   image_size=config.model.image_height, cache_dir=args.cache_dir)
     networks = runner.create_networks(config)
     dataset_fn = runner.training_dataset_fn(train_table, config)
     preview = runner.preview_batch(preview_table, config, size=min(4, config.batch_size))

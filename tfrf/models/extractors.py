@@ -88,6 +88,22 @@ class FlowConfidenceExtractor(ConfiguredLayer):
         self.up4 = ResBlockUp(c(64), leaky_relu_slope=slope, name="up4")
         self.heads = {level: FlowHeads(slope, name=f"heads_{level}") for level in LEVELS}
 
+    levels = LEVELS  # the levels with a flow, coarse first
+
+    @property
+    def affine_patch_sizes(self) -> Dict[str, int]:
+        """The window of the affine regularisation per level (paper: 3x3 at H/8, 5x5 at H/4)."""
+        from tfrf.losses.regularization import AFFINE_PATCH_SIZES
+
+        return dict(AFFINE_PATCH_SIZES)
+
+    def flow_variables(self):
+        """The trainable variables L_flow reaches: all but the attention and occlusion heads,
+        which only the image losses train (stage 2)."""
+        unreached = {variable.ref() for heads in self.heads.values()
+                     for layer in (heads.attention, heads.occlusion) for variable in layer.trainable_variables}
+        return [variable for variable in self.trainable_variables if variable.ref() not in unreached]
+
     def call(self, inputs) -> Dict[str, Dict[str, tf.Tensor]]:
         """inputs `[N, H, W, 3 + 2*Cp]` -> per level ("h8", "h4") the `FlowHeads` outputs."""
         skips = []

@@ -10,13 +10,16 @@ The `demo` preset is sized for `tfrf demo` on two CPU cores (see its comment).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from typing import Any, Dict, Optional, Tuple
 
 from tfrf.config import ModelConfig
-from tfrf.losses import GAN_LOSS_FORMS
+from tfrf.losses import GAN_LOSS_FORMS, sampling_correctness_loss
 
 STAGES = ("flow", "full")
+DISCRIMINATORS = ("rf", "gfla")  # tfrf.models.Discriminator (paper), tfrf.models.GFLADiscriminator
+CORRECTNESS_SAMPLERS = ("bilinear", "gaussian")  # how the correctness loss samples the source features
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +72,15 @@ class TrainConfig:
         train_objects, test_objects: object counts of the built-in synthetic dataset.
         eval_ks: K values of the evaluation.
         eval_examples: at most this many fixed test tuples per K (None: all).
+        flow_loss_weights: the loss weights of stage 1 ("flow"), when they differ from those of
+            stage 2 (GFLA: correctness 20, regularisation 0.01 in its flow stage, 5 and 0.0025
+            end to end); None: `loss_weights` (stage 1 only reads its flow terms).
+        discriminator: "rf" (`tfrf.models.Discriminator`, the paper's) or "gfla"
+            (`tfrf.models.GFLADiscriminator`, GFLA's spectral-norm ResDiscriminator).
+        discriminator_blocks: the GFLA discriminator's residual down blocks (GFLA: 4 for
+            DeepFashion, 3 for Market-1501); None: its default.
+        correctness_sampler: how the sampling-correctness loss samples the source features:
+            "bilinear" (the generator's warp) or "gaussian" (GFLA's `resample2d`).
     """
 
     name: str = "custom"
@@ -92,12 +104,25 @@ class TrainConfig:
     test_objects: Optional[int] = None
     eval_ks: Tuple[int, ...] = (1, 2, 4)
     eval_examples: Optional[int] = 1000
+    flow_loss_weights: Optional[LossWeights] = None
+    discriminator: str = "rf"
+    discriminator_blocks: Optional[int] = None
+    correctness_sampler: str = "bilinear"
 
     def __post_init__(self):
         if isinstance(self.model, dict):
             object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
         if isinstance(self.loss_weights, dict):
             object.__setattr__(self, "loss_weights", LossWeights(**self.loss_weights))
+        if isinstance(self.flow_loss_weights, dict):
+            object.__setattr__(self, "flow_loss_weights", LossWeights(**self.flow_loss_weights))
+        if self.discriminator not in DISCRIMINATORS:
+            raise ValueError(f"TrainConfig.discriminator must be one of {DISCRIMINATORS}, got {self.discriminator!r}")
+        if self.discriminator_blocks is not None and self.discriminator_blocks < 1:
+            raise ValueError(f"TrainConfig.discriminator_blocks must be >= 1, got {self.discriminator_blocks}")
+        if self.correctness_sampler not in CORRECTNESS_SAMPLERS:
+            raise ValueError(f"TrainConfig.correctness_sampler must be one of {CORRECTNESS_SAMPLERS}, "
+                             f"got {self.correctness_sampler!r}")
         object.__setattr__(self, "eval_ks", tuple(int(k) for k in self.eval_ks))
         if self.gan_form not in GAN_LOSS_FORMS:
             raise ValueError(f"TrainConfig.gan_form must be one of {GAN_LOSS_FORMS}, got {self.gan_form!r}")
@@ -111,6 +136,18 @@ class TrainConfig:
             raise ValueError("TrainConfig learning rates must be positive")
         if not self.eval_ks or min(self.eval_ks) < 1:
             raise ValueError(f"TrainConfig.eval_ks must be K values >= 1, got {self.eval_ks}")
+        limit = max_sources(self.model)
+        if limit is not None and (self.num_sources > limit or max(self.eval_ks) > limit):
+            raise ValueError(f"TrainConfig: architecture {self.model.architecture!r} takes at most {limit} source(s); "
+                             f"got num_sources {self.num_sources}, eval_ks {self.eval_ks} (use --k {limit})")
+
+    def stage_loss_weights(self, stage: str) -> LossWeights:
+        """The loss weights of `stage`: `flow_loss_weights` (if set) in stage 1, else `loss_weights`."""
+        if stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+        if stage == "flow" and self.flow_loss_weights is not None:
+            return self.flow_loss_weights
+        return self.loss_weights
 
     def steps(self, stage: str) -> int:
         """The number of steps of `stage` ("flow" or "full")."""
@@ -127,6 +164,9 @@ class TrainConfig:
             changes["model"] = self.model.replace(**changes["model"])
         if isinstance(changes.get("loss_weights"), dict):
             changes["loss_weights"] = dataclasses.replace(self.loss_weights, **changes["loss_weights"])
+        if isinstance(changes.get("flow_loss_weights"), dict):
+            base = self.flow_loss_weights or self.loss_weights
+            changes["flow_loss_weights"] = dataclasses.replace(base, **changes["flow_loss_weights"])
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -149,8 +189,41 @@ class TrainConfig:
         return TRAIN_PRESETS[name].replace(**overrides)
 
 
+def max_sources(model: ModelConfig) -> Optional[int]:
+    """The most sources the generator of `model.architecture` takes (None: any K)."""
+    from tfrf.models import GENERATORS
+
+    return getattr(GENERATORS.get(model.architecture), "max_sources", None)
+
+
 def _paper(model_preset: str, **changes: Any) -> TrainConfig:
     return TrainConfig(name=model_preset, model=ModelConfig.preset(model_preset), **changes)
+
+
+# GFLA (Ren et al. CVPR 2020, its options/ and GFLA.md): flow stage correctness 20, regularisation
+# 0.01; end to end L1 5, correctness 5, perceptual 0.5, style 500, regularisation 0.0025, LSGAN 2;
+# Adam beta = (0, 0.999), G 1e-4, D 1e-5; batch 8; one source; GFLA's discriminator; the
+# Gaussian sampler in the correctness loss (where `tfrf.losses.sampling_correctness_loss` offers
+# it: `sampler="gaussian"`; until then the bilinear warp).
+GFLA_FLOW_LOSS_WEIGHTS = LossWeights(l1=0.0, perceptual=0.0, style=0.0, correctness=20.0, regularization=0.01,
+                                     adversarial=0.0)
+GFLA_LOSS_WEIGHTS = LossWeights(l1=5.0, perceptual=0.5, style=500.0, correctness=5.0, regularization=0.0025,
+                                adversarial=2.0)
+GFLA_CORRECTNESS_SAMPLER = (
+    "gaussian" if "sampler" in inspect.signature(sampling_correctness_loss).parameters else "bilinear"
+)
+
+
+def _gfla(model_preset: str, model_changes: Optional[Dict[str, Any]] = None, **changes: Any) -> TrainConfig:
+    values = dict(
+        name=f"gfla_{model_preset}",
+        model=ModelConfig.preset(model_preset, architecture="gfla", **(model_changes or {})),
+        loss_weights=GFLA_LOSS_WEIGHTS, flow_loss_weights=GFLA_FLOW_LOSS_WEIGHTS, gan_form="lsgan",
+        learning_rate=1e-4, discriminator_learning_rate=1e-5, beta_1=0.0, beta_2=0.999, batch_size=8,
+        num_sources=1, eval_ks=(1,), discriminator="gfla", correctness_sampler=GFLA_CORRECTNESS_SAMPLER,
+    )
+    values.update(changes)
+    return TrainConfig(**values)
 
 
 TRAIN_PRESETS: Dict[str, TrainConfig] = {
@@ -162,6 +235,19 @@ TRAIN_PRESETS: Dict[str, TrainConfig] = {
     "synthetic": _paper(
         "synthetic", flow_steps=2000, full_steps=20000, steps_per_epoch=500, checkpoint_every=500, summary_every=50,
         vgg_weights=None, eval_examples=500,
+    ),
+    **{f"gfla_{name}": _gfla(name, **changes) for name, changes in (
+        ("deepfashion", {"discriminator_blocks": 4}),
+        ("market1501", {"discriminator_blocks": 3}),
+        ("shapenet_chairs", {"discriminator_blocks": 4}),
+    )},
+    # GFLA on the built-in chairs, sized like `demo` below (quarter width, a few hundred steps,
+    # random VGG: perceptual and style off) for tests and a quick look; GFLA's other settings.
+    "gfla_synthetic": _gfla(
+        "synthetic", model_changes={"width_multiplier": 0.25, "warp_backend": "gather"},
+        loss_weights=dataclasses.replace(GFLA_LOSS_WEIGHTS, perceptual=0.0, style=0.0),
+        discriminator_blocks=3, flow_steps=150, full_steps=700, steps_per_epoch=50, checkpoint_every=50,
+        summary_every=10, vgg_weights=None, train_objects=200, test_objects=50, eval_examples=200,
     ),
     # `tfrf demo`: the synthetic chairs, trained on two CPU cores in a few minutes (measured:
     # 150 + 700 steps, 7.3 min wall in all on a CPU shared with other jobs). Nothing may

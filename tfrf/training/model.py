@@ -1,9 +1,14 @@
 """The two-stage training model: a `keras.Model` whose `train_step` trains the generator.
 
 Stage "flow" (paper sec. 3.3, stage 1) warms up the flow confidence extractor alone on
-L_flow = λcor·L_cor + λreg·L_reg over both flow levels. Stage "full" (stage 2) trains every
+L_flow = λcor·L_cor + λreg·L_reg over the generator's flow levels. Stage "full" (stage 2) trains every
 generator variable on L_flow + L_con + L_adv and the discriminator on its adversarial loss.
 The variables of each update are chosen explicitly; no `trainable` flag is toggled.
+
+Any generator of `tfrf.models.build_generator` trains here (the residual-flow `Generator` and
+GFLA's `GFLAGenerator`): what differs is asked of its flow extractor — the flow levels
+(`levels`), the affine-regularisation window per level (`affine_patch_sizes`) and the variables
+the flow losses reach (`flow_variables()`) — and the loss terms come from the config.
 
 As in keras-io's GauGAN example, `compile()` takes both optimisers, `train_step` delegates to
 `train_generator` / `train_discriminator`, the losses are `Mean` trackers exposed through
@@ -22,15 +27,29 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Dict, Mapping, Optional, Tuple
+import inspect
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
 from tfrf import losses
-from tfrf.models.extractors import LEVELS
 from tfrf.models.generator import INPUT_KEYS
 from tfrf.ops import fold_sources, unfold_sources, warp
-from tfrf.training.config import STAGES, LossWeights
+from tfrf.training.config import CORRECTNESS_SAMPLERS, STAGES, LossWeights
+
+def _register_snapshot_gradient() -> None:
+    """Snapshot (a copy the networks make of their inputs against TF 2.15's oneDNN rewrite) has
+    no registered gradient; the generator's adversarial loss differentiates through the
+    discriminator's input, so give it the identity gradient (once, if nobody has)."""
+    from tensorflow.python.framework import ops
+
+    try:
+        ops.gradient_registry.lookup("Snapshot")
+    except LookupError:
+        ops.RegisterGradient("Snapshot")(lambda op, gradient: gradient)
+
+
+_register_snapshot_gradient()
 
 FLOW_TERMS = ("correctness", "regularization")
 CONTENT_TERMS = ("l1", "perceptual", "style")
@@ -77,8 +96,8 @@ class TrainingModel(tf.keras.Model):
     """Generator + discriminator + frozen VGG19 features, trained in stage "flow" or "full".
 
     Args:
-        generator: a `tfrf.models.Generator`.
-        discriminator: a `tfrf.models.Discriminator` (needed in stage "full" when the
+        generator: a `tfrf.models.Generator` or `GFLAGenerator` (`tfrf.models.build_generator`).
+        discriminator: a `tfrf.models.Discriminator` or `GFLADiscriminator` (needed in stage "full" when the
             adversarial weight is non-zero).
         vgg: a `tfrf.losses.VGGFeatures` holding the layers the non-zero VGG losses read
             (relu3_1 and relu4_1 for correctness; relu1_1..relu5_1 for perceptual/style).
@@ -98,18 +117,26 @@ class TrainingModel(tf.keras.Model):
         self.stage = stage
         self.loss_weights_ = LossWeights()
         self.gan_form = losses.DEFAULT_GAN_LOSS_FORM
+        self.correctness_sampler = "bilinear"
         self.generator_optimizer = None
         self.discriminator_optimizer = None
         self.trackers: Dict[str, tf.keras.metrics.Mean] = {}
 
     # ----------------------------------------------------------------------------- setup
     def compile(self, generator_optimizer, discriminator_optimizer=None, loss_weights=None,
-                gan_form: str = losses.DEFAULT_GAN_LOSS_FORM, **kwargs):
-        """Set the optimisers, loss weights (`LossWeights` or a dict; paper defaults) and GAN form."""
+                gan_form: str = losses.DEFAULT_GAN_LOSS_FORM, correctness_sampler: str = "bilinear", **kwargs):
+        """Set the optimisers, loss weights (`LossWeights` or a dict; paper defaults), GAN form and
+        the correctness loss's sampler ("bilinear" or GFLA's "gaussian")."""
         super().compile(**kwargs)
         weights = _as_weights(loss_weights)
         if gan_form not in losses.GAN_LOSS_FORMS:
             raise ValueError(f"compile: gan_form must be one of {losses.GAN_LOSS_FORMS}, got {gan_form!r}")
+        if correctness_sampler not in CORRECTNESS_SAMPLERS:
+            raise ValueError(f"compile: correctness_sampler must be one of {CORRECTNESS_SAMPLERS}, "
+                             f"got {correctness_sampler!r}")
+        if correctness_sampler != "bilinear" and not correctness_sampler_available():
+            raise ValueError(f"compile: correctness_sampler {correctness_sampler!r} needs the sampler option of "
+                             "tfrf.losses.sampling_correctness_loss, which this installation lacks")
         if self.stage == "flow":
             # Stage 1 trains on L_flow alone, whatever the content and adversarial weights say.
             weights = dataclasses.replace(weights, l1=0.0, perceptual=0.0, style=0.0, adversarial=0.0)
@@ -120,7 +147,7 @@ class TrainingModel(tf.keras.Model):
         if needs_vgg:
             wanted = set()
             if weights.correctness > 0:
-                wanted |= set(losses.CORRECTNESS_LAYERS.values())
+                wanted |= {losses.CORRECTNESS_LAYERS[level] for level in self.levels}
             if weights.perceptual > 0 or weights.style > 0:
                 wanted |= set(losses.PERCEPTUAL_LAYERS)
             missing = sorted(wanted - set(self.vgg.layer_names))
@@ -134,9 +161,15 @@ class TrainingModel(tf.keras.Model):
                 raise ValueError("TrainingModel: stage 'full' with an adversarial weight needs discriminator_optimizer")
         self.loss_weights_ = weights
         self.gan_form = gan_form
+        self.correctness_sampler = correctness_sampler
         self.generator_optimizer = _loss_scaled(generator_optimizer)
         self.discriminator_optimizer = _loss_scaled(discriminator_optimizer) if self.uses_discriminator else None
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in self.loss_names}
+
+    @property
+    def levels(self) -> Tuple[str, ...]:
+        """The generator's flow levels, coarse first (e.g. ("h8", "h4"))."""
+        return tuple(self.generator.flow_extractor.levels)
 
     @property
     def uses_discriminator(self) -> bool:
@@ -161,14 +194,12 @@ class TrainingModel(tf.keras.Model):
     def generator_variables(self):
         """The variables the generator update touches.
 
-        Stage "flow": the flow confidence extractor without its attention and occlusion heads,
-        which L_flow does not reach (they learn in stage 2). Stage "full": every generator variable.
+        Stage "flow": the flow extractor's `flow_variables()` — all of it but the heads L_flow does
+        not reach (rf: attention and occlusion; GFLA: the masks), which learn in stage 2.
+        Stage "full": every generator variable.
         """
         if self.stage == "flow":
-            extractor = self.generator.flow_extractor
-            unreached = {variable.ref() for heads in extractor.heads.values()
-                         for layer in (heads.attention, heads.occlusion) for variable in layer.trainable_variables}
-            return [variable for variable in extractor.trainable_variables if variable.ref() not in unreached]
+            return self.generator.flow_extractor.flow_variables()
         return self.generator.trainable_variables
 
     def call(self, inputs, training=False):
@@ -189,15 +220,19 @@ class TrainingModel(tf.keras.Model):
         return target_features, generated_features, source_features
 
     def flow_losses(self, flows: Mapping[str, tf.Tensor], target_features, source_features) -> Dict[str, tf.Tensor]:
-        """L_flow and its unweighted terms, summed over the two flow levels.
+        """L_flow and its unweighted terms, summed over the generator's flow levels.
 
         Args:
-            flows: per level ("h8", "h4") the extractor's flows `[B, K, h, w, 2]`.
+            flows: per level (`self.levels`, e.g. "h8", "h4") the extractor's flows `[B, K, h, w, 2]`.
             target_features: VGG features of the targets (None when correctness is off).
             source_features: VGG features of the sources, `[B, K, h, w, C]` per layer.
         """
         weights = self.loss_weights_
         warp_fn = functools.partial(warp, backend=self.generator.config.warp_backend)
+        # The bilinear sampler is the generator's warp; GFLA's Gaussian one is the loss's own.
+        sampling = ({"warp_fn": warp_fn} if self.correctness_sampler == "bilinear"
+                    else {"sampler": self.correctness_sampler})
+        patch_sizes = self.generator.flow_extractor.affine_patch_sizes
         values = {}
         total = tf.constant(0.0)
         if weights.correctness > 0:
@@ -206,14 +241,14 @@ class TrainingModel(tf.keras.Model):
                     source_features[losses.CORRECTNESS_LAYERS[level]],
                     target_features[losses.CORRECTNESS_LAYERS[level]],
                     flows[level],
-                    warp_fn=warp_fn,
+                    **sampling,
                 )
-                for level in LEVELS
+                for level in self.levels
             ])
             total += weights.correctness * values["correctness_loss"]
         if weights.regularization > 0:
             values["regularization_loss"] = tf.add_n([
-                losses.affine_regularization_loss(flows[level], losses.AFFINE_PATCH_SIZES[level]) for level in LEVELS
+                losses.affine_regularization_loss(flows[level], patch_sizes[level]) for level in self.levels
             ])
             total += weights.regularization * values["regularization_loss"]
         values["flow_loss"] = total
@@ -232,7 +267,7 @@ class TrainingModel(tf.keras.Model):
             generated = None
         else:
             outputs = self.generator(inputs, training=training, return_intermediates=True)
-            flows = {level: outputs[level]["flows"] for level in LEVELS}
+            flows = {level: outputs[level]["flows"] for level in self.levels}
             generated = outputs["image"]
 
         target_features = generated_features = source_features = None
@@ -325,26 +360,57 @@ class TrainingModel(tf.keras.Model):
         return self._report(values)
 
 
-def build_networks(model_config, vgg_weights: Optional[str] = None, loss_weights: Optional[LossWeights] = None,
-                   num_sources: int = 1):
-    """Generator, discriminator and the VGG extractor the loss weights need (None if none), built.
+def correctness_sampler_available() -> bool:
+    """Whether `tfrf.losses.sampling_correctness_loss` takes `sampler=` (GFLA's Gaussian sampler)."""
+    return "sampler" in inspect.signature(losses.sampling_correctness_loss).parameters
 
-    Create them under the strategy's scope when training distributed.
-    """
-    from tfrf.models import Discriminator, Generator
 
-    weights = loss_weights or LossWeights()
-    generator = Generator(model_config)
-    generator(generator.dummy_inputs(1, num_sources))
-    discriminator = Discriminator(model_config)
-    discriminator(tf.zeros([1, model_config.image_height, model_config.image_width, 3]))
+def build_discriminator(model_config, kind: str = "rf", num_blocks: Optional[int] = None):
+    """The discriminator `kind` ("rf": the paper's `Discriminator`; "gfla": `GFLADiscriminator`
+    with `num_blocks` residual down blocks, None for its default), not yet built."""
+    if kind == "rf":
+        from tfrf.models import Discriminator
+
+        return Discriminator(model_config)
+    if kind == "gfla":
+        from tfrf.models.gfla_discriminator import GFLADiscriminator
+
+        return GFLADiscriminator(**({} if num_blocks is None else {"num_blocks": num_blocks}))
+    raise ValueError(f"unknown discriminator {kind!r}; choose 'rf' or 'gfla'")
+
+
+def vgg_layers(loss_weights: Sequence[LossWeights], levels: Sequence[str]) -> Tuple[str, ...]:
+    """The VGG19 layers the non-zero VGG losses of any of `loss_weights` read, shallow first."""
     layers = set()
-    if weights.correctness > 0:
-        layers |= set(losses.CORRECTNESS_LAYERS.values())
-    if weights.perceptual > 0 or weights.style > 0:
-        layers |= set(losses.PERCEPTUAL_LAYERS)
-    vgg = None
-    if layers:
-        ordered = [name for name in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1") if name in layers]
-        vgg = losses.VGGFeatures(ordered, weights=vgg_weights)
-    return generator, discriminator, vgg
+    for weights in loss_weights:
+        if weights.correctness > 0:
+            layers |= {losses.CORRECTNESS_LAYERS[level] for level in levels}
+        if weights.perceptual > 0 or weights.style > 0:
+            layers |= set(losses.PERCEPTUAL_LAYERS)
+    return tuple(name for name in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1") if name in layers)
+
+
+def build_networks(model_config, vgg_weights: Optional[str] = None,
+                   loss_weights: Union[None, LossWeights, Sequence[LossWeights]] = None, num_sources: int = 1,
+                   discriminator: str = "rf", discriminator_blocks: Optional[int] = None):
+    """Generator (`tfrf.models.build_generator`), discriminator (`discriminator`: "rf" or "gfla")
+    and the VGG extractor the loss weights need (None if none), built.
+
+    `loss_weights` may be one `LossWeights` or those of both stages (the VGG serves their union).
+    The generator is built with min(num_sources, its `max_sources`) sources. Create them under
+    the strategy's scope when training distributed.
+    """
+    from tfrf.models import build_generator
+
+    if loss_weights is None:
+        loss_weights = [LossWeights()]
+    elif isinstance(loss_weights, LossWeights):
+        loss_weights = [loss_weights]
+    generator = build_generator(model_config)
+    limit = getattr(generator, "max_sources", None)
+    generator(generator.dummy_inputs(1, num_sources if limit is None else min(num_sources, limit)))
+    critic = build_discriminator(model_config, discriminator, discriminator_blocks)
+    critic(tf.zeros([1, model_config.image_height, model_config.image_width, 3]))
+    layers = vgg_layers(loss_weights, generator.flow_extractor.levels)
+    vgg = losses.VGGFeatures(list(layers), weights=vgg_weights) if layers else None
+    return generator, critic, vgg

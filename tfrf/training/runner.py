@@ -41,7 +41,10 @@ def create_networks(config: TrainConfig, strategy: Optional[tf.distribute.Strate
     strategy = strategy or tf.distribute.get_strategy()
     tf.keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        return Networks(*build_networks(config.model, config.vgg_weights, config.loss_weights, config.num_sources))
+        return Networks(*build_networks(config.model, config.vgg_weights,
+                                        [config.stage_loss_weights(stage) for stage in STAGES], config.num_sources,
+                                        discriminator=config.discriminator,
+                                        discriminator_blocks=config.discriminator_blocks))
 
 
 def compile_stage(stage: str, networks: Networks, config: TrainConfig,
@@ -54,8 +57,9 @@ def compile_stage(stage: str, networks: Networks, config: TrainConfig,
             generator_optimizer=tf.keras.optimizers.Adam(config.learning_rate, config.beta_1, config.beta_2),
             discriminator_optimizer=tf.keras.optimizers.Adam(config.discriminator_learning_rate, config.beta_1,
                                                              config.beta_2),
-            loss_weights=config.loss_weights,
+            loss_weights=config.stage_loss_weights(stage),
             gan_form=config.gan_form,
+            correctness_sampler=config.correctness_sampler,
         )
     return model
 
@@ -203,15 +207,20 @@ def preview_batch(table, config: TrainConfig, size: int = 4) -> Dict[str, np.nda
 
 
 def initialise_from_flow_stage(networks: Networks, out_dir: str, verbose: int = 1) -> bool:
-    """Load the generator of the latest stage-1 checkpoint of `out_dir`, if there is one."""
+    """Load the flow extractor of the latest stage-1 checkpoint of `out_dir`, if there is one.
+
+    Only the flow network is read (GFLA: "stage 2 loads the stage-1 flow network only"); stage 1
+    trains nothing else, and the rest keeps its (seeded) initial weights."""
     latest = tf.train.latest_checkpoint(os.path.join(out_dir, "checkpoints", "flow"))
     if latest is None:
         if verbose:
             print("stage full: no stage-1 checkpoint in this run; the generator starts from its current weights")
         return False
-    tf.train.Checkpoint(generator=networks.generator).restore(latest).expect_partial()
+    flow_only = tf.train.Checkpoint(generator=tf.train.Checkpoint(flow_extractor=networks.generator.flow_extractor))
+    status = flow_only.restore(latest).expect_partial()
+    status.assert_existing_objects_matched()
     if verbose:
-        print(f"stage full: generator initialised from {latest}")
+        print(f"stage full: flow extractor initialised from {latest}")
     return True
 
 
@@ -249,6 +258,10 @@ def write_config(config: TrainConfig, out_dir: str) -> str:
                 previous = json.load(stream)
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path} is not a readable run config ({error}); use another --out") from None
+        try:  # fields added since the run started compare as their defaults
+            previous = TrainConfig.from_dict(previous).to_dict()
+        except (TypeError, ValueError):
+            pass
         differing = [name for name in config_differences(previous, config.to_dict())
                      if name not in RESUMABLE_FIELDS]
         if differing:

@@ -64,6 +64,18 @@ class GFLAFlowNetwork(ConfiguredLayer):
         self.flow_heads = {level: conv(2, 3, name=f"flow_{level}") for level in self.levels}
         self.mask_heads = {level: conv(1, 3, name=f"mask_{level}") for level in self.levels}
 
+    @property
+    def affine_patch_sizes(self) -> Dict[str, int]:
+        """The window of GFLA's affine regularisation per level: its local-attention patch size
+        (3 at H/8, 5 at H/4 for DeepFashion; 3 at H/4 for Market)."""
+        return dict(self.config.gfla_kernel_sizes)
+
+    def flow_variables(self):
+        """The trainable variables the flow losses reach: all but the mask heads, which only the
+        image losses train (GFLA's end-to-end stage)."""
+        unreached = {variable.ref() for head in self.mask_heads.values() for variable in head.trainable_variables}
+        return [variable for variable in self.trainable_variables if variable.ref() not in unreached]
+
     def call(self, inputs, pose_difference: Optional[tf.Tensor] = None) -> Dict[str, Dict[str, tf.Tensor]]:
         """Estimate the flows.
 
