@@ -1,5 +1,8 @@
 """Forward-pass latency and peak memory of the generator, per warp backend, XLA and K.
 
+Any architecture of `tfrf.models.build_generator` (`architecture="rf"` or `"gfla"`; GFLA
+takes K = 1 only, larger K are reported as unsupported without running).
+
 Each configuration runs in a fresh worker process (`python -m tfrf.benchmark --worker ...`) so
 that its peak memory is its own: on CPU the peak resident set size of the process (with the
 TensorFlow runtime's baseline reported beside it), on GPU TensorFlow's allocator peak.
@@ -25,21 +28,23 @@ def _rss_mb() -> float:
 
 def measure(preset: str, num_sources: int, backend: str, xla: bool, batch_size: int = 1,
             repeats: int = 5, warmup: int = 2, width: Optional[float] = None,
-            mixed_precision: bool = False) -> Dict[str, object]:
+            mixed_precision: bool = False, architecture: Optional[str] = None) -> Dict[str, object]:
     """Time `repeats` forward passes after `warmup` ones, in this process."""
     import numpy as np
     import tensorflow as tf
 
     from tfrf.config import ModelConfig
-    from tfrf.models import Generator
+    from tfrf.models import build_generator
 
     if mixed_precision:
         tf.keras.mixed_precision.set_global_policy("mixed_float16")
     overrides = {"warp_backend": backend}
     if width is not None:
         overrides["width_multiplier"] = width
+    if architecture is not None:
+        overrides["architecture"] = architecture
     config = ModelConfig.preset(preset, **overrides)
-    generator = Generator(config)
+    generator = build_generator(config)
     rng = np.random.default_rng(0)
     h, w, cp = config.image_height, config.image_width, config.pose_channels
     inputs = {
@@ -51,7 +56,8 @@ def measure(preset: str, num_sources: int, backend: str, xla: bool, batch_size: 
     forward = tf.function(lambda x: generator(x), jit_compile=xla)
     gpus = tf.config.list_physical_devices("GPU")
     baseline_mb = _rss_mb()
-    result = {"preset": preset, "k": num_sources, "backend": backend, "xla": xla, "batch_size": batch_size,
+    result = {"preset": preset, "architecture": config.architecture, "k": num_sources, "backend": backend, "xla": xla,
+              "batch_size": batch_size,
               "mixed_precision": mixed_precision, "device": "GPU" if gpus else "CPU"}
     try:
         for _ in range(warmup):
@@ -83,10 +89,20 @@ def measure(preset: str, num_sources: int, backend: str, xla: bool, batch_size: 
 
 def run_all(preset: str, ks: List[int], backends: List[str], xla_modes: List[bool], **kwargs) -> List[Dict]:
     """Each configuration in its own worker process; returns one result dict per configuration."""
+    from tfrf.models import GENERATORS
+
+    architecture = kwargs.get("architecture") or "rf"
+    limit = getattr(GENERATORS[architecture], "max_sources", None)
     results = []
     for backend in backends:
         for xla in xla_modes:
             for k in ks:
+                if limit is not None and k > limit:
+                    result = {"preset": preset, "architecture": architecture, "k": k, "backend": backend, "xla": xla,
+                              "error": f"the {architecture} generator takes at most {limit} source(s)"}
+                    results.append(result)
+                    yield result
+                    continue
                 command = [sys.executable, "-m", "tfrf.benchmark", "--worker", "--preset", preset, "--k", str(k),
                            "--backend", backend, "--repeats", str(kwargs.get("repeats", 5)),
                            "--batch-size", str(kwargs.get("batch_size", 1))]
@@ -96,6 +112,8 @@ def run_all(preset: str, ks: List[int], backends: List[str], xla_modes: List[boo
                     command += ["--width", str(kwargs["width"])]
                 if kwargs.get("mixed_precision"):
                     command.append("--mixed-precision")
+                if kwargs.get("architecture"):
+                    command += ["--architecture", kwargs["architecture"]]
                 env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
                 done = subprocess.run(command, capture_output=True, text=True, env=env)
                 lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -109,7 +127,7 @@ def run_all(preset: str, ks: List[int], backends: List[str], xla_modes: List[boo
 
 
 def format_result(result: Dict) -> str:
-    head = f"{result['preset']:<12} K={result['k']:<2} {result['backend']:<6} xla={'on ' if result['xla'] else 'off'}"
+    head = f"{result['preset']:<12} {result.get('architecture', 'rf'):<4} K={result['k']:<2} {result['backend']:<6} xla={'on ' if result['xla'] else 'off'}"
     if "error" in result:
         return f"{head}  unsupported: {result['error']}"
     memory = f"peak {result['peak_memory_mb']:8.0f} MB"
@@ -129,9 +147,10 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--width", type=float, default=None)
     parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument("--architecture", choices=("rf", "gfla"), default=None)
     args = parser.parse_args(argv)
     result = measure(args.preset, args.k, args.backend, args.xla, batch_size=args.batch_size, repeats=args.repeats,
-                     width=args.width, mixed_precision=args.mixed_precision)
+                     width=args.width, mixed_precision=args.mixed_precision, architecture=args.architecture)
     print(json.dumps(result))
     return 0
 

@@ -40,6 +40,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, allow_untrained: boo
     group.add_argument("--preset", default=default_preset, choices=sorted(PRESETS),
                        help="model preset (with --weights, when no --config)"
                             + (f"; default {default_preset}" if default_preset else ""))
+    group.add_argument("--architecture", choices=("rf", "gfla"),
+                       help="with --preset: the generator (rf, or GFLA's single-source model); a run's or a "
+                            "--config's config already names its architecture")
     if allow_untrained:
         group.add_argument("--untrained", action="store_true",
                            help="a randomly initialised generator (to try the deployment path)")
@@ -182,13 +185,30 @@ def resolve_model(args: argparse.Namespace) -> Tuple[ModelConfig, Optional[str]]
     config_path = getattr(args, "config", None)
     preset = getattr(args, "preset", None)
     untrained = getattr(args, "untrained", False)
+    config, weights, from_preset = _resolve_model(run, weights, config_path, preset, untrained)
+    return _with_architecture(config, getattr(args, "architecture", None), from_preset), weights
+
+
+def _with_architecture(config: ModelConfig, architecture: Optional[str], preset_config: bool) -> ModelConfig:
+    """`--architecture` applied: an override of a preset's config; a config read from a run or a
+    file must already name it (else a ValueError naming both)."""
+    if architecture is None or architecture == config.architecture:
+        return config
+    if preset_config:
+        return config.replace(architecture=architecture)
+    raise ValueError(f"--architecture {architecture} contradicts the config, whose architecture is "
+                     f"{config.architecture!r}; drop --architecture")
+
+
+def _resolve_model(run, weights, config_path, preset, untrained) -> Tuple[ModelConfig, Optional[str], bool]:
+    """(config, weights or None, whether the config is a preset's)."""
     if run:
         if not os.path.isdir(run):
             raise FileNotFoundError(f"--run {run} is not a directory")
         if not os.path.isfile(os.path.join(run, CONFIG_FILE)):
             raise FileNotFoundError(f"--run {run} has no {CONFIG_FILE} (is it a `tfrf train --out` directory?)")
         config = read_model_config(config_path or run)
-        return config, resolve_weights(weights) if weights else latest_run_weights(run)
+        return config, resolve_weights(weights) if weights else latest_run_weights(run), False
     if weights:
         if config_path:
             config = read_model_config(config_path)
@@ -197,14 +217,15 @@ def resolve_model(args: argparse.Namespace) -> Tuple[ModelConfig, Optional[str]]
             if run_dir is not None:
                 config = read_model_config(run_dir)
             elif preset:
-                config = ModelConfig.preset(preset)
+                return ModelConfig.preset(preset), resolve_weights(weights), True
             else:
                 raise ValueError(f"--weights {weights}: give --config (a run's config.json or a ModelConfig JSON) "
                                  "or --preset")
-        return config, resolve_weights(weights)
+        return config, resolve_weights(weights), False
     if untrained:
-        config = read_model_config(config_path) if config_path else ModelConfig.preset(preset or "synthetic")
-        return config, None
+        if config_path:
+            return read_model_config(config_path), None, False
+        return ModelConfig.preset(preset or "synthetic"), None, True
     raise ValueError("no model given: use --run RUN, or --weights W with --config C or --preset NAME")
 
 

@@ -4,7 +4,9 @@
 - `internals`: the paper's fig. 7 — per example and source, the flow (colour wheel: hue is the
   direction, saturation the length relative to the largest flow shown), the occlusion mask
   (white = the target feature is used) and the attention weight (after the softmax over K), at
-  H/8 and at H/4, upsampled (nearest) to the image size.
+  every level the generator outputs (H/8, H/4), upsampled (nearest) to the image size. For GFLA
+  (no attention over K): the flow, GFLA's mask m (white = the local-attention output is used)
+  and where its local attention looks inside the k x k patch (`attention_offset`, colour wheel).
 - `save_png`: atomic PNG writing.
 
 Images are [-1, 1] floats; figures are uint8 [H, W, 3].
@@ -19,6 +21,7 @@ import numpy as np
 from tfrf.io import atomic_write_bytes
 
 LEVELS = ("h8", "h4")
+LEVEL_NAMES = {"h8": "H/8", "h4": "H/4"}
 _LABEL_HEIGHT = 14
 _BACKGROUND = 255
 
@@ -161,40 +164,77 @@ def gallery(examples: Mapping[str, np.ndarray], generated: np.ndarray, max_rows:
     return _grid(rows, labels, height, scale)
 
 
-def internals(examples: Mapping[str, np.ndarray], outputs: Mapping, max_examples: int = 2, scale: int = 2) -> np.ndarray:
-    """The generator's flows, occlusion and attention at both levels (paper fig. 7).
+def attention_offset(coefficients: np.ndarray) -> np.ndarray:
+    """GFLA's local-attention coefficients `[..., k*k]` (entry i*k + j weighs the source sample at
+    offset (j - k//2, i - k//2)) -> the expected offset (dx, dy) `[..., 2]`, in pixels of the level."""
+    coefficients = np.asarray(coefficients, np.float32)
+    k = int(round(np.sqrt(coefficients.shape[-1])))
+    if k * k != coefficients.shape[-1]:
+        raise ValueError(f"attention_offset: the last axis must be k*k, got shape {coefficients.shape}")
+    rows, cols = np.meshgrid(np.arange(k) - k // 2, np.arange(k) - k // 2, indexing="ij")
+    dx = coefficients @ cols.ravel().astype(np.float32)
+    dy = coefficients @ rows.ravel().astype(np.float32)
+    return np.stack([dx, dy], axis=-1)
 
-    One row per (example, source): source | flow, occlusion, attention at H/8 | the same at
-    H/4 | and, on the example's first row, generated and ground truth.
+
+def _level_columns(level_outputs: Mapping) -> List[str]:
+    """The maps shown at one level: rf flow, occl., attn.; GFLA flow, mask, attn. offset."""
+    if "attention" in level_outputs:
+        return ["flows", "occlusions", "attention"]
+    columns = ["flows", "masks" if "masks" in level_outputs else "occlusions"]
+    return columns + (["local_attention"] if "local_attention" in level_outputs else [])
+
+
+_COLUMN_LABELS = {"flows": "flow", "occlusions": "occl.", "attention": "attn.", "masks": "mask",
+                  "local_attention": "attn. offset"}
+
+
+def internals(examples: Mapping[str, np.ndarray], outputs: Mapping, max_examples: int = 2, scale: int = 2) -> np.ndarray:
+    """The generator's flows, occlusion and attention at each level it outputs (paper fig. 7).
+
+    One row per (example, source): source | per level (H/8, H/4 where present) the flow, the
+    occlusion and the attention over K (rf) — or the flow, GFLA's mask and its local-attention
+    offset (GFLA) | and, on the example's first row, generated and ground truth.
 
     Args:
         examples: a batch dict with numpy arrays.
-        outputs: `generator(inputs, return_intermediates=True)`.
+        outputs: `generator(inputs, return_intermediates=True)` of a `Generator` or `GFLAGenerator`.
         max_examples: at most this many examples.
     """
     sources = np.asarray(examples["source_images"])
     batch, k, height, width, _ = sources.shape
     tile = height
     image = np.asarray(outputs["image"])
-    maps = {level: {name: np.asarray(outputs[level][name]) for name in ("flows", "occlusions", "attention")}
-            for level in LEVELS}
+    levels = [level for level in LEVELS if isinstance(outputs.get(level), Mapping)]
+    if not levels:
+        raise ValueError(f"internals: outputs hold none of the levels {LEVELS}; pass return_intermediates=True")
+    columns = {level: _level_columns(outputs[level]) for level in levels}
+    maps = {level: {name: np.asarray(outputs[level][name]) for name in columns[level]} for level in levels}
     rows = []
     for b in range(min(batch, max_examples)):
         # Flows are in pixels of their own level: rescale to image pixels, one wheel for all.
-        flows = {level: maps[level]["flows"][b] * (height / maps[level]["flows"].shape[2]) for level in LEVELS}
+        flows = {level: maps[level]["flows"][b] * (height / maps[level]["flows"].shape[2]) for level in levels}
         limit = max(max(float(np.hypot(flow[..., 0], flow[..., 1]).max()) for flow in flows.values()), 1e-3)
         for i in range(k):
             row = [_resize_nearest(to_uint8(sources[b, i]), tile, tile)]
-            for level in LEVELS:
-                row.append(_resize_nearest(flow_to_color(flows[level][i], limit), tile, tile))
-                row.append(_gray(maps[level]["occlusions"][b, i], tile, tile))
-                row.append(_gray(maps[level]["attention"][b, i], tile, tile))
+            for level in levels:
+                for name in columns[level]:
+                    if name == "flows":
+                        cell = flow_to_color(flows[level][i], limit)
+                    elif name == "local_attention":
+                        coefficients = maps[level][name][b, i]
+                        patch = int(round(np.sqrt(coefficients.shape[-1])))
+                        cell = flow_to_color(attention_offset(coefficients), max(patch // 2, 1))
+                    else:
+                        cell = _gray(maps[level][name][b, i], tile, tile)
+                    row.append(_resize_nearest(cell, tile, tile))
             if i == 0:
                 row += [_resize_nearest(to_uint8(image[b]), tile, tile),
                         _resize_nearest(to_uint8(examples["target_image"][b]), tile, tile)]
             rows.append(row)
         rows.append([None])  # a blank row between examples
-    labels = ["source"] + [f"{name} {level}" for level in ("H/8", "H/4") for name in ("flow", "occl.", "attn.")]
+    labels = ["source"] + [f"{_COLUMN_LABELS[name]} {LEVEL_NAMES[level]}" for level in levels
+                           for name in columns[level]]
     labels += ["generated", "truth"]
     return _grid(rows[:-1], labels, tile, scale)
 

@@ -7,7 +7,10 @@ import json
 def register(subparsers):
     parser = subparsers.add_parser("bench", help="forward latency and peak memory of a preset's generator")
     parser.add_argument("--preset", default="deepfashion")
-    parser.add_argument("--k", type=int, nargs="+", default=[1, 2, 4], help="numbers of sources")
+    parser.add_argument("--architecture", choices=("rf", "gfla"), default=None,
+                        help="the generator: rf (default) or gfla (K = 1 only)")
+    parser.add_argument("--k", type=int, nargs="+", default=None,
+                        help="numbers of sources (default 1 2 4; 1 for gfla)")
     parser.add_argument("--backends", nargs="+", default=["tfa", "gather"], choices=["tfa", "gather"])
     parser.add_argument("--xla", choices=["off", "on", "both"], default="both")
     parser.add_argument("--repeats", type=int, default=5, help="timed forward passes per configuration")
@@ -23,9 +26,11 @@ def run(args) -> int:
     from tfrf.io import atomic_write_text
 
     xla_modes = {"off": [False], "on": [True], "both": [False, True]}[args.xla]
+    ks = args.k or ([1] if args.architecture == "gfla" else [1, 2, 4])
     results = []
-    for result in run_all(args.preset, args.k, args.backends, xla_modes, repeats=args.repeats,
-                          batch_size=args.batch_size, width=args.width, mixed_precision=args.mixed_precision):
+    for result in run_all(args.preset, ks, args.backends, xla_modes, repeats=args.repeats,
+                          batch_size=args.batch_size, width=args.width, mixed_precision=args.mixed_precision,
+                          architecture=args.architecture):
         print(format_result(result), flush=True)
         results.append(result)
     if args.json:
