@@ -26,7 +26,9 @@ SIZE = 64
 K = 2
 # Max abs error bound (float32) or PSNR floor in dB against the Keras float32 model.
 FLOAT32_ATOL = 1e-3
-PSNR_FLOORS = {"float16": 40.0, "dynamic-int8": 28.0, "full-int8": 12.0}
+# full-int8 on this random-initialised model: 12.4-13.0 dB (a trained demo model: 25-35 dB,
+# serving/README.md); the floor only catches a broken calibration or a quantised index path.
+PSNR_FLOORS = {"float16": 40.0, "dynamic-int8": 28.0, "full-int8": 10.0}
 
 
 def tiny_config(preset="voxceleb2"):
