@@ -46,7 +46,7 @@ def run(args) -> int:
 
     config = model_config(args)
     if any(k < 1 for k in args.k):
-        raise ValueError(f"--k must be >= 1, got {args.k}")
+        raise SystemExit(f"--k must be >= 1, got {args.k}")
     limit = getattr(GENERATORS[config.architecture], "max_sources", None)
     if limit is not None and max(args.k) > limit:
         raise ValueError(f"--k {max(args.k)}: the {config.architecture} generator takes at most {limit} source(s)")
