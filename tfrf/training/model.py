@@ -165,6 +165,22 @@ class TrainingModel(tf.keras.Model):
         self.generator_optimizer = _loss_scaled(generator_optimizer)
         self.discriminator_optimizer = _loss_scaled(discriminator_optimizer) if self.uses_discriminator else None
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in self.loss_names}
+        self.build_for_training()
+
+    def build_for_training(self) -> None:
+        """Create every variable now (networks, then the optimisers' slots), under the current
+        strategy scope: `fit` then traces a step that creates none, so a plain Keras script
+        (`compile` + `fit`, with Keras's own callbacks, under any strategy) works, and a restored
+        checkpoint fills the optimisers immediately."""
+        if not self.generator.built:
+            self.generator(self.generator.dummy_inputs(1, 1), training=False)
+        if self.discriminator is not None and not self.discriminator.built:
+            config = self.generator.config
+            self.discriminator(tf.zeros([1, config.image_height, config.image_width, 3]), training=False)
+        inner = lambda optimizer: getattr(optimizer, "inner_optimizer", optimizer)  # noqa: E731
+        inner(self.generator_optimizer).build(self.generator_variables())
+        if self.discriminator_optimizer is not None:
+            inner(self.discriminator_optimizer).build(self.discriminator.trainable_variables)
 
     @property
     def levels(self) -> Tuple[str, ...]:

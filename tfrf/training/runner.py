@@ -74,14 +74,6 @@ def checkpoint_of(model: TrainingModel) -> tf.train.Checkpoint:
     return tf.train.Checkpoint(**items)
 
 
-def _build_optimizers(model: TrainingModel) -> None:
-    """Create the optimisers' variables now, so that a restore fills them immediately."""
-    inner = lambda optimizer: getattr(optimizer, "inner_optimizer", optimizer)  # noqa: E731
-    inner(model.generator_optimizer).build(model.generator_variables())
-    if model.discriminator_optimizer is not None:
-        inner(model.discriminator_optimizer).build(model.discriminator.trainable_variables)
-
-
 def save_weights_atomically(network: tf.keras.Model, path: str) -> None:
     """`network.save_weights` (HDF5) through a temporary file and a rename."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -134,9 +126,7 @@ def train_stage(
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     strategy = strategy or tf.distribute.get_strategy()
     total = config.steps(stage) if steps is None else steps
-    model = compile_stage(stage, networks, config, strategy)
-    with strategy.scope():
-        _build_optimizers(model)
+    model = compile_stage(stage, networks, config, strategy)  # (compile creates the optimisers' variables)
     checkpoint = checkpoint_of(model)
     directory = os.path.join(out_dir, "checkpoints", stage)
     manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=3)
