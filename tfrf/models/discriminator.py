@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tfrf.config import ModelConfig
 from tfrf.layers import LeakyReLU, ResBlockDown, SpectralNormalization
+from tfrf.ops.snapshot import snapshot
 
 DISCRIMINATOR_WIDTHS = (64, 128, 256, 256, 512)
 
@@ -56,7 +57,7 @@ class Discriminator(tf.keras.Model):
         # A single-output copy of the input (Snapshot, which grappler keeps): fed straight from a
         # multi-output `IteratorGetNext` (the real images in `fit`/`evaluate`), TF 2.15's oneDNN
         # rewrite makes the fused LeakyReLU read another output of that node (see `Generator`).
-        x = tf.raw_ops.Snapshot(input=tf.convert_to_tensor(images))
+        x = snapshot(images)
         for block in self.blocks:
             x = block(x, training=training)
         return self.to_float32(self.head(self.activation(x), training=training))

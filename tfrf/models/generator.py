@@ -14,6 +14,7 @@ from tfrf.ops.sources import fold_sources, unfold_sources
 from tfrf.config import ModelConfig
 from tfrf.models.extractors import LEVELS, FlowConfidenceExtractor, SourceAppearanceExtractor
 from tfrf.models.predictor import TargetImagePredictor
+from tfrf.ops.snapshot import snapshot
 
 INPUT_KEYS = ("source_images", "source_poses", "target_pose")
 
@@ -133,7 +134,7 @@ class Generator(tf.keras.Model):
         # remove). Without it TF 2.15's oneDNN rewrite of the inference graph feeds the wrong
         # output of a multi-output producer (`IteratorGetNext` in `predict`/`evaluate`) to the
         # pose encoder: "input depth must be evenly divisible by filter depth: 3 vs 21".
-        inputs = {key: tf.raw_ops.Snapshot(input=tf.convert_to_tensor(inputs[key])) for key in INPUT_KEYS}
+        inputs = {key: snapshot(inputs[key]) for key in INPUT_KEYS}
         source_features = self.encode_sources(inputs["source_images"])
         flow_outputs = self.extract_flows(inputs)
         image, fusing = self.predictor(

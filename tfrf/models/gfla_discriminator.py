@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tfrf.layers.activations import LeakyReLU
 from tfrf.layers.spectral_norm import SpectralNormalization
+from tfrf.ops.snapshot import snapshot
 
 
 def _conv(filters: int, kernel_size: int, stride: int, spectral_norm: bool, name: str):
@@ -128,7 +129,7 @@ class GFLADiscriminator(tf.keras.Model):
             )
         # A single-output copy of the input: TF 2.15's oneDNN rewrite otherwise lets the fused
         # LeakyReLU read another output of a multi-output `IteratorGetNext` (see `Generator`).
-        x = tf.raw_ops.Snapshot(input=tf.convert_to_tensor(images))
+        x = snapshot(images)
         for block in self.blocks:
             x = block(x, training=training)
         return self.to_float32(self.head(self.activation(x), training=training))

@@ -15,6 +15,7 @@ import json
 from typing import Any, Dict, Optional, Tuple
 
 from tfrf.config import ModelConfig
+from tfrf.data.augment import AugmentConfig
 from tfrf.losses import GAN_LOSS_FORMS, sampling_correctness_loss
 
 STAGES = ("flow", "full")
@@ -81,6 +82,8 @@ class TrainConfig:
             DeepFashion, 3 for Market-1501); None: its default.
         correctness_sampler: how the sampling-correctness loss samples the source features:
             "bilinear" (the generator's warp) or "gaussian" (GFLA's `resample2d`).
+        augment: a `tfrf.data.augment.AugmentConfig` for the training tuples (GFLA's Market-1501
+            augmentation; keypoint data only), or None.
     """
 
     name: str = "custom"
@@ -108,8 +111,13 @@ class TrainConfig:
     discriminator: str = "rf"
     discriminator_blocks: Optional[int] = None
     correctness_sampler: str = "bilinear"
+    augment: Optional[AugmentConfig] = None
 
     def __post_init__(self):
+        if isinstance(self.augment, dict):
+            values = dict(self.augment)
+            values["scale_range"] = tuple(values.get("scale_range", AugmentConfig.scale_range))
+            object.__setattr__(self, "augment", AugmentConfig(**values))
         if isinstance(self.model, dict):
             object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
         if isinstance(self.loss_weights, dict):
@@ -238,7 +246,7 @@ TRAIN_PRESETS: Dict[str, TrainConfig] = {
     ),
     **{f"gfla_{name}": _gfla(name, **changes) for name, changes in (
         ("deepfashion", {"discriminator_blocks": 4}),
-        ("market1501", {"discriminator_blocks": 3}),
+        ("market1501", {"discriminator_blocks": 3, "augment": AugmentConfig()}),  # GFLA's Market augmentation
         ("shapenet_chairs", {"discriminator_blocks": 4}),
     )},
     # GFLA on the built-in chairs, sized like `demo` below (quarter width, a few hundred steps,

@@ -37,20 +37,6 @@ from tfrf.models.generator import INPUT_KEYS
 from tfrf.ops import fold_sources, unfold_sources, warp
 from tfrf.training.config import CORRECTNESS_SAMPLERS, STAGES, LossWeights
 
-def _register_snapshot_gradient() -> None:
-    """Snapshot (a copy the networks make of their inputs against TF 2.15's oneDNN rewrite) has
-    no registered gradient; the generator's adversarial loss differentiates through the
-    discriminator's input, so give it the identity gradient (once, if nobody has)."""
-    from tensorflow.python.framework import ops
-
-    try:
-        ops.gradient_registry.lookup("Snapshot")
-    except LookupError:
-        ops.RegisterGradient("Snapshot")(lambda op, gradient: gradient)
-
-
-_register_snapshot_gradient()
-
 FLOW_TERMS = ("correctness", "regularization")
 CONTENT_TERMS = ("l1", "perceptual", "style")
 VGG_TERMS = ("correctness", "perceptual", "style")

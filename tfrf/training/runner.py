@@ -180,7 +180,7 @@ def training_dataset_fn(table, config: TrainConfig) -> Callable[[int], tf.data.D
     def dataset_fn(start_step: int) -> tf.data.Dataset:
         return make_dataset(table, config.num_sources, batch_size=config.batch_size, training=True,
                             seed=config.seed, skip=start_step * config.batch_size,
-                            image_size=config.model.image_size)
+                            image_size=config.model.image_size, augment=config.augment)
 
     return dataset_fn
 
