@@ -8,6 +8,7 @@ answers.
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -168,9 +169,9 @@ def test_market_report_equals_the_metrics_of_the_written_images(workspace, marke
 
 
 def test_two_chair_models_give_one_table_with_jpeg_images(workspace, chairs, capsys):
-    # What the run trained on is recorded in it: no --data-dir needed, for --weights inside it too.
-    data_lib.write_run_data(chairs["run"], "synthetic", seed=0, test_objects=1, image_size=32,
-                            cache_dir=chairs["cache"])
+    # `tfrf train` records what the run trained on: no --data-dir needed, for --weights inside the run too.
+    assert data_lib.read_run_data(chairs["run"]) == {"data_dir": "synthetic", "dataset": None, "seed": 0,
+                                                     "test_objects": 1, "image_size": 32, "cache_dir": chairs["cache"]}
     out = str(workspace / "chairs_report")
     assert main(["evaluate", "--run", chairs["run"], "--weights", chairs["step1"], "--k", "1", "2",
                  "--max-examples", "5", "--metrics", *ALL_METRICS, "--random-metric-weights",
@@ -222,9 +223,13 @@ def test_a_requested_metric_without_its_weights_is_one_line(workspace, market, c
         error = capsys.readouterr().err.strip()
         assert status == 2 and len(error.splitlines()) == 1 and named in error, (flags, error)
     assert not os.path.exists(tmp_path / "report")
-    # A run that does not record its data needs --data-dir.
-    assert main(["evaluate", "--run", market["run"], "--out", str(tmp_path / "report")]) == 2
-    assert "give --data-dir" in capsys.readouterr().err
+    # A run that does not record its data (data.json) needs --data-dir.
+    assert data_lib.read_run_data(market["run"])["data_dir"] == os.path.abspath(market["version_folder"])
+    unrecorded = str(tmp_path / "unrecorded")
+    shutil.copytree(market["run"], unrecorded, ignore=shutil.ignore_patterns("logs", "data.json"))
+    assert main(["evaluate", "--run", unrecorded, "--out", str(tmp_path / "report")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "give --data-dir" in error
 
 
 def test_publish_replaces_a_report_and_refuses_anything_else(tmp_path):

@@ -3,9 +3,9 @@
     tfrf evaluate --run runs/market --k 1 2 3 --lpips-weights weights/ --inception-weights \\
         weights/pt_inception-2015-12-05-6726825d.pth --real-stats market_train.npz --out reports/market
     tfrf evaluate --run runs/full --run runs/baseline --data-dir synthetic --k 1 2 4 --out reports/ablation
-    tfrf evaluate --weights gfla_market.weights.h5 --preset market1501 --data-dir DIR --k 1 --jpeg \\
-        --fid-mode gfla --metrics fid lpips mlpips --lpips-weights weights/ --inception-weights \\
-        weights/inception_v3_google-0cc3c7bd.pth --real-stats DIR/train_images --out reports/gfla
+    tfrf evaluate --weights gfla_market.weights.h5 --config gfla_market.config.json --data-dir DIR \\
+        --k 1 --jpeg --fid-mode gfla --metrics fid lpips mlpips --lpips-weights weights/ \\
+        --inception-weights weights/inception_v3_google-0cc3c7bd.pth --real-stats train_images/ --out reports/gfla
 
 The data defaults to what the runs trained on (`RUN/data.json`), else give `--data-dir` (a
 prepared TFDS version folder, a TFDS data_dir with `--dataset NAME`, or `synthetic`). Every K
@@ -190,8 +190,13 @@ def run(args) -> int:
         if args.real_stats.lower().endswith(".npz"):
             real = fid.load_statistics(args.real_stats)
         else:  # GFLA's script used whole batches of 64 only
+            gfla = args.fid_mode == "gfla"
+            count = len(fid.image_files(args.real_stats))
+            if gfla and count < 64:
+                raise ValueError(f"--real-stats {args.real_stats} holds {count} images: GFLA's FID uses whole batches "
+                                 "of 64 only (use --fid-mode standard for a smaller set)")
             real = fid.real_statistics(args.real_stats, networks["inception"], args.metrics_cache_dir,
-                                       drop_remainder=args.fid_mode == "gfla")
+                                       drop_remainder=gfla)
     settings = report.Settings(ks=args.k or default_ks(first_run), metrics=metrics, batch_size=args.batch_size,
                                max_examples=args.max_examples, jpeg=args.jpeg, gallery_rows=args.gallery_rows,
                                progress=not args.quiet, fid_mode=args.fid_mode)

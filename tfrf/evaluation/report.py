@@ -169,6 +169,9 @@ def evaluate_into(folder: str, models: Sequence[ModelEntry], data, settings: Set
         "fid_mode": settings.fid_mode,
         "image_format": "JPEG (GFLA's uint8 truncation, quality 75)" if settings.jpeg else "PNG (rounded to uint8)",
         "tuples": {str(k): {"count": int(len(tuples[k])), "origin": origins[k]} for k in settings.ks},
+        "settings": {"max_examples": settings.max_examples, "batch_size": settings.batch_size,
+                     "metric_batch_size": settings.metric_batch_size, "jpeg": settings.jpeg,
+                     "inception_input_size": getattr(networks.get("inception"), "input_size", None)},
         "runs": {},
         "notes": notes,
     }

@@ -1,0 +1,100 @@
+"""`python -m tfrf.benchmarks.ablation`: the variants' configs, the table, the budget flags, and a
+smoke run at the tiniest budget (the ablation baseline, whose target-pose branch feeds nothing)."""
+import filecmp
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tfrf.benchmarks import ablation
+
+
+def test_each_variant_switches_off_what_table_4_says():
+    settings = ablation.settings_of(ablation.parse_arguments(["--quick", "--full-steps", "3"]))
+    expected = {
+        "full": (True, True, True),
+        "no_residual_flow": (False, True, True),
+        "no_attention": (True, False, True),
+        "no_occlusion": (True, True, False),
+        "baseline": (False, False, False),
+    }
+    for variant, (residual_flow, attention, occlusion) in expected.items():
+        config = ablation.ablation_config(settings, variant)
+        model = config.model
+        assert (model.use_residual_flow, model.use_attention, model.use_occlusion) == (residual_flow, attention,
+                                                                                      occlusion), variant
+        assert model.architecture == "rf" and config.num_sources == 2 and config.eval_ks == (1, 2, 4)
+        assert (config.flow_steps, config.full_steps, config.batch_size) == (2, 3, 2)
+        assert (model.image_height, model.width_multiplier) == (32, 0.125)
+        assert (config.train_objects, config.test_objects) == (2, 1)
+    gfla = ablation.ablation_config(settings, "gfla")
+    assert gfla.model.architecture == "gfla" and gfla.num_sources == 1 and gfla.eval_ks == (1,)
+
+
+def test_budget_flags():
+    default = ablation.settings_of(ablation.parse_arguments([]))
+    assert default["full_steps"] == ablation.DEFAULTS["full_steps"] and default["image_size"] == 64
+    chosen = ablation.settings_of(ablation.parse_arguments(["--full-steps", "50", "--width", "0.5", "--seed", "3"]))
+    assert (chosen["full_steps"], chosen["width"], chosen["seed"], chosen["flow_steps"]) == (50, 0.5, 3, 150)
+    for flags, message in ((["--image-size", "48"], "multiple of 32"), (["--full-steps", "0"], "positive")):
+        with pytest.raises(ValueError, match=message):
+            ablation.settings_of(ablation.parse_arguments(flags))
+    assert ablation.main(["--quick", "--lpips-weights", "/nonexistent/lpips"]) == 2
+
+
+def test_table_rows_and_times():
+    rows = [
+        {"label": "full model", "train_seconds": 90.0, "eval_seconds": 12.4,
+         "results": {"1": {"l1": 0.15, "psnr": 14.25, "ssim": 0.5, "lpips": 0.1},
+                     "2": {"l1": 0.1234, "psnr": 15.0, "ssim": 0.55556, "lpips": 0.09}}},
+        {"label": "GFLA (K = 1)", "train_seconds": 30.0, "eval_seconds": 3.0,
+         "results": {"1": {"l1": 0.2, "psnr": 13.0, "ssim": 0.4, "lpips": 0.2}}},
+        {"label": "copy", "train_seconds": 0.0, "eval_seconds": 0.4,
+         "results": {"1": {"l1": 0.3, "psnr": 12.0, "ssim": 0.3}, "2": {"l1": 0.25, "psnr": 12.5, "ssim": 0.35}}},
+    ]
+    assert ablation.format_table(rows, (1, 2), with_lpips=True).splitlines() == [
+        "| variant | K=1 L1 / PSNR / SSIM / LPIPS | K=2 L1 / PSNR / SSIM / LPIPS | training | evaluation |",
+        "|---|---|---|---|---|",
+        "| full model | 0.1500 / 14.25 / 0.5000 / 0.1000 | 0.1234 / 15.00 / 0.5556 / 0.0900 | 1.5 min | 12 s |",
+        "| GFLA (K = 1) | 0.2000 / 13.00 / 0.4000 / 0.2000 | — | 0.5 min | 3 s |",
+        "| copy | 0.3000 / 12.00 / 0.3000 / — | 0.2500 / 12.50 / 0.3500 / — | — | 0 s |",
+    ]
+
+
+def test_smoke_run_at_the_tiniest_budget(tmp_path, capsys):
+    from tfrf import runs
+    from tfrf.evaluation import data as data_lib
+    from tfrf.training.evaluate import evaluate_generator, evaluate_nearest_view
+
+    out = str(tmp_path / "ablation")
+    assert ablation.main(["--quick", "--variants", "baseline", "--no-gfla", "--out", out,
+                          "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "| baseline (all off) |" in printed
+    with open(os.path.join(out, "ablation.json")) as stream:
+        summary = json.load(stream)
+    row, copy = summary["rows"]
+    assert row["variant"] == "baseline" and set(row["results"]) == {"1", "2", "4"}
+    assert copy["variant"] == "nearest_view" and set(copy["results"]) == {"1", "2", "4"}
+    assert summary["timings"]["flow_warmup"]["flow_steps"] == 2 and summary["timings"]["baseline"]["full_steps"] == 2
+    run = os.path.join(out, "baseline")
+    # The variant is a complete two-stage run: the shared stage 1, then its own stage 2.
+    assert filecmp.cmp(os.path.join(out, "flow_warmup", "checkpoints", "flow", "ckpt-2.index"),
+                       os.path.join(run, "checkpoints", "flow", "ckpt-2.index"), shallow=False)
+    assert runs.latest_run_weights(run).endswith(os.path.join("checkpoints", "full", "ckpt-2"))
+    config = runs.read_model_config(run)
+    assert not (config.use_residual_flow or config.use_attention or config.use_occlusion)
+    # The table's figures are the run's on the fixed test tuples (up to the uint8 rounding of the
+    # written images): compare with the float outputs scored by tfrf.training.evaluate.
+    generator = runs.load_generator(config, runs.latest_run_weights(run))
+    data = data_lib.open_data("synthetic", seed=0, test_objects=1, image_size=32, cache_dir=str(tmp_path / "cache"),
+                              verbose=False)
+    for k in (1, 2, 4):
+        tuples = np.load(os.path.join(out, "report", "tuples", f"k{k}.npy"))
+        assert len(tuples) == 4
+        floats = evaluate_generator(generator, data.table, tuples)
+        assert row["results"][str(k)]["l1"] == pytest.approx(floats["l1"], abs=2.0 / 255)
+        assert row["results"][str(k)]["ssim"] == pytest.approx(floats["ssim"], abs=0.02)
+        assert copy["results"][str(k)] == evaluate_nearest_view(data.table, tuples)
+    assert os.path.isfile(os.path.join(out, "ablation.md"))

@@ -1,0 +1,267 @@
+"""The paper's table-4 ablation on the built-in chairs: `python -m tfrf.benchmarks.ablation`.
+
+Trains, with one seed and one budget, the full model and its ablations (`ModelConfig.ablation`:
+without residual flow, without attention, without occlusion, and the baseline with all three
+off: warped features averaged), plus GFLA when `build_networks` can train it (K = 1 only), then
+scores every run at K = 1, 2, 4 on the held-out objects' fixed test tuples with
+`tfrf.evaluation` (L1 / PSNR / SSIM; LPIPS with `--lpips-weights`) and prints the table with
+the wall time of each row; the last row, for reference, copies the source view nearest the target
+in azimuth (no training).
+
+    python -m tfrf.benchmarks.ablation --out runs/ablation            # ~20-30 min on 2 CPU cores
+    python -m tfrf.benchmarks.ablation --full-steps 300 --out runs/ablation_short
+    python -m tfrf.benchmarks.ablation --quick --out /tmp/ablation     # smoke test, ~1 min
+
+Training is the `demo` preset's (quarter width, batch 8, K = 2, random VGG: correctness loss on,
+perceptual and style off). Stage 1 (flow warm-up on L_flow) trains only the flow confidence
+extractor, which the ablation switches do not touch, so it runs once (`OUT/flow_warmup`) and
+every variant's run starts stage 2 from that checkpoint (copied into `OUT/VARIANT/checkpoints/flow`,
+so each variant folder is a complete two-stage run `tfrf evaluate --run` takes). GFLA has its own
+flow network and trains both stages in `OUT/gfla`. A rerun with the same `--out` resumes.
+Outputs: `OUT/report/` (the `tfrf evaluate` report), `OUT/ablation.md`, `OUT/ablation.json`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+VARIANTS = ("full", "no_residual_flow", "no_attention", "no_occlusion", "baseline")
+LABELS = {"full": "full model", "no_residual_flow": "w/o residual flow", "no_attention": "w/o attention",
+          "no_occlusion": "w/o occlusion", "baseline": "baseline (all off)", "gfla": "GFLA (K = 1)",
+          "nearest_view": "copy the nearest source view"}
+EVAL_KS = (1, 2, 4)
+# 5 variants x 700 stage-2 steps (the demo's) of batch 8 at 64x64, width x0.25: at the demo's rate on two quiet
+# cores (~0.25 s a stage-2 step) ~20 min in all, ~30 min under moderate load. Measured: --full-steps 300 took
+# 41 min on the shared machine at load 3-10 (1.2-2 s a step).
+DEFAULTS = dict(flow_steps=150, full_steps=700, train_objects=200, test_objects=50, width=0.25, image_size=64,
+                batch_size=8, eval_examples=200)
+QUICK = dict(flow_steps=2, full_steps=2, train_objects=2, test_objects=1, width=0.125, image_size=32, batch_size=2,
+             eval_examples=4)
+
+
+def ablation_config(settings: Dict, variant: str):
+    """The `demo` TrainConfig at the budget of `settings`, with the model of `variant`."""
+    from tfrf.config import ModelConfig
+    from tfrf.training.config import TrainConfig
+
+    base = TrainConfig.preset("demo")
+    model = base.model.replace(width_multiplier=settings["width"], image_height=settings["image_size"],
+                               image_width=settings["image_size"])
+    if variant == "gfla":
+        model = model.replace(architecture="gfla")
+    else:
+        model = ModelConfig.ablation(model, variant)
+    interval = max(1, min(50, settings["full_steps"]))
+    return base.replace(model=model, flow_steps=settings["flow_steps"], full_steps=settings["full_steps"],
+                        batch_size=settings["batch_size"], train_objects=settings["train_objects"],
+                        test_objects=settings["test_objects"], eval_examples=settings["eval_examples"],
+                        eval_ks=(1,) if variant == "gfla" else EVAL_KS, seed=settings["seed"],
+                        num_sources=1 if variant == "gfla" else 2,
+                        steps_per_epoch=interval, checkpoint_every=interval, summary_every=max(1, interval // 5))
+
+
+def gfla_trainable(config) -> Optional[str]:
+    """None when the training code builds GFLA for `architecture="gfla"`, else why not."""
+    from tfrf.models import GFLAGenerator
+    from tfrf.training import runner
+
+    generator = runner.create_networks(config).generator
+    if isinstance(generator, GFLAGenerator):
+        return None
+    return (f"the training code (tfrf.training.runner.create_networks) builds {type(generator).__name__} for "
+            "architecture='gfla': GFLA cannot be trained yet")
+
+
+def _copy_flow_stage(warmup_dir: str, run_dir: str) -> None:
+    """The shared stage-1 checkpoints and weights into `run_dir` (once)."""
+    target = os.path.join(run_dir, "checkpoints", "flow")
+    if not os.path.isdir(target):
+        shutil.copytree(os.path.join(warmup_dir, "checkpoints", "flow"), target)
+    weights = os.path.join(warmup_dir, "generator_flow.weights.h5")
+    if os.path.isfile(weights) and not os.path.isfile(os.path.join(run_dir, "generator_flow.weights.h5")):
+        shutil.copy2(weights, run_dir)
+
+
+def train_variant(variant: str, settings: Dict, tables: Dict, out_dir: str, verbose: int) -> Dict:
+    """Train one variant (stage 2 from the shared warm-up; GFLA both stages); returns timings."""
+    from tfrf.evaluation.data import write_run_data
+    from tfrf.training import runner
+
+    config = ablation_config(settings, variant)
+    run_dir = os.path.join(out_dir, variant)
+    runner.write_config(config, run_dir)
+    write_run_data(run_dir, "synthetic", seed=settings["seed"], test_objects=settings["test_objects"],
+                   image_size=settings["image_size"], cache_dir=settings["cache_dir"])
+    stages = ("flow", "full") if variant == "gfla" else ("full",)
+    if variant != "gfla":
+        _copy_flow_stage(os.path.join(out_dir, "flow_warmup"), run_dir)
+    networks = runner.create_networks(config)
+    dataset_fn = runner.training_dataset_fn(tables["train"], config)
+    preview = runner.preview_batch(tables["test"], config, size=min(4, config.batch_size))
+    seconds = {}
+    for stage in stages:
+        result = runner.train_stage(stage, networks, config, dataset_fn, run_dir, preview=preview, verbose=verbose)
+        seconds[stage] = result["seconds"]
+        seconds[f"{stage}_steps"] = result["end_step"] - result["start_step"]
+    return seconds
+
+
+def warm_up(settings: Dict, tables: Dict, out_dir: str, verbose: int) -> Dict:
+    """Stage 1 of the full model, shared by every variant, in `OUT/flow_warmup`."""
+    from tfrf.training import runner
+
+    config = ablation_config(settings, "full")
+    run_dir = os.path.join(out_dir, "flow_warmup")
+    runner.write_config(config, run_dir)
+    networks = runner.create_networks(config)
+    result = runner.train_stage("flow", networks, config, runner.training_dataset_fn(tables["train"], config),
+                                run_dir, verbose=verbose)
+    return {"flow": result["seconds"], "flow_steps": result["end_step"] - result["start_step"]}
+
+
+def format_table(rows: Sequence[Dict], ks: Sequence[int], with_lpips: bool) -> str:
+    """Markdown: one row per variant, per K `L1 / PSNR / SSIM [/ LPIPS]`, then the wall times of
+    its training (stage 2; both stages for GFLA) and of its evaluation."""
+    unit = "L1 / PSNR / SSIM" + (" / LPIPS" if with_lpips else "")
+    header = ["variant"] + [f"K={k} {unit}" for k in ks] + ["training", "evaluation"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["label"]]
+        for k in ks:
+            result = row["results"].get(str(k))
+            if result is None:
+                cells.append("—")
+                continue
+            figures = f"{result['l1']:.4f} / {result['psnr']:.2f} / {result['ssim']:.4f}"
+            if with_lpips:
+                figures += f" / {result['lpips']:.4f}" if "lpips" in result else " / —"
+            cells.append(figures)
+        cells += [f"{row['train_seconds'] / 60:.1f} min" if row["train_seconds"] else "—",
+                  f"{row['eval_seconds']:.0f} s"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_ablation(settings: Dict, out_dir: str, variants: Sequence[str] = VARIANTS, include_gfla: bool = True,
+                 lpips_weights: Optional[str] = None, verbose: int = 2, say=print) -> Dict:
+    """Train every variant, evaluate them together, write `OUT/ablation.{md,json}`; returns the summary."""
+    from tfrf.data import synthetic
+    from tfrf.evaluation import data as data_lib
+    from tfrf.evaluation import metric_networks, report
+    from tfrf.io import atomic_write_text
+    from tfrf.training.evaluate import evaluate_nearest_view
+
+    began = time.perf_counter()
+    os.makedirs(out_dir, exist_ok=True)
+    size, seed, cache = settings["image_size"], settings["seed"], settings["cache_dir"]
+    tables = {split: synthetic.load_table(split, cache_dir=cache, seed=seed, image_size=size, verbose=bool(verbose),
+                                          num_objects=settings[f"{split}_objects"]) for split in ("train", "test")}
+    notes: List[str] = []
+    variants = list(variants)
+    if include_gfla:
+        reason = gfla_trainable(ablation_config(settings, "gfla"))
+        if reason is None:
+            variants.append("gfla")
+        else:
+            notes.append(f"GFLA left out: {reason}")
+            say(f"ablation: {notes[-1]}")
+    timings = {}
+    if any(variant != "gfla" for variant in variants):
+        say(f"ablation: stage 1 (shared), {settings['flow_steps']} steps")
+        timings["flow_warmup"] = warm_up(settings, tables, out_dir, verbose)
+    for variant in variants:
+        say(f"ablation: {variant}, stage 2 {settings['full_steps']} steps")
+        timings[variant] = train_variant(variant, settings, tables, out_dir, verbose)
+
+    metrics = ["l1", "psnr", "ssim"] + (["lpips"] if lpips_weights else [])
+    networks = metric_networks.build_metric_networks(metrics, lpips_weights=lpips_weights)
+    models = report.models_from_sources([os.path.join(out_dir, variant) for variant in variants])
+    data = data_lib.open_data("synthetic", seed=seed, test_objects=settings["test_objects"], image_size=size,
+                              cache_dir=cache, verbose=bool(verbose))
+    evaluation = report.Settings(ks=EVAL_KS, metrics=metrics, max_examples=settings["eval_examples"],
+                                 progress=bool(verbose))
+    written = report.write_report(os.path.join(out_dir, "report"), models, data, evaluation, networks, notes=notes,
+                                  say=say)
+    rows = []
+    for variant in variants:
+        results = written["runs"][variant]["results"]
+        stage_seconds = timings[variant].get("full", 0.0) + timings[variant].get("flow", 0.0)
+        rows.append({"variant": variant, "label": LABELS[variant], "results": results, "train_seconds": stage_seconds,
+                     "eval_seconds": sum(result["seconds"] for result in results.values())})
+    began_copy = time.perf_counter()
+    nearest = {str(k): evaluate_nearest_view(data.table, data.test_tuples(k, settings["eval_examples"])[0])
+               for k in EVAL_KS}
+    rows.append({"variant": "nearest_view", "label": LABELS["nearest_view"], "results": nearest, "train_seconds": 0.0,
+                 "eval_seconds": time.perf_counter() - began_copy})
+    summary = {"settings": settings, "timings": timings, "rows": rows, "notes": notes,
+               "total_seconds": time.perf_counter() - began}
+    table = format_table(rows, EVAL_KS, bool(lpips_weights))
+    warmup = timings.get("flow_warmup", {})
+    text = [table, "", f"Stage 1 (shared by the residual-flow variants): {warmup.get('flow_steps', 0)} steps in "
+                       f"{warmup.get('flow', 0.0) / 60:.1f} min; total wall time "
+                       f"{summary['total_seconds'] / 60:.1f} min.",
+            f"Budget: {json.dumps({k: v for k, v in settings.items() if k != 'cache_dir'})}"]
+    text += [f"Note: {note}" for note in notes]
+    atomic_write_text(os.path.join(out_dir, "ablation.md"), "\n".join(text) + "\n")
+    atomic_write_text(os.path.join(out_dir, "ablation.json"), json.dumps(summary, indent=2) + "\n")
+    say("\n".join(text))
+    return summary
+
+
+def parse_arguments(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tfrf.benchmarks.ablation", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--out", default=os.path.join("runs", "ablation"), help="output folder (default runs/ablation)")
+    parser.add_argument("--quick", action="store_true", help="smoke-test budget: " + json.dumps(QUICK))
+    for name, value in DEFAULTS.items():
+        kind = float if isinstance(value, float) else int
+        parser.add_argument("--" + name.replace("_", "-"), type=kind,
+                            help=f"default {value} ({QUICK[name]} with --quick)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of data, weights and tuples")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="which ablations")
+    parser.add_argument("--no-gfla", action="store_true", help="leave GFLA out")
+    parser.add_argument("--lpips-weights", metavar="DIR", help="add LPIPS: alexnet-owt-7be5be79.pth and alex.pth")
+    parser.add_argument("--cache-dir", help="cache of the synthetic data")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    return parser.parse_args(argv)
+
+
+def settings_of(args: argparse.Namespace) -> Dict:
+    budget = dict(QUICK if args.quick else DEFAULTS)
+    for name in DEFAULTS:
+        value = getattr(args, name)
+        if value is not None:
+            if value <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+            budget[name] = value
+    if budget["image_size"] % 32:
+        raise ValueError(f"--image-size must be a multiple of 32, got {budget['image_size']}")
+    budget.update(seed=args.seed, cache_dir=args.cache_dir)
+    return budget
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = parse_arguments(argv)
+    try:
+        settings = settings_of(args)
+        if args.lpips_weights:
+            from tfrf.evaluation.metric_networks import lpips_weight_files
+
+            lpips_weight_files(args.lpips_weights)
+        run_ablation(settings, args.out, args.variants, not args.no_gfla, args.lpips_weights,
+                     verbose=0 if args.quiet else 2)
+    except (ValueError, OSError) as error:
+        print(f"ablation: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
