@@ -21,6 +21,7 @@ from tfrf.models.generator import INPUT_KEYS, validate_inputs
 from tfrf.models.gfla.flow import GFLAFlowNetwork
 from tfrf.models.gfla.source import GFLASourceEncoder
 from tfrf.models.gfla.target import GFLATargetNetwork, pose_vector
+from tfrf.ops.snapshot import snapshot
 
 
 def single_source(tensor: tf.Tensor, name: str) -> tf.Tensor:
@@ -99,7 +100,7 @@ class GFLAGenerator(tf.keras.Model):
         single_source(tf.convert_to_tensor(inputs["source_images"]), "source_images")  # K = 1, statically
         # One single-output node per input, as `Generator` does (TF 2.15 oneDNN rewrite in
         # predict/evaluate otherwise feeds the wrong output of IteratorGetNext).
-        inputs = {key: tf.raw_ops.Snapshot(input=tf.convert_to_tensor(inputs[key])) for key in INPUT_KEYS}
+        inputs = {key: snapshot(inputs[key]) for key in INPUT_KEYS}
         source_features = self.encode_sources(inputs["source_images"])
         flow_outputs = self.extract_flows(inputs)
         image, coefficients = self.predictor(
