@@ -28,7 +28,9 @@ K = 2
 FLOAT32_ATOL = 1e-3
 # full-int8 on this random-initialised model: 12.4-13.0 dB (a trained demo model: 25-35 dB,
 # serving/README.md); the floor only catches a broken calibration or a quantised index path.
-PSNR_FLOORS = {"float16": 40.0, "dynamic-int8": 28.0, "full-int8": 10.0}
+# dynamic-int8 on this random model: 29-31 dB under ai-edge-litert, 26.6 dB under TF 2.15's
+# tf.lite interpreter (its hybrid kernels quantise activations per call): the floor holds for both.
+PSNR_FLOORS = {"float16": 40.0, "dynamic-int8": 24.0, "full-int8": 10.0}
 
 
 def tiny_config(preset="voxceleb2"):
