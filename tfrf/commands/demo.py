@@ -77,6 +77,10 @@ def run_demo(config, out_dir: str, cache_dir: Optional[str] = None, verbose: int
     began = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
     runner.write_config(config, out_dir)
+    from tfrf.evaluation.data import write_run_data  # `tfrf evaluate --run OUT` scores the same data
+
+    write_run_data(out_dir, "synthetic", seed=config.seed, test_objects=config.test_objects,
+                   image_size=config.model.image_height, cache_dir=cache_dir)
     say = print if verbose else (lambda *a, **k: None)
 
     start = time.perf_counter()
