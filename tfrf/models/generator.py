@@ -157,12 +157,7 @@ class Generator(tf.keras.Model):
 
     def dummy_inputs(self, batch_size: int = 1, num_sources: int = 1, dtype=tf.float32) -> Dict[str, tf.Tensor]:
         """Zero inputs of the configured size, e.g. to build the weights."""
-        h, w, cp = self.config.image_height, self.config.image_width, self.config.pose_channels
-        return {
-            "source_images": tf.zeros([batch_size, num_sources, h, w, 3], dtype),
-            "source_poses": tf.zeros([batch_size, num_sources, h, w, cp], dtype),
-            "target_pose": tf.zeros([batch_size, h, w, cp], dtype),
-        }
+        return dummy_inputs(self.config, batch_size, num_sources, dtype)
 
     def get_config(self):
         return {"config": self.config.to_dict(), "name": self.name}
@@ -171,3 +166,13 @@ class Generator(tf.keras.Model):
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         return cls(ModelConfig.from_dict(config.pop("config")), **config)
+
+
+def dummy_inputs(config: ModelConfig, batch_size: int = 1, num_sources: int = 1, dtype=tf.float32) -> Dict[str, tf.Tensor]:
+    """Zero generator inputs of `config`'s size (the input dict of every architecture)."""
+    h, w, cp = config.image_height, config.image_width, config.pose_channels
+    return {
+        "source_images": tf.zeros([batch_size, num_sources, h, w, 3], dtype),
+        "source_poses": tf.zeros([batch_size, num_sources, h, w, cp], dtype),
+        "target_pose": tf.zeros([batch_size, h, w, cp], dtype),
+    }

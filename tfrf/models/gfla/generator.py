@@ -17,7 +17,7 @@ from typing import Dict, Mapping
 import tensorflow as tf
 
 from tfrf.config import ModelConfig
-from tfrf.models.generator import INPUT_KEYS, validate_inputs
+from tfrf.models.generator import INPUT_KEYS, dummy_inputs, validate_inputs
 from tfrf.models.gfla.flow import GFLAFlowNetwork
 from tfrf.models.gfla.source import GFLASourceEncoder
 from tfrf.models.gfla.target import GFLATargetNetwork, pose_vector
@@ -124,12 +124,7 @@ class GFLAGenerator(tf.keras.Model):
 
     def dummy_inputs(self, batch_size: int = 1, num_sources: int = 1, dtype=tf.float32) -> Dict[str, tf.Tensor]:
         """Zero inputs of the configured size, e.g. to build the weights (K must be 1)."""
-        h, w, cp = self.config.image_height, self.config.image_width, self.config.pose_channels
-        return {
-            "source_images": tf.zeros([batch_size, num_sources, h, w, 3], dtype),
-            "source_poses": tf.zeros([batch_size, num_sources, h, w, cp], dtype),
-            "target_pose": tf.zeros([batch_size, h, w, cp], dtype),
-        }
+        return dummy_inputs(self.config, batch_size, num_sources, dtype)
 
     def load_torch_weights(self, state) -> None:
         """Load GFLA's own generator state dict (`latest_net_G.pth`, or the same as `.npz` or a
