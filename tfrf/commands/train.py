@@ -5,6 +5,9 @@
     tfrf train --preset synthetic --data-dir synthetic --steps 2000 --out runs/chairs
     tfrf train --preset market1501 --data-dir DIR --dry-run      # print the resolved config
     tfrf train --architecture gfla --data-dir DIR --out runs/gfla  # GFLA (the gfla_* preset of the data)
+    tfrf train --strategy mirrored --batch-size 16 --mixed-precision --xla --out runs/gpus   # local GPUs
+    TF_CONFIG='{"cluster": {"worker": ["h1:2222", "h2:2222"]}, "task": {"type": "worker", "index": 0}}' \
+        tfrf train --strategy multi-worker --batch-size 16 --out /shared/runs/df             # on each host
 
 `--data-dir` is a prepared TFDS version folder (the one holding dataset_info.json), a TFDS
 data_dir with `--dataset NAME[/CONFIG]`, or `synthetic` for the built-in chairs. What the builder
@@ -14,6 +17,14 @@ resolved config is written to OUT/config.json; checkpoints every `--checkpoint-e
 under OUT/checkpoints; TensorBoard scalars and images under OUT/logs. Rerunning the same
 command after a kill resumes at the last checkpoint. A NaN loss stops the run (exit status 3)
 with a message naming the loss; the last finite checkpoint stays.
+
+`--batch-size` is the global batch, split evenly over the replicas of `--strategy` (it must be
+divisible by their count); the learning rate is that of the global batch (no scaling rule).
+With `--strategy multi-worker` run the same command on every worker with its `TF_CONFIG`; OUT
+must be a directory all of them can read; only the chief writes it, and restarting every worker
+after a preemption resumes at the last checkpoint. `--xla`, `--mixed-precision` and
+`--steps-per-execution` are execution options (recorded in OUT/train_options.json): a run may
+be resumed with or without them.
 """
 from __future__ import annotations
 
@@ -67,6 +78,18 @@ def register(subparsers) -> None:
     parser.add_argument("--train-objects", type=int, help="synthetic training objects (54 views each)")
     parser.add_argument("--test-objects", type=int, help="synthetic held-out objects")
     parser.add_argument("--out", default=os.path.join("runs", "train"), help="run directory (default runs/train)")
+    parser.add_argument("--strategy", default="default", choices=("default", "mirrored", "multi-worker", "tpu"),
+                        help="tf.distribute strategy: default (one device), mirrored (the local GPUs), multi-worker "
+                             "(MultiWorkerMirroredStrategy from TF_CONFIG) or tpu (TPUStrategy; untested)")
+    parser.add_argument("--tpu", help="with --strategy tpu: the TPU name or grpc:// address (default: TPU_NAME or "
+                                      "the local TPU VM)")
+    parser.add_argument("--xla", action="store_true",
+                        help="compile the train step with XLA (jit_compile); a tfa warp runs as 'gather' instead")
+    parser.add_argument("--mixed-precision", nargs="?", const="float16", choices=("float16", "bfloat16"),
+                        help="mixed precision: float16 (default; loss-scaled, for GPUs) or bfloat16 (TPUs, recent "
+                             "CPUs); variables stay float32")
+    parser.add_argument("--steps-per-execution", type=int, default=1,
+                        help="train steps per call of the compiled step (default 1)")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -157,30 +180,101 @@ def load_tables(data_dir: str, config, cache_dir=None, dataset=None):
     return train, preview
 
 
+OPTIONS_FILE = "train_options.json"
+
+
+def execution_config(config, xla: bool):
+    """The config the run executes: under `--xla` a tfa warp becomes "gather" (tfa's resampler has
+    no XLA kernel; the weights are the same), with a printed note. `config.json` keeps `config`."""
+    if xla and config.model.warp_backend == "tfa":
+        print("tfrf train: --xla: tfa.image.resampler has no XLA kernel; this run warps with the 'gather' backend "
+              "(same weights; config.json keeps 'tfa')")
+        return config.replace(model={"warp_backend": "gather"})
+    return config
+
+
+def mixed_precision_policy(value):
+    """The Keras policy name of `--mixed-precision` (None: float32), with a note on a CPU."""
+    if value is None:
+        return None
+    import tensorflow as tf
+
+    if value == "float16" and not tf.config.list_physical_devices("GPU"):
+        print("tfrf train: note: --mixed-precision float16 on a CPU is slower than float32 (TensorFlow has few "
+              "float16 CPU kernels); it pays on GPUs. bfloat16 suits TPUs and CPUs with bfloat16 units")
+    return f"mixed_{value}"
+
+
+def write_options(args, out_dir: str, strategy, warp_backend: str) -> str:
+    """Record the execution options of this invocation as OUT/train_options.json (chief only)."""
+    import json
+
+    from tfrf.io import atomic_write_text
+    from tfrf.training import distribute
+
+    options = {**distribute.describe(strategy), "xla": bool(args.xla), "mixed_precision": args.mixed_precision,
+               "steps_per_execution": args.steps_per_execution, "warp_backend": warp_backend}
+    path = os.path.join(out_dir, OPTIONS_FILE)
+    atomic_write_text(path, json.dumps(options, indent=2, sort_keys=True) + "\n")
+    return path
+
+
 def run(args) -> int:
-    config = resolve_config(args)
+    return train(args)
+
+
+def train(args, extra_callbacks=()) -> int:
+    """`tfrf train` with `args`; `extra_callbacks` go to every stage's `fit` (tests)."""
     if args.dry_run:
-        print(config.to_json())
+        print(resolve_config(args).to_json())
         return 0
-    from tfrf.training import runner
+    if args.steps_per_execution < 1:
+        raise ValueError(f"--steps-per-execution must be >= 1, got {args.steps_per_execution}")
+    from tfrf.training import distribute
+
+    strategy = distribute.create_strategy(args.strategy, tpu=args.tpu)  # first: MultiWorkerMirroredStrategy
+    config = resolve_config(args)                                         # needs it before any TF op
+    distribute.check_global_batch(config.batch_size, strategy)
+    policy = mixed_precision_policy(args.mixed_precision)
+    import tensorflow as tf
+
+    previous_policy = tf.keras.mixed_precision.global_policy()
+    if policy:
+        tf.keras.mixed_precision.set_global_policy(policy)
+    try:
+        return _train(args, config, strategy, extra_callbacks)
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(args, config, strategy, extra_callbacks) -> int:
+    from tfrf.training import distribute, runner
     from tfrf.training.callbacks import NonFiniteLossError
 
+    chief = distribute.is_chief(strategy)
     train_table, preview_table = load_tables(args.data_dir, config, args.cache_dir, args.dataset)
     if train_table.pose_channels != config.model.pose_channels:
         raise ValueError(f"--data-dir {args.data_dir} has {train_table.pose_channels}-channel poses "
                          f"({train_table.pose_encoder}); preset {config.name!r} expects {config.model.pose_channels}")
-    runner.write_config(config, args.out)
-    from tfrf.evaluation.data import write_run_data  # what `tfrf evaluate --run` scores by default
+    executed = execution_config(config, args.xla)
+    if not chief:
+        runner.check_config(config, args.out)
+    else:
+        runner.write_config(config, args.out)
+        from tfrf.evaluation.data import write_run_data  # what `tfrf evaluate --run` scores by default
 
-    write_run_data(args.out, args.data_dir, args.dataset, seed=config.seed, test_objects=config.test_objects,
-                   image_size=config.model.image_height, cache_dir=args.cache_dir)
-    networks = runner.create_networks(config)
-    dataset_fn = runner.training_dataset_fn(train_table, config)
-    preview = runner.preview_batch(preview_table, config, size=min(4, config.batch_size))
+        write_run_data(args.out, args.data_dir, args.dataset, seed=config.seed, test_objects=config.test_objects,
+                       image_size=config.model.image_height, cache_dir=args.cache_dir)
+        write_options(args, args.out, strategy, executed.model.warp_backend)
+    networks = runner.create_networks(executed, strategy)
+    dataset_fn = runner.training_dataset_fn(train_table, executed, strategy)
+    preview = runner.preview_batch(preview_table, executed, size=min(4, config.batch_size)) if chief else None
+    verbose = 0 if args.quiet or not chief else 1
     try:
         for stage in selected_stages(args.stage):
-            result = runner.train_stage(stage, networks, config, dataset_fn, args.out, preview=preview,
-                                        verbose=0 if args.quiet else 1)
+            result = runner.train_stage(stage, networks, executed, dataset_fn, args.out, preview=preview,
+                                        extra_callbacks=extra_callbacks, strategy=strategy, verbose=verbose,
+                                        jit_compile=args.xla, steps_per_execution=args.steps_per_execution)
             print(f"stage {stage}: steps {result['start_step']} -> {result['end_step']} "
                   f"in {result['seconds']:.1f} s")
     except NonFiniteLossError as error:

@@ -189,6 +189,7 @@ def make_dataset(
     start_epoch: int = 0,
     skip: int = 0,
     augment=None,
+    shard: Optional[Tuple[int, int]] = None,
 ) -> tf.data.Dataset:
     """The batched example dataset of K+1 tuples drawn from `table`.
 
@@ -214,6 +215,12 @@ def make_dataset(
             applied to each tuple's images and raw keypoints before the heatmaps are drawn, seeded
             by (seed, position of the tuple in the stream), so a resumed run augments alike.
             Needs keypoint poses.
+        shard: training only: `(index, count)` to take, of every global batch of `batch_size`
+            tuples, the contiguous part `[index * b, (index + 1) * b)` with `b = batch_size / count`
+            (one worker's share under multi-worker training): every worker draws the same seeded
+            stream and keeps its own slice, so the workers see disjoint tuples whose union is the
+            single-process batch. Batches then hold `b` examples; images of the other parts are
+            never loaded.
 
     Returns:
         A `tf.data.Dataset` of dicts: source_images [B,K,H,W,3], source_poses [B,K,H,W,Cp],
@@ -270,9 +277,30 @@ def make_dataset(
     )
     if augment is not None and training:
         indices = indices.enumerate(start=skip).map(lambda position, row: (row, position))
+    if shard is not None:
+        indices, batch_size = _shard_rows(indices, batch_size, shard, training)
     dataset = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _shard_rows(rows: tf.data.Dataset, batch_size: int, shard: Tuple[int, int], training: bool):
+    """(rows of part `index` of each global batch, the part's batch size): see `make_dataset`'s `shard`."""
+    if not training:
+        raise ValueError("make_dataset: shard is for training streams (training=True)")
+    index, count = (int(value) for value in shard)
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"make_dataset: shard must be (index, count) with 0 <= index < count, got {tuple(shard)}")
+    if batch_size % count:
+        raise ValueError(f"make_dataset: batch_size {batch_size} is not divisible by the shard count {count}")
+    part = batch_size // count
+    begin, end = index * part, (index + 1) * part
+
+    def take(*element):
+        sliced = tuple(value[begin:end] for value in element)
+        return sliced if len(sliced) > 1 else sliced[0]
+
+    return rows.batch(batch_size, drop_remainder=True).map(take).unbatch(), part
 
 
 def table_from_tfds(

@@ -2,6 +2,14 @@
 
 The run's step is the generator optimiser's `iterations` (restored with the checkpoint), so
 every callback counts absolute steps across restarts, not steps of the current `fit` call.
+
+No callback forces a host sync every step: each reads `iterations` once when training begins
+and then counts the batches Keras reports in Python (`StepCountingCallback`: epochs that start
+mid-way and `steps_per_execution` > 1 included). They take Keras's logs as tensors
+(`_supports_tf_logs`) and convert them only at their own intervals; the NaN check runs at those
+intervals and at each epoch's end. The reported losses are means since the epoch began, so a
+NaN of any step since then shows at the next check, and a checkpoint is never written from
+non-finite logs.
 """
 from __future__ import annotations
 
@@ -35,49 +43,114 @@ def non_finite(logs: Optional[Mapping[str, float]]) -> Dict[str, float]:
     return bad
 
 
-class StopOnNonFiniteLoss(tf.keras.callbacks.Callback):
-    """Stops training at the first step whose reported losses are not finite.
+def crossed(previous: int, step: int, every: int) -> bool:
+    """Whether a multiple of `every` lies in `(previous, step]` (steps advance by
+    `steps_per_execution`, so an interval's step may be passed over)."""
+    return step // every > previous // every
 
-    Unlike `keras.callbacks.TerminateOnNaN`, the message names every offending loss. After
-    `fit` returns, `message` holds it (None when the run ended normally); `raise_if_stopped()`
-    turns it into a `NonFiniteLossError`. Place it before `StepCheckpoint` in the callback list.
+
+class StepCountingCallback(tf.keras.callbacks.Callback):
+    """A callback that knows the run's absolute step without reading the optimiser every step.
+
+    `on_train_begin` reads `iterations` once; each batch end sets `self.step` from the batch
+    index Keras reports (the last batch of the execution, counted from the epoch's first batch,
+    which may not be 0 when an epoch is resumed mid-way) and calls `on_step_end(step, previous,
+    logs)`. Logs are passed as Keras gives them (tensors): convert them only when acting.
     """
 
     def __init__(self):
         super().__init__()
+        self._supports_tf_logs = True
+        self.step = 0
+        self._epoch_base = 0
+        self._first_batch: Optional[int] = None
+
+    def on_train_begin(self, logs=None):
+        self.step = training_step(self.model)
+        self._epoch_base = self.step
+        self._first_batch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_base = self.step
+        self._first_batch = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._first_batch is None:
+            self._first_batch = batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        previous = self.step
+        first = 0 if self._first_batch is None else self._first_batch
+        self.step = self._epoch_base + batch + 1 - first
+        self.on_step_end(self.step, previous, logs)
+
+    def on_step_end(self, step: int, previous: int, logs=None) -> None:
+        """Called after each execution with the absolute step reached and the one before."""
+
+
+class StopOnNonFiniteLoss(StepCountingCallback):
+    """Stops training when the reported losses are not finite, checked every `every` steps and
+    at each epoch's end.
+
+    The logs are means since the epoch began, so a NaN of any step since then shows at the next
+    check; with `every` = 1 the stop is at the step itself. Unlike
+    `keras.callbacks.TerminateOnNaN`, the message names every offending loss. After `fit`
+    returns, `message` holds it (None when the run ended normally); `raise_if_stopped()` turns it
+    into a `NonFiniteLossError`. Place it before `StepCheckpoint` in the callback list.
+    """
+
+    def __init__(self, every: int = 1):
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"StopOnNonFiniteLoss: every must be >= 1, got {every}")
+        self.every = every
         self.message: Optional[str] = None
 
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         self.message = None
 
-    def on_train_batch_end(self, batch, logs=None):
+    def _check(self, logs) -> None:
+        if self.message:
+            return
         bad = non_finite(logs)
         if bad:
             names = ", ".join(f"{name}={value}" for name, value in bad.items())
-            self.message = (f"non-finite loss at step {training_step(self.model)}: {names}; training stopped, "
-                            "the last finite checkpoint is kept")
+            where = (f"at step {self.step}" if self.every == 1 else
+                     f"by step {self.step} (checked every {self.every} steps; the losses are means since the "
+                     "epoch began)")
+            self.message = f"non-finite loss {where}: {names}; training stopped, the last finite checkpoint is kept"
             print(f"\n{self.message}", file=sys.stderr)
             self.model.stop_training = True
+
+    def on_step_end(self, step, previous, logs=None):
+        if crossed(previous, step, self.every):
+            self._check(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs)
 
     def raise_if_stopped(self) -> None:
         if self.message:
             raise NonFiniteLossError(self.message)
 
 
-class StepCheckpoint(tf.keras.callbacks.Callback):
+class StepCheckpoint(StepCountingCallback):
     """Saves a `tf.train.CheckpointManager` every `every` steps and at the end, and stops the
     run when the step reaches `total_steps`.
 
-    A checkpoint is written only when the step's reported losses are finite, so a NaN never
-    overwrites the last good state.
+    A checkpoint is written only when the reported losses (means since the epoch began) are
+    finite, checked at the save and at each epoch's end, so a NaN never overwrites the last
+    good state.
 
     Args:
-        manager: the `tf.train.CheckpointManager` of the stage.
+        manager: the `tf.train.CheckpointManager` of the stage (or anything with its
+            `save(checkpoint_number=...)`, e.g. `tfrf.training.distribute.ChiefCheckpointManager`).
         every: steps between checkpoints.
         total_steps: the stage's last step.
     """
 
-    def __init__(self, manager: tf.train.CheckpointManager, every: int, total_steps: int):
+    def __init__(self, manager, every: int, total_steps: int):
         super().__init__()
         if every < 1:
             raise ValueError(f"StepCheckpoint: every must be >= 1, got {every}")
@@ -87,26 +160,28 @@ class StepCheckpoint(tf.keras.callbacks.Callback):
         self.last_saved: Optional[int] = None
         self._finite = True
 
-    def _save(self, step: int) -> None:
+    def _save(self, step: int, logs=None) -> None:
+        if non_finite(logs):
+            self._finite = False
         if self._finite and step != self.last_saved:
             self.manager.save(checkpoint_number=step)
             self.last_saved = step
 
-    def on_train_batch_end(self, batch, logs=None):
-        step = training_step(self.model)
-        if non_finite(logs):
-            self._finite = False
-            return
-        if step % self.every == 0 or step >= self.total_steps:
-            self._save(step)
+    def on_step_end(self, step, previous, logs=None):
+        if crossed(previous, step, self.every) or step >= self.total_steps:
+            self._save(step, logs)
         if step >= self.total_steps:
             self.model.stop_training = True
 
+    def on_epoch_end(self, epoch, logs=None):
+        if non_finite(logs):
+            self._finite = False
+
     def on_train_end(self, logs=None):
-        self._save(training_step(self.model))
+        self._save(self.step, logs)
 
 
-class TensorBoardSummaries(tf.keras.callbacks.Callback):
+class TensorBoardSummaries(StepCountingCallback):
     """Scalars every `scalar_every` steps and a preview gallery every `image_every` steps.
 
     Args:
@@ -128,6 +203,7 @@ class TensorBoardSummaries(tf.keras.callbacks.Callback):
         self.writer = None
 
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         self.writer = tf.summary.create_file_writer(self.log_dir)
 
     def write_images(self, step: int) -> None:
@@ -144,28 +220,27 @@ class TensorBoardSummaries(tf.keras.callbacks.Callback):
             tf.summary.image(f"{self.stage}/gallery", gallery[None], step=step)
             tf.summary.image(f"{self.stage}/internals", internals[None], step=step)
 
-    def on_train_batch_end(self, batch, logs=None):
-        step = training_step(self.model)
-        if step % self.scalar_every == 0:
+    def on_step_end(self, step, previous, logs=None):
+        if crossed(previous, step, self.scalar_every):
             with self.writer.as_default(step=step):
                 for name, value in (logs or {}).items():
-                    tf.summary.scalar(f"{self.stage}/{name}", float(value), step=step)
-        if step % self.image_every == 0:
+                    tf.summary.scalar(f"{self.stage}/{name}", value, step=step)
+        if crossed(previous, step, self.image_every):
             self.write_images(step)
 
     def on_train_end(self, logs=None):
         if self.writer is not None:
-            self.write_images(training_step(self.model))
+            self.write_images(self.step)
             self.writer.flush()
 
 
-class RaiseAtStep(tf.keras.callbacks.Callback):
-    """Raises `KeyboardInterrupt` once the run reaches `step`: simulates a killed process."""
+class RaiseAtStep(StepCountingCallback):
+    """Raises `KeyboardInterrupt` once the run reaches `at_step`: simulates a killed process."""
 
-    def __init__(self, step: int):
+    def __init__(self, at_step: int):
         super().__init__()
-        self.step = step
+        self.at_step = at_step
 
-    def on_train_batch_end(self, batch, logs=None):
-        if training_step(self.model) >= self.step:
-            raise KeyboardInterrupt(f"simulated kill at step {self.step}")
+    def on_step_end(self, step, previous, logs=None):
+        if step >= self.at_step:
+            raise KeyboardInterrupt(f"simulated kill at step {self.at_step}")

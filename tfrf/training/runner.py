@@ -10,10 +10,18 @@ Layout of a run directory `OUT`:
 Each stage resumes from its latest checkpoint (a killed run loses at most `checkpoint_every`
 steps and continues at the step it had saved); stage "full" starts from the generator of the
 latest stage-1 checkpoint when it has none of its own, so stage 2 starts from stage-1 weights.
+
+Under a `tf.distribute` strategy (`tfrf.training.distribute`) every worker runs `train_stage`;
+only the chief writes the run directory, the other workers save into temporary directories
+that are deleted at once. A preempted multi-worker run resumes the same way: restart every
+worker and each restores the chief's latest checkpoint (the run directory must be shared).
+XLA (`jit_compile`) and `steps_per_execution` are execution options of `train_stage`, not
+part of the config.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from typing import Callable, Dict, List, Optional, Sequence
@@ -22,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrf.io import atomic_write, atomic_write_text
+from tfrf.training import distribute
 from tfrf.training.callbacks import StepCheckpoint, StopOnNonFiniteLoss, TensorBoardSummaries, training_step
 from tfrf.training.config import STAGES, TrainConfig
 from tfrf.training.model import TrainingModel, build_networks
@@ -48,9 +57,16 @@ def create_networks(config: TrainConfig, strategy: Optional[tf.distribute.Strate
 
 
 def compile_stage(stage: str, networks: Networks, config: TrainConfig,
-                  strategy: Optional[tf.distribute.Strategy] = None) -> TrainingModel:
-    """A `TrainingModel` of `stage` with fresh Adam optimisers from `config`."""
+                  strategy: Optional[tf.distribute.Strategy] = None, *, jit_compile: bool = False,
+                  steps_per_execution: int = 1) -> TrainingModel:
+    """A `TrainingModel` of `stage` with fresh Adam optimisers from `config`; `jit_compile` and
+    `steps_per_execution` go to `keras.Model.compile`."""
     strategy = strategy or tf.distribute.get_strategy()
+    execution = {}
+    if jit_compile:
+        execution["jit_compile"] = True
+    if steps_per_execution != 1:
+        execution["steps_per_execution"] = steps_per_execution
     with strategy.scope():
         model = TrainingModel(networks.generator, networks.discriminator, networks.vgg, stage=stage)
         model.compile(
@@ -60,17 +76,27 @@ def compile_stage(stage: str, networks: Networks, config: TrainConfig,
             loss_weights=config.stage_loss_weights(stage),
             gan_form=config.gan_form,
             correctness_sampler=config.correctness_sampler,
+            **execution,
         )
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # The step's losses are tracker results, already global means on every replica; Keras's
+        # default ("auto" = "sum" across the workers) would report them times the replica count.
+        model.distribute_reduction_method = "first"
     return model
 
 
 def checkpoint_of(model: TrainingModel) -> tf.train.Checkpoint:
-    """What a stage checkpoint holds: both networks and both optimisers (with their step)."""
-    items = {"generator": model.generator, "generator_optimizer": model.generator_optimizer}
+    """What a stage checkpoint holds: both networks and both optimisers (with their step).
+
+    The optimisers are saved without a mixed-precision `LossScaleOptimizer` wrapper (its
+    dynamic loss scale restarts on resume), so a run may be resumed with or without
+    mixed precision."""
+    inner = lambda optimizer: getattr(optimizer, "inner_optimizer", optimizer)  # noqa: E731
+    items = {"generator": model.generator, "generator_optimizer": inner(model.generator_optimizer)}
     if model.discriminator is not None:
         items["discriminator"] = model.discriminator
     if model.discriminator_optimizer is not None:
-        items["discriminator_optimizer"] = model.discriminator_optimizer
+        items["discriminator_optimizer"] = inner(model.discriminator_optimizer)
     return tf.train.Checkpoint(**items)
 
 
@@ -101,6 +127,8 @@ def train_stage(
     extra_callbacks: Sequence[tf.keras.callbacks.Callback] = (),
     strategy: Optional[tf.distribute.Strategy] = None,
     verbose: int = 1,
+    jit_compile: bool = False,
+    steps_per_execution: int = 1,
 ) -> Dict[str, object]:
     """Train one stage to `steps` (default `config.steps(stage)`), resuming from its checkpoints.
 
@@ -113,8 +141,13 @@ def train_stage(
         out_dir: the run directory.
         preview: a fixed example batch for the TensorBoard images.
         extra_callbacks: more Keras callbacks (e.g. to simulate a kill in tests).
-        strategy: a `tf.distribute` strategy (default: the current one).
-        verbose: Keras progress bars (1), one line per epoch (2) or nothing (0).
+        strategy: a `tf.distribute` strategy (default: the current one); only its chief writes
+            `out_dir` (`tfrf.training.distribute`).
+        verbose: Keras progress bars (1), one line per epoch (2) or nothing (0). The bar reads
+            the losses every step (a host sync); 2 or 0 do not.
+        jit_compile: compile the train step with XLA.
+        steps_per_execution: train steps per call of the compiled function (fewer host round
+            trips); reduced to divide `steps_per_epoch` and the steps left, with a note.
 
     Returns:
         `{"stage", "start_step", "end_step", "seconds", "logs"}`.
@@ -125,11 +158,24 @@ def train_stage(
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     strategy = strategy or tf.distribute.get_strategy()
+    chief = distribute.is_chief(strategy)
     total = config.steps(stage) if steps is None else steps
-    model = compile_stage(stage, networks, config, strategy)  # (compile creates the optimisers' variables)
-    checkpoint = checkpoint_of(model)
+    per_epoch = config.steps_per_epoch
     directory = os.path.join(out_dir, "checkpoints", stage)
-    manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=3)
+    latest = tf.train.latest_checkpoint(directory)
+    if steps_per_execution < 1:
+        raise ValueError(f"steps_per_execution must be >= 1, got {steps_per_execution}")
+    if steps_per_execution > 1:
+        start_hint = checkpoint_step(latest)
+        fitting = math.gcd(steps_per_execution, per_epoch, max(total - start_hint, 1))
+        if fitting != steps_per_execution and verbose:
+            print(f"stage {stage}: steps_per_execution {steps_per_execution} -> {fitting} (it must divide "
+                  f"steps_per_epoch {per_epoch} and the {total - start_hint} steps left)")
+        steps_per_execution = fitting
+    model = compile_stage(stage, networks, config, strategy, jit_compile=jit_compile,
+                          steps_per_execution=steps_per_execution)  # (compile creates the optimisers' variables)
+    checkpoint = checkpoint_of(model)
+    manager = distribute.ChiefCheckpointManager(checkpoint, directory, max_to_keep=3, chief=chief)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     elif stage == "full":
@@ -143,15 +189,12 @@ def train_stage(
     if verbose and start:
         print(f"stage {stage}: resuming at step {start} of {total}")
 
-    nan_stop = StopOnNonFiniteLoss()
-    callbacks: List[tf.keras.callbacks.Callback] = [
-        nan_stop,
-        StepCheckpoint(manager, config.checkpoint_every, total),
-        TensorBoardSummaries(os.path.join(out_dir, "logs", stage), preview, config.summary_every,
-                             config.checkpoint_every, stage),
-        *extra_callbacks,
-    ]
-    per_epoch = config.steps_per_epoch
+    nan_stop = StopOnNonFiniteLoss(every=min(config.checkpoint_every, config.summary_every))
+    callbacks: List[tf.keras.callbacks.Callback] = [nan_stop, StepCheckpoint(manager, config.checkpoint_every, total)]
+    if chief:  # TensorBoard writes are not collective: the other workers write none
+        callbacks.append(TensorBoardSummaries(os.path.join(out_dir, "logs", stage), preview, config.summary_every,
+                                              config.checkpoint_every, stage))
+    callbacks += list(extra_callbacks)
     remaining = total - start
     dataset = dataset_fn(start)
     began = time.perf_counter()
@@ -167,22 +210,39 @@ def train_stage(
     result["end_step"] = training_step(model)
     result["logs"] = {name: float(values[-1]) for name, values in history.history.items()}
     nan_stop.raise_if_stopped()
-    save_weights_atomically(networks.generator, os.path.join(out_dir, f"generator_{stage}.weights.h5"))
+    distribute.WorkerWrites(out_dir, chief).save_into(
+        f"generator_{stage}.weights.h5", lambda path: save_weights_atomically(networks.generator, path))
     return result
 
 
-def training_dataset_fn(table, config: TrainConfig) -> Callable[[int], tf.data.Dataset]:
+def checkpoint_step(prefix: Optional[str]) -> int:
+    """The step N of a checkpoint prefix `.../ckpt-N` (0 for None or another name)."""
+    try:
+        return int(prefix.rsplit("-", 1)[1]) if prefix else 0
+    except ValueError:
+        return 0
+
+
+def training_dataset_fn(table, config: TrainConfig,
+                        strategy: Optional[tf.distribute.Strategy] = None) -> Callable[[int], tf.data.Dataset]:
     """`start_step -> ` the infinite, seeded training dataset of `table`, continuing at exactly the
     tuple that `start_step` global batches had reached (mid-epoch included): a resumed run sees the
-    same sequence of examples as an uninterrupted one."""
+    same sequence of examples as an uninterrupted one.
+
+    Under a strategy with several replicas, a distributed dataset: each worker keeps its own
+    contiguous part of every global batch (`tfrf.training.distribute.distributed_dataset_fn`).
+
+    Raises:
+        ValueError: the global batch is not divisible by the strategy's replica count.
+    """
     from tfrf.data.pipeline import make_dataset
 
-    def dataset_fn(start_step: int) -> tf.data.Dataset:
+    def dataset_of(start_step: int, shard) -> tf.data.Dataset:
         return make_dataset(table, config.num_sources, batch_size=config.batch_size, training=True,
                             seed=config.seed, skip=start_step * config.batch_size,
-                            image_size=config.model.image_size, augment=config.augment)
+                            image_size=config.model.image_size, augment=config.augment, shard=shard)
 
-    return dataset_fn
+    return distribute.distributed_dataset_fn(dataset_of, config.batch_size, strategy)
 
 
 def preview_batch(table, config: TrainConfig, size: int = 4) -> Dict[str, np.ndarray]:
@@ -239,6 +299,17 @@ def write_config(config: TrainConfig, out_dir: str) -> str:
     it except for `RESUMABLE_FIELDS` (then the file is updated), else a ValueError names the
     differing fields and nothing in the run is touched.
     """
+    path = check_config(config, out_dir)
+    atomic_write_text(path, config.to_json() + "\n")
+    return path
+
+
+def check_config(config: TrainConfig, out_dir: str) -> str:
+    """`write_config`'s check alone (what a non-chief worker does): returns the config's path.
+
+    Raises:
+        ValueError: `OUT/config.json` exists, is unreadable or differs outside `RESUMABLE_FIELDS`.
+    """
     import json
 
     path = os.path.join(out_dir, "config.json")
@@ -259,7 +330,6 @@ def write_config(config: TrainConfig, out_dir: str) -> str:
                               for name in differing[:8])
             raise ValueError(f"run {out_dir} was started with another config; differing fields: {shown}. "
                              "Resume with the same settings or use a new --out")
-    atomic_write_text(path, config.to_json() + "\n")
     return path
 
 
