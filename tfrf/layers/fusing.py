@@ -13,6 +13,7 @@ order of the sources.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Dict, Tuple, Union
 
 import tensorflow as tf
@@ -21,8 +22,16 @@ from tfrf.ops.sources import fold_sources, unfold_sources
 from tfrf.ops.warp import BACKENDS, pad_for_warp, warp, warp_corners, warp_padded
 
 
-
-
+@contextlib.contextmanager
+def legacy_fusing():
+    """Trace `ResidualFusingBlock`s with their pre-issue-12 training path inside the block (see
+    `ResidualFusingBlock._call_legacy`): for the reference step of `TrainingModel(step="reference")`."""
+    previous = ResidualFusingBlock.legacy_training
+    ResidualFusingBlock.legacy_training = True
+    try:
+        yield
+    finally:
+        ResidualFusingBlock.legacy_training = previous
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrf")
@@ -37,7 +46,7 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
         warp_backend: "tfa" or "gather" (see `tfrf.ops.warp`).
         residual_init_stddev: stddev of the residual conv's initial kernel (small, so training
             starts from the extractor's flow).
-        order_invariant: compute the softmax over K and the sum over K in float64. A float32
+        order_invariant: at inference, compute the softmax over K and the sum over K in float64. A float32
             sum depends on the order of its terms at the 1e-7 level, which the decoder can
             amplify past 1e-5; in float64 the rounded result no longer depends on the order of
             the sources. TFLite has no float64 kernels, so its export switches this off.
@@ -53,6 +62,8 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
     """
 
     export_kernels = False
+    # The pre-issue-12 training path (see `_call_legacy`); class-wide, set by `legacy_fusing()`.
+    legacy_training = False
 
     def __init__(
         self,
@@ -125,6 +136,7 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
         attention_logits,
         occlusions,
         return_intermediates: bool = False,
+        training=None,
     ) -> Union[tf.Tensor, Tuple[tf.Tensor, Dict[str, tf.Tensor]]]:
         """Fuse the sources.
 
@@ -136,6 +148,8 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
             occlusions: m_k `[B, K, h, w, 1]` in [0, 1] (1: take the target feature).
             return_intermediates: also return a dict with `residual_flows` `[B, K, h, w, 2]`,
                 `attention` (after the softmax) `[B, K, h, w, 1]` and `occlusions` as used.
+            training: in training the sum over K runs in the compute dtype even when
+                `order_invariant` (float64 costs 5-39% of the block and buys nothing there).
 
         Returns:
             The fused feature `[B, h, w, C]` (before D^i), and the dict when asked.
@@ -147,6 +161,67 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
         if self.export_kernels:
             return self._call_export(target_feature, source_features, flows, attention_logits, occlusions,
                                      return_intermediates)
+        if self.legacy_training:
+            return self._call_legacy(target_feature, source_features, flows, attention_logits, occlusions,
+                                     return_intermediates)
+        dtype = source_features.dtype
+        batch_and_sources = tf.shape(source_features)[:2]
+        features = fold_sources(source_features)  # [B*K, h, w, C]
+        # Flows stay float32 under mixed precision: float16 resolves 1/32 px at |flow| >= 32.
+        flow = tf.cast(fold_sources(flows), tf.float32)
+        target = tf.expand_dims(target_feature, 1)  # [B, 1, h, w, C]
+
+        if self.use_residual_flow:
+            warped = warp(features, flow, backend=self.warp_backend)
+            residual = fold_sources(self._residual(target_feature, unfold_sources(warped, batch_and_sources)))
+            corrected = warp(features, flow + residual, backend=self.warp_backend)
+        else:
+            residual = tf.zeros_like(flow)
+            corrected = warp(features, flow, backend=self.warp_backend)
+        corrected = unfold_sources(corrected, batch_and_sources)  # [B, K, h, w, C]
+
+        if self.use_occlusion:
+            mask = tf.cast(occlusions, dtype)
+            blended = corrected * (1.0 - mask) + target * mask
+        else:
+            mask = tf.zeros_like(tf.cast(occlusions, dtype))
+            blended = corrected
+
+        # float64 only where the order of the sources must not show (inference); training sums in
+        # the compute dtype, where the 1e-7 order dependence is far below the gradient noise.
+        accumulate = tf.float64 if self.order_invariant and not training else dtype
+        logits = tf.cast(attention_logits, accumulate)
+        if self.use_attention:
+            weights = tf.nn.softmax(logits, axis=1)
+        else:
+            weights = tf.ones_like(logits) / tf.cast(batch_and_sources[1], accumulate)
+        fused = tf.cast(tf.reduce_sum(weights * tf.cast(blended, accumulate), axis=1), dtype)
+        weights = tf.cast(weights, dtype)
+
+        if not return_intermediates:
+            return fused
+        return fused, {
+            "residual_flows": tf.cast(unfold_sources(residual, batch_and_sources), dtype),
+            "attention": weights,
+            "occlusions": mask,
+        }
+
+    def _residual(self, target_feature, warped):
+        """R(concat[f_t, fw_k]) `[B, K, h, w, 2]` float32 without the concatenated copy: the 3x3
+        conv's kernel is split, so its f_t half runs once per example and is broadcast over K."""
+        channels = target_feature.shape[-1]
+        kernel = tf.cast(self.residual_conv.kernel, tf.float32)
+        target_part = tf.nn.conv2d(tf.cast(target_feature, tf.float32), kernel[:, :, :channels], 1, "SAME")
+        target_part = target_part + tf.cast(self.residual_conv.bias, tf.float32)  # [B, h, w, 2]
+        batch_and_sources = tf.shape(warped)[:2]
+        source_part = tf.nn.conv2d(tf.cast(fold_sources(warped), tf.float32), kernel[:, :, channels:], 1, "SAME")
+        return unfold_sources(source_part, batch_and_sources) + tf.expand_dims(target_part, 1)
+
+    def _call_legacy(self, target_feature, source_features, flows, attention_logits, occlusions,
+                     return_intermediates):
+        """The training path before the lean step (issue 12), kept for `python -m
+        tfrf.training.benchmark --step reference` and the lean-step equality tests: flows in the
+        compute dtype, R on a concatenated copy of f_t per source, float64 fusion in training."""
         dtype = source_features.dtype
         batch_and_sources = tf.shape(source_features)[:2]
         features = fold_sources(source_features)  # [B*K, h, w, C]
@@ -186,6 +261,7 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
             "attention": weights,
             "occlusions": mask,
         }
+
 
     def _call_export(self, target_feature, source_features, flows, attention_logits, occlusions,
                      return_intermediates):

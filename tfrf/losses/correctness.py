@@ -71,6 +71,37 @@ def _check_shapes(source_features, target_features, flow) -> None:
                 )
 
 
+def best_similarity(source_unit: tf.Tensor, target_unit: tf.Tensor, tile_size: Optional[int] = None) -> tf.Tensor:
+    """`max_q <source_unit[b, q], target_unit[b, l]>` `[B, Nt]` of unit features `[B, Ns, C]`, `[B, Nt, C]`.
+
+    `tile_size` None: one `[B, Ns, Nt]` product. An int: tiles of `tile_size` target positions in
+    sequence (static Nt: chained by control dependencies, so no two tiles are alive at once;
+    dynamic Nt: a `map_fn` with one iteration in flight), gradient stopped.
+    """
+    if tile_size is None:
+        return tf.reduce_max(tf.matmul(source_unit, target_unit, transpose_b=True), axis=1)
+    if tile_size < 1:
+        raise ValueError(f"best_similarity: tile_size must be >= 1 or None, got {tile_size}")
+    source_unit, target_unit = tf.stop_gradient(source_unit), tf.stop_gradient(target_unit)
+
+    def tile_best(tile):
+        return tf.reduce_max(tf.matmul(source_unit, tile, transpose_b=True), axis=1)
+
+    positions = target_unit.shape[1]
+    if positions is not None:
+        parts = []
+        for begin in range(0, positions, tile_size):
+            with tf.control_dependencies(parts[-1:]):
+                parts.append(tile_best(target_unit[:, begin:begin + tile_size]))
+        return tf.concat(parts, axis=1) if len(parts) > 1 else parts[0]
+    shape = tf.shape(target_unit)
+    tiles = (shape[1] + tile_size - 1) // tile_size
+    padded = tf.pad(target_unit, [[0, 0], [0, tiles * tile_size - shape[1]], [0, 0]])
+    stacked = tf.transpose(tf.reshape(padded, tf.stack([shape[0], tiles, tile_size, shape[2]])), [1, 0, 2, 3])
+    best = tf.map_fn(tile_best, stacked, parallel_iterations=1, fn_output_signature=target_unit.dtype)
+    return tf.reshape(tf.transpose(best, [1, 0, 2]), tf.stack([shape[0], -1]))[:, :shape[1]]
+
+
 def sampling_correctness_loss(
     source_features: tf.Tensor,
     target_features: tf.Tensor,
@@ -78,6 +109,7 @@ def sampling_correctness_loss(
     mask: Optional[tf.Tensor] = None,
     warp_fn: Optional[Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = None,
     sampler: str = "bilinear",
+    tile_size: Optional[int] = None,
 ) -> tf.Tensor:
     """GFLA's sampling-correctness loss of a flow field, a float32 scalar.
 
@@ -93,6 +125,11 @@ def sampling_correctness_loss(
             `tfrf.ops.warp(..., backend="gather")`.
         sampler: "bilinear" (default) or "gaussian" (GFLA's resample2d, kernel 4, sigma 2, via
             `tfrf.ops.gaussian_resample`; takes no `warp_fn`).
+        tile_size: None: `best` from the whole `[B, Ns, Nt]` similarity (its memory grows with the
+            square of the map: 640 MiB at H/4 of 256x256 for B*K = 10). An int: `best` over tiles of
+            `tile_size` target positions, one after the other, as a constant (no gradient through
+            the max; `TrainingModel`'s features are constants anyway): at most
+            B*K * Ns * tile_size floats at a time, 80 MiB for 512 at H/4 of 256x256, B*K = 10.
 
     Returns:
         mean over target positions (and sources) of `exp(-sim / best) - exp(-1)`.
@@ -123,7 +160,7 @@ def sampling_correctness_loss(
     target_flat = tf.reshape(target_features, tf.stack([batch, -1, channels]))  # [B, Nt, C]
     source_unit = source_flat / (tf.norm(source_flat, axis=-1, keepdims=True) + _EPSILON)
     target_unit = target_flat / (tf.norm(target_flat, axis=-1, keepdims=True) + _EPSILON)
-    best = tf.reduce_max(tf.matmul(source_unit, target_unit, transpose_b=True), axis=1)  # [B, Nt]
+    best = best_similarity(source_unit, target_unit, tile_size)  # [B, Nt]
 
     sampled = tf.reshape(warp_fn(source_features, flow), tf.stack([batch, -1, channels]))
     norms = tf.norm(sampled, axis=-1) * tf.norm(target_flat, axis=-1)

@@ -190,6 +190,43 @@ class VGGFeatures(tf.keras.layers.Layer):
         """Map RGB images in [-1, 1] to the Caffe-style input of Keras' VGG19 (BGR, mean removed)."""
         return preprocess_images(images, "caffe")
 
+    def features(self, images: Optional[tf.Tensor], layers: Sequence[str],
+                 start: Optional[Tuple[str, tf.Tensor]] = None) -> Dict[str, tf.Tensor]:
+        """The activations of `layers` only, running VGG19 no deeper than the deepest of them.
+
+        Args:
+            images: `[B, H, W, 3]` in [-1, 1] (None with `start`).
+            layers: a subset of this extractor's `layer_names`.
+            start: `(layer, activation)`, e.g. `("relu4_1", features["relu4_1"])`: continue from
+                that activation instead of the images, so a part of a batch can go deeper than
+                the rest without recomputing the shallow layers.
+
+        Returns:
+            `{layer name: float32 [B, H/s, W/s, C]}` for `layers`.
+        """
+        wanted = tuple(layer_name(name) for name in layers)
+        unknown = sorted(set(wanted) - set(self.layer_names))
+        if unknown:
+            raise ValueError(f"VGGFeatures.features: layers {unknown} are not among this extractor's "
+                             f"{list(self.layer_names)}")
+        stack = [layer for layer in self.backbone.layers if not isinstance(layer, tf.keras.layers.InputLayer)]
+        names = [layer.name for layer in stack]
+        if start is None:
+            x, begin = preprocess_images(images, self.preprocessing), 0
+        else:
+            begin = names.index(_keras_name(start[0])) + 1
+            x = start[1]
+        keras_names = {_keras_name(name): name for name in wanted}
+        deepest = max(names.index(name) for name in keras_names)
+        if deepest < begin:
+            raise ValueError(f"VGGFeatures.features: {list(wanted)} lie before the start layer {start[0]!r}")
+        outputs = {}
+        for layer in stack[begin:deepest + 1]:
+            x = layer(x)
+            if layer.name in keras_names:
+                outputs[keras_names[layer.name]] = tf.cast(x, tf.float32)
+        return outputs
+
     def call(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
         """images [B, H, W, 3] in [-1, 1] -> {layer name: float32 [B, H/s, W/s, C]}."""
         if images.shape.rank is not None and (images.shape.rank != 4 or images.shape[-1] not in (None, 3)):

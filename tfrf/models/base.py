@@ -17,3 +17,12 @@ class ConfiguredLayer(tf.keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict()}
+
+
+def flow_dtype():
+    """The dtype policy of a flow head: "float32" under a mixed float16/bfloat16 policy (a
+    float16 flow resolves only 1/32 px at |flow| >= 32, so the flows are computed and kept in
+    float32), else None (the global policy)."""
+    if tf.keras.mixed_precision.global_policy().compute_dtype in ("float16", "bfloat16"):
+        return "float32"
+    return None

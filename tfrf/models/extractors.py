@@ -10,7 +10,7 @@ from typing import Dict
 import tensorflow as tf
 
 from tfrf.config import ModelConfig
-from tfrf.models.base import ConfiguredLayer
+from tfrf.models.base import ConfiguredLayer, flow_dtype
 from tfrf.layers import LeakyReLU, ResBlockDown, ResBlockUp
 
 LEVELS = ("h8", "h4")
@@ -45,7 +45,8 @@ class FlowHeads(tf.keras.layers.Layer):
         self.flow_init_stddev = flow_init_stddev
         small = tf.keras.initializers.RandomNormal(stddev=flow_init_stddev)
         self.activation = LeakyReLU(leaky_relu_slope)
-        self.flow = tf.keras.layers.Conv2D(2, 3, padding="same", kernel_initializer=small, name="flow")
+        self.flow = tf.keras.layers.Conv2D(2, 3, padding="same", kernel_initializer=small, name="flow",
+                                           dtype=flow_dtype())
         self.attention = tf.keras.layers.Conv2D(1, 3, padding="same", name="attention_logit")
         self.occlusion = tf.keras.layers.Conv2D(1, 3, padding="same", name="occlusion")
 

@@ -49,12 +49,16 @@ def _check_inputs(features: tf.Tensor, flow: tf.Tensor) -> None:
 
 
 def warp_tfa(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
-    """Reference backend: `tfa.image.resampler` on `base_grid + flow`."""
+    """Reference backend: `tfa.image.resampler` on `base_grid + flow`.
+
+    The resampler takes coordinates of the features' dtype, and float16 cannot address a 256-px
+    map at sub-pixel precision: float16 features are resampled in float32 and cast back."""
     import tensorflow_addons as tfa  # imported lazily: exports never load the Addons ops
 
     shape = tf.shape(features)
-    coordinates = base_grid(shape[1], shape[2], flow.dtype) + flow
-    return tfa.image.resampler(features, coordinates)
+    sample_dtype = tf.float32 if features.dtype in (tf.float16, tf.bfloat16) else features.dtype
+    coordinates = base_grid(shape[1], shape[2], sample_dtype) + tf.cast(flow, sample_dtype)
+    return tf.cast(tfa.image.resampler(tf.cast(features, sample_dtype), coordinates), features.dtype)
 
 
 def warp_gather(features: tf.Tensor, flow: tf.Tensor) -> tf.Tensor:
@@ -170,7 +174,7 @@ def warp(features, flow, backend: str = "tfa") -> tf.Tensor:
     flow = tf.convert_to_tensor(flow)
     _check_inputs(features, flow)
     if backend == "tfa":
-        return warp_tfa(features, tf.cast(flow, features.dtype))
+        return warp_tfa(features, flow)
     if backend == "gather":
         return warp_gather(features, flow)
     raise ValueError(f"warp: backend must be one of {BACKENDS}, got {backend!r}")

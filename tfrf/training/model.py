@@ -16,8 +16,17 @@ As in keras-io's GauGAN example, `compile()` takes both optimisers, `train_step`
 (the discriminator trains on the same, gradient-stopped, fake batch), no fixed batch size,
 and `test_step` runs the very same loss code.
 
-One VGG19 call per step, on `concat([target, generated, sources])` (the generated image only
-when a perceptual or style weight is non-zero), feeds every VGG loss.
+The step is lean (`step="lean"`, the default; issue 12): VGG19 runs with a gradient on the
+generated images only, and each part of the batch only as deep as its losses read (sources to
+relu4_1 for the correctness loss; the targets on to relu5_1 where the perceptual and style losses
+need it); the correctness loss's best match is computed in tiles of target positions, as a
+constant; the fusing blocks sum over K in the compute dtype in training and run R without a
+concatenated copy of f_t per source; flows stay float32 under mixed precision. `step="reference"`
+is the straightforward step it replaced — one VGG19 pass, inside the tape, on
+`concat([target, generated, sources])` to the deepest layer, the whole similarity matrix, and the
+fusing blocks' previous training path (`tfrf.layers.fusing.legacy_fusing`) — kept to check that
+the lean step computes the same losses and gradients and to measure the gain
+(`python -m tfrf.training.benchmark --steps-compared lean reference`).
 
 Under `tf.distribute`, every loss is a mean over the replica's batch; the optimised totals are
 divided by `num_replicas_in_sync`, so the summed replica gradients are those of the global
@@ -25,6 +34,7 @@ mean. Under a `mixed_float16` policy the optimisers are wrapped in `LossScaleOpt
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -33,10 +43,14 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 import tensorflow as tf
 
 from tfrf import losses
+from tfrf.layers.fusing import legacy_fusing
 from tfrf.models.generator import INPUT_KEYS
 from tfrf.ops import fold_sources, unfold_sources, warp
 from tfrf.training.config import CORRECTNESS_SAMPLERS, STAGES, LossWeights
 
+STEPS = ("lean", "reference")
+# Target positions per tile of the lean step's correctness loss (see sampling_correctness_loss).
+CORRECTNESS_TILE = 512
 FLOW_TERMS = ("correctness", "regularization")
 CONTENT_TERMS = ("l1", "perceptual", "style")
 VGG_TERMS = ("correctness", "perceptual", "style")
@@ -88,15 +102,19 @@ class TrainingModel(tf.keras.Model):
         vgg: a `tfrf.losses.VGGFeatures` holding the layers the non-zero VGG losses read
             (relu3_1 and relu4_1 for correctness; relu1_1..relu5_1 for perceptual/style).
         stage: "flow" or "full".
+        step: "lean" (default) or "reference" (the straightforward step; see the module docstring).
 
     Call: `model(inputs)` -> the generated image, inference only.
     """
 
-    def __init__(self, generator, discriminator=None, vgg=None, stage: str = "full", **kwargs):
+    def __init__(self, generator, discriminator=None, vgg=None, stage: str = "full", step: str = "lean", **kwargs):
         kwargs.setdefault("name", f"training_{stage}")
         super().__init__(**kwargs)
         if stage not in STAGES:
             raise ValueError(f"TrainingModel: stage must be one of {STAGES}, got {stage!r}")
+        if step not in STEPS:
+            raise ValueError(f"TrainingModel: step must be one of {STEPS}, got {step!r}")
+        self.step = step
         self.generator = generator
         self.discriminator = discriminator
         self.vgg = vgg
@@ -210,7 +228,40 @@ class TrainingModel(tf.keras.Model):
 
     # ----------------------------------------------------------------------------- losses
     def _vgg_features(self, target, sources, generated=None):
-        """One VGG pass over concat([target, generated?, sources]) -> feature dicts per part."""
+        """VGG features of the targets, the generated images (when given) and the sources.
+
+        Returns (target, generated or None, sources `[B, K, h, w, C]` per layer) feature dicts."""
+        if self.step == "reference":
+            return self._reference_vgg_features(target, sources, generated)
+        weights = self.loss_weights_
+        correctness = sorted({losses.CORRECTNESS_LAYERS[level] for level in self.levels}, key=_depth) \
+            if weights.correctness > 0 else []
+        content = list(losses.PERCEPTUAL_LAYERS) if generated is not None else []
+        target_features = generated_features = source_features = None
+        if correctness:
+            # Targets and sources together as deep as the correctness layers, without a gradient.
+            deepest = correctness[-1]
+            shared = sorted(set(correctness) | {name for name in content if _depth(name) <= _depth(deepest)},
+                            key=_depth)
+            sources_folded = fold_sources(sources)
+            features = self.vgg.features(tf.concat([tf.cast(target, tf.float32),
+                                                    tf.cast(sources_folded, tf.float32)], axis=0), shared)
+            target_features, source_features = losses.split_features(
+                features, [tf.shape(target)[0], tf.shape(sources_folded)[0]])
+            batch_and_sources = tf.shape(sources)[:2]
+            source_features = {name: unfold_sources(source_features[name], batch_and_sources)
+                               for name in correctness}
+            deeper = [name for name in content if _depth(name) > _depth(deepest)]
+            if deeper:  # only the targets go on, from the deepest shared activation
+                target_features.update(self.vgg.features(None, deeper, start=(deepest, target_features[deepest])))
+        elif content:
+            target_features = self.vgg.features(tf.cast(target, tf.float32), content)
+        if content:  # the only VGG pass the gradient goes through
+            generated_features = self.vgg.features(tf.cast(generated, tf.float32), content)
+        return target_features, generated_features, source_features
+
+    def _reference_vgg_features(self, target, sources, generated=None):
+        """The reference step's one VGG pass over concat([target, generated?, sources])."""
         parts = [target] + ([generated] if generated is not None else []) + [fold_sources(sources)]
         parts = [tf.cast(part, tf.float32) for part in parts]
         sizes = [tf.shape(part)[0] for part in parts]
@@ -243,6 +294,7 @@ class TrainingModel(tf.keras.Model):
                     source_features[losses.CORRECTNESS_LAYERS[level]],
                     target_features[losses.CORRECTNESS_LAYERS[level]],
                     flows[level],
+                    tile_size=CORRECTNESS_TILE if self.step == "lean" else None,
                     **sampling,
                 )
                 for level in self.levels
@@ -268,7 +320,8 @@ class TrainingModel(tf.keras.Model):
             flows = {level: outputs["flow"] for level, outputs in self.generator.extract_flows(inputs).items()}
             generated = None
         else:
-            outputs = self.generator(inputs, training=training, return_intermediates=True)
+            with legacy_fusing() if self.step == "reference" else contextlib.nullcontext():
+                outputs = self.generator(inputs, training=training, return_intermediates=True)
             flows = {level: outputs[level]["flows"] for level in self.levels}
             generated = outputs["image"]
 
@@ -360,6 +413,11 @@ class TrainingModel(tf.keras.Model):
         if self.uses_discriminator:
             values["discriminator_loss"] = self.discriminator_loss(target, generated, training=False)
         return self._report(values)
+
+
+def _depth(name: str) -> Tuple[int, int]:
+    """Order of a VGG19 activation `relu<block>_<conv>` in the network."""
+    return int(name[4]), int(name[6])
 
 
 def correctness_sampler_available() -> bool:

@@ -31,10 +31,11 @@ def gfla_initializer() -> tf.keras.initializers.Initializer:
     return tf.keras.initializers.Orthogonal(gain=0.02)
 
 
-def conv(filters: int, kernel_size: int, strides: int = 1, padding: str = "same", name: str = None):
-    """A Conv2D with GFLA's initialisation."""
+def conv(filters: int, kernel_size: int, strides: int = 1, padding: str = "same", name: str = None, **kwargs):
+    """A Conv2D with GFLA's initialisation (`kwargs` go to the layer, e.g. `dtype`)."""
     return tf.keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding=padding, kernel_initializer=gfla_initializer(), name=name
+        filters, kernel_size, strides=strides, padding=padding, kernel_initializer=gfla_initializer(), name=name,
+        **kwargs
     )
 
 

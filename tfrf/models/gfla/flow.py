@@ -22,7 +22,7 @@ from typing import Dict, Optional
 import tensorflow as tf
 
 from tfrf.config import ModelConfig
-from tfrf.models.base import ConfiguredLayer
+from tfrf.models.base import ConfiguredLayer, flow_dtype
 from tfrf.models.gfla.blocks import DecoderBlock, EncoderBlock, JumpBlock, ResidualBlock, conv
 
 ENCODER_WIDTHS = (32, 64, 128, 256, 256)
@@ -61,7 +61,7 @@ class GFLAFlowNetwork(ConfiguredLayer):
             JumpBlock(c(width), leaky_relu_slope=slope, name=f"jump_{level}")
             for level, width in zip(DECODER_LEVELS[:depth], DECODER_WIDTHS)
         ]
-        self.flow_heads = {level: conv(2, 3, name=f"flow_{level}") for level in self.levels}
+        self.flow_heads = {level: conv(2, 3, name=f"flow_{level}", dtype=flow_dtype()) for level in self.levels}
         self.mask_heads = {level: conv(1, 3, name=f"mask_{level}") for level in self.levels}
 
     @property
