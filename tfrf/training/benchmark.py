@@ -19,14 +19,17 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence
 
 
 def measure(preset: str, k: int, backend: str, stage: str = "full", batch_size: Optional[int] = None,
             width: Optional[float] = None, steps: int = 5, warmup: int = 2, mixed_precision: bool = False,
-            xla: bool = False, step_kind: str = "lean", image_size: Optional[int] = None) -> Dict[str, object]:
-    """Median seconds per train step, images/s, FLOPs and conv throughput of one configuration,
-    in this process."""
+            xla: bool = False, step_kinds: Sequence[str] = ("lean",),
+            image_size: Optional[int] = None) -> List[Dict[str, object]]:
+    """Median seconds per train step, images/s, FLOPs and conv throughput of one configuration
+    per step kind, in this process. The step kinds share the networks and the batch and are
+    timed in turn, round after round (with the conv throughput in each round), so that a
+    changing load on the machine hits them alike."""
     import numpy as np
     import tensorflow as tf
 
@@ -45,8 +48,6 @@ def measure(preset: str, k: int, backend: str, stage: str = "full", batch_size: 
         overrides["batch_size"] = batch_size
     config = TrainConfig.preset(preset, **overrides)
     networks = runner.create_networks(config)
-    model = runner.compile_stage(stage, networks, config)
-    model.step = step_kind
     rng = np.random.default_rng(0)
     b, h, w, cp = config.batch_size, config.model.image_height, config.model.image_width, config.model.pose_channels
     batch = {
@@ -55,30 +56,39 @@ def measure(preset: str, k: int, backend: str, stage: str = "full", batch_size: 
         "target_pose": tf.constant(rng.uniform(0, 1, (b, h, w, cp)), tf.float32),
         "target_image": tf.constant(rng.uniform(-1, 1, (b, h, w, 3)), tf.float32),
     }
-    step = tf.function(model.train_step, jit_compile=xla)
-    result = {"preset": preset, "k": k, "backend": backend, "stage": stage, "batch_size": b,
-              "width": config.model.width_multiplier, "mixed_precision": mixed_precision, "xla": xla,
-              "step": step_kind, "image_size": [h, w],
-              "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU"}
-    try:
-        result["flops"] = flops.step_flops(step.get_concrete_function(batch).graph)
-        for _ in range(warmup):
-            logs = step(batch)
-            float(next(iter(logs.values())))
-    except Exception as error:  # e.g. Addons>Resampler has no XLA kernel
-        result["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-        return result
-    times = []
+    device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    functions, results = {}, {}
+    for kind in step_kinds:
+        model = runner.compile_stage(stage, networks, config)
+        model.step = kind
+        results[kind] = {"preset": preset, "k": k, "backend": backend, "stage": stage, "batch_size": b,
+                         "width": config.model.width_multiplier, "mixed_precision": mixed_precision, "xla": xla,
+                         "step": kind, "image_size": [h, w], "device": device}
+        step = tf.function(model.train_step, jit_compile=xla)
+        try:
+            results[kind]["flops"] = flops.step_flops(step.get_concrete_function(batch).graph)
+            for _ in range(warmup):
+                float(next(iter(step(batch).values())))
+        except Exception as error:  # e.g. Addons>Resampler has no XLA kernel
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            results[kind]["error"] = f"{type(error).__name__}: {' | '.join(lines[-3:])[:600]}"
+            continue
+        functions[kind] = step
+    times = {kind: [] for kind in functions}
+    rates = []
     for _ in range(steps):
-        start = time.perf_counter()
-        logs = step(batch)
-        float(next(iter(logs.values())))
-        times.append(time.perf_counter() - start)
-    result["median_s_per_step"] = statistics.median(times)
-    result["images_per_s"] = b / statistics.median(times)
-    if result["device"] == "CPU":
-        result["conv_flops_per_s"] = flops.conv_throughput()
-    return result
+        for kind, step in functions.items():
+            start = time.perf_counter()
+            float(next(iter(step(batch).values())))
+            times[kind].append(time.perf_counter() - start)
+        if device == "CPU" and functions:
+            rates.append(flops.conv_throughput(repeats=3))
+    for kind, values in times.items():
+        results[kind]["median_s_per_step"] = statistics.median(values)
+        results[kind]["images_per_s"] = b / statistics.median(values)
+        if rates:
+            results[kind]["conv_flops_per_s"] = statistics.median(rates)
+    return [results[kind] for kind in step_kinds]
 
 
 def describe(result: Dict[str, object]) -> str:
@@ -94,6 +104,37 @@ def describe(result: Dict[str, object]) -> str:
         row += (f"  conv {result['conv_flops_per_s'] / 1e9:.0f} GFLOP/s -> ideal {ideal:.3f} s, "
                 f"measured/ideal {result['median_s_per_step'] / ideal:.2f}")
     return row
+
+
+def correctness_memory(tile_size: Optional[int], sources: int = 10, height: int = 64, width: int = 64,
+                       channels: int = 256) -> Dict[str, object]:
+    """Peak resident memory added by one sampling-correctness loss and its gradient (float32,
+    `sources` = B*K maps of height x width x channels: relu3_1 at H/4 of 256x256 by default), in
+    this process; `tile_size` None is the whole similarity matrix."""
+    import resource
+
+    import numpy as np
+    import tensorflow as tf
+
+    from tfrf.losses import sampling_correctness_loss
+
+    rng = np.random.default_rng(0)
+    source = tf.constant(rng.normal(size=(sources, height, width, channels)), tf.float32)
+    target = tf.constant(rng.normal(size=(sources, height, width, channels)), tf.float32)
+    flow = tf.Variable(rng.normal(size=(sources, height, width, 2)), dtype=tf.float32)
+
+    @tf.function
+    def loss_and_gradient():
+        with tf.GradientTape() as tape:
+            loss = sampling_correctness_loss(source, target, flow, warp_fn=None, tile_size=tile_size)
+        return loss, tape.gradient(loss, flow)
+
+    loss_and_gradient.get_concrete_function()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    float(loss_and_gradient()[0])
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"tile_size": tile_size, "peak_mib": (after - before) / 1024.0,
+            "matrix_mib": sources * (height * width) * (height * width if tile_size is None else tile_size) * 4 / 2**20}
 
 
 def main(argv=None) -> int:
@@ -112,41 +153,64 @@ def main(argv=None) -> int:
     parser.add_argument("--steps-compared", nargs="+", default=["lean"], choices=("lean", "reference"),
                         help="the training steps to time: lean (default) and/or reference (the step it replaced)")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--correctness-memory", action="store_true",
+                        help="only measure the peak memory of the correctness loss (B*K = 10 maps of relu3_1 at "
+                             "H/4 of 256x256), whole similarity matrix vs tiles of the lean step")
+    parser.add_argument("--tile-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.correctness_memory:
+        if args.worker:
+            print("RESULT" + json.dumps(correctness_memory(args.tile_size or None)))
+            return 0
+        from tfrf.training.model import CORRECTNESS_TILE
+
+        for tile in (0, CORRECTNESS_TILE):
+            command = [sys.executable, "-m", "tfrf.training.benchmark", "--worker", "--correctness-memory",
+                       "--tile-size", str(tile)]
+            completed = subprocess.run(command, capture_output=True, text=True)
+            lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT")]
+            if not lines:
+                print(f"tile {tile}: worker failed\n{completed.stderr[-2000:]}")
+                continue
+            result = json.loads(lines[-1][len("RESULT"):])
+            print(f"correctness loss + gradient, B*K = 10, 64x64x256 (relu3_1 at H/4 of 256x256), "
+                  f"{'whole matrix' if not tile else f'tiles of {tile}'}: similarity block "
+                  f"{result['matrix_mib']:.0f} MiB, peak resident memory +{result['peak_mib']:.0f} MiB")
+        return 0
     options = dict(stage=args.stage, batch_size=args.batch_size, width=args.width, steps=args.steps,
                    warmup=args.warmup, mixed_precision=args.mixed_precision, xla=args.xla,
                    image_size=args.image_size)
     if args.worker:
         print("RESULT" + json.dumps(measure(args.presets[0], args.k, args.backends[0],
-                                            step_kind=args.steps_compared[0], **options)))
+                                            step_kinds=tuple(args.steps_compared), **options)))
         return 0
     results = []
     for preset in args.presets:
         for backend in args.backends:
-            rows = {}
             print(f"{preset} K={args.k} {backend} stage {args.stage}"
                   f"{', mixed_float16' if args.mixed_precision else ''}{', XLA' if args.xla else ''}:")
-            for step_kind in args.steps_compared:
-                command = [sys.executable, "-m", "tfrf.training.benchmark", "--worker", "--presets", preset,
-                           "--backends", backend, "--k", str(args.k), "--stage", args.stage,
-                           "--steps", str(args.steps), "--warmup", str(args.warmup), "--steps-compared", step_kind]
-                for flag, value in (("--batch-size", args.batch_size), ("--width", args.width),
-                                    ("--image-size", args.image_size)):
-                    if value is not None:
-                        command += [flag, str(value)]
-                command += ["--mixed-precision"] * args.mixed_precision + ["--xla"] * args.xla
-                completed = subprocess.run(command, capture_output=True, text=True)
-                lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT")]
-                if not lines:
-                    print(f"  {step_kind}: worker failed\n{completed.stderr[-2000:]}")
-                    continue
-                result = json.loads(lines[-1][len("RESULT"):])
+            command = [sys.executable, "-m", "tfrf.training.benchmark", "--worker", "--presets", preset,
+                       "--backends", backend, "--k", str(args.k), "--stage", args.stage,
+                       "--steps", str(args.steps), "--warmup", str(args.warmup),
+                       "--steps-compared", *args.steps_compared]
+            for flag, value in (("--batch-size", args.batch_size), ("--width", args.width),
+                                ("--image-size", args.image_size)):
+                if value is not None:
+                    command += [flag, str(value)]
+            command += ["--mixed-precision"] * args.mixed_precision + ["--xla"] * args.xla
+            completed = subprocess.run(command, capture_output=True, text=True)
+            lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT")]
+            if not lines:
+                print(f"  worker failed\n{completed.stderr[-2000:]}")
+                continue
+            rows = {}
+            for result in json.loads(lines[-1][len("RESULT"):]):
                 results.append(result)
                 if "error" in result:
-                    print(f"  {step_kind}: {result['error']}")
+                    print(f"  {result['step']}: {result['error']}")
                     continue
-                rows[step_kind] = result
+                rows[result["step"]] = result
                 print(f"  batch {result['batch_size']} width {result['width']} {result['image_size'][0]}x"
                       f"{result['image_size'][1]} {result['device']}: {describe(result)}")
             if {"lean", "reference"} <= set(rows):
