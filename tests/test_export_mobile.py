@@ -4,8 +4,9 @@
   oneDNN rewrite breaks), checked against a numpy convolution;
 - the export kernels (padded corner warp, folded instance norm, split residual conv, eq. 6
   folded into the gather weights, LEAKY_RELU) equal numpy references and the training graph;
-- every exported variant (float32, float16, dynamic-int8, full-int8, the mobile preset) has
-  builtin ops only and matches its Keras model within a per-variant bound.
+- every exported variant (float32, float16, dynamic-int8, full-int8, the mobile preset in
+  float32 and full-int8) has builtin ops only and matches its Keras model within a per-variant
+  bound; the mobile preset (full_resolution="space_to_depth") has no convolution at H x W.
 
 Random-initialised tiny models (64x64): the bounds say how far quantisation moves the output
 of this network, not a trained face model's quality (see serving/README.md for that).
@@ -30,7 +31,8 @@ FLOAT32_ATOL = 1e-3
 # serving/README.md); the floor only catches a broken calibration or a quantised index path.
 # dynamic-int8 on this random model: 29-31 dB under ai-edge-litert, 26.6 dB under TF 2.15's
 # tf.lite interpreter (its hybrid kernels quantise activations per call): the floor holds for both.
-PSNR_FLOORS = {"float16": 40.0, "dynamic-int8": 24.0, "full-int8": 10.0}
+# The random mobile preset (space-to-depth stems, 4 channels) in full-int8: 25.0-26.2 dB.
+PSNR_FLOORS = {"float16": 40.0, "dynamic-int8": 24.0, "full-int8": 10.0, "mobile-full-int8": 18.0}
 
 
 def tiny_config(preset="voxceleb2"):
@@ -204,7 +206,9 @@ def variants(voxceleb_model):
     tf.keras.utils.set_random_seed(8)
     mobile = build_generator(tiny_config("voxceleb2_mobile"), tflite=True)
     flatbuffers["mobile"] = tflite_lib.convert(mobile, K)
-    return {"flatbuffers": flatbuffers, "keras": {"mobile": mobile}, "default": voxceleb_model}
+    flatbuffers["mobile-full-int8"] = tflite_lib.convert(mobile, K, "full-int8", representative_inputs=calibration)
+    return {"flatbuffers": flatbuffers, "keras": {"mobile": mobile, "mobile-full-int8": mobile},
+            "default": voxceleb_model}
 
 
 def run_tflite(flatbuffer, inputs):
@@ -230,8 +234,34 @@ def test_every_variant_is_builtin_and_matches_keras(variants, record_property):
                 record_property(f"psnr_{name}_db", round(value, 2))
                 print(f"{name}: PSNR vs Keras float32 {value:.1f} dB (floor {PSNR_FLOORS[name]})")
                 assert value >= PSNR_FLOORS[name], (name, value)
-    full_int8 = tflite_lib.operator_names(variants["flatbuffers"]["full-int8"])
-    assert "QUANTIZE" in full_int8 and "DEQUANTIZE" in full_int8
+    for name in ("full-int8", "mobile-full-int8"):
+        full_int8 = tflite_lib.operator_names(variants["flatbuffers"][name])
+        assert "QUANTIZE" in full_int8 and "DEQUANTIZE" in full_int8
+
+
+def conv_input_sizes(flatbuffer, signature):
+    """(H, W) of the input of every CONV_2D of one signature."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from tfrf.export.profile import _opcode_names, _subgraph_index
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    names = _opcode_names(model)
+    subgraph = model.subgraphs[_subgraph_index(model, signature)]
+    return [tuple(subgraph.tensors[op.inputs[0]].shape[1:3]) for op in subgraph.operators
+            if names[op.opcodeIndex] == "CONV_2D"]
+
+
+@pytest.mark.parametrize("name", ["mobile", "mobile-full-int8"])
+def test_mobile_export_has_no_full_resolution_convolution(variants, name):
+    flatbuffer = variants["flatbuffers"][name]
+    for signature, stems in (("render", 2), ("encode_sources", 1)):
+        census = op_census(flatbuffer, signature)
+        sizes = conv_input_sizes(flatbuffer, signature)
+        assert len(sizes) == census["CONV_2D"] > 5
+        assert max(sizes) == (SIZE // 2, SIZE // 2), (signature, sizes)  # the stems and the head run at H/2
+        assert census["SPACE_TO_DEPTH"] == stems, (signature, census)  # render: flow and pose stems
+    assert (SIZE, SIZE) in conv_input_sizes(variants["flatbuffers"]["none"], "render")  # the paper's network
 
 
 def test_full_int8_weights_are_int8(variants):
@@ -253,6 +283,7 @@ def test_mobile_preset_keeps_the_method():
     assert (mobile.image_height, mobile.image_width, mobile.pose_channels) == (256, 256, 3)
     assert mobile.use_residual_flow and mobile.use_occlusion and mobile.use_attention
     assert mobile.channels(64) < tfrf.ModelConfig.preset("voxceleb2").channels(64)
+    assert mobile.full_resolution == "space_to_depth" and mobile.architecture == "rf"
 
 
 def test_profile_times_every_op_and_counts_flops(voxceleb_model):

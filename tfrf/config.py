@@ -11,6 +11,7 @@ from typing import Any, Dict, Tuple
 
 WARP_BACKENDS = ("tfa", "gather")
 ARCHITECTURES = ("rf", "gfla")
+FULL_RESOLUTION_MODES = ("conv", "space_to_depth")
 GFLA_LEVELS = ("h8", "h4")  # feature levels where GFLA may apply local attention, coarse first
 
 
@@ -38,6 +39,17 @@ class ModelConfig:
             (`ResidualFusingBlock(order_invariant=...)`); TFLite exports switch it off.
         architecture: "rf" (the residual-flow `Generator`) or "gfla" (the single-source
             `GFLAGenerator`, Ren et al. CVPR 2020); `tfrf.models.build_generator` maps it.
+        full_resolution: how the residual-flow generator (architecture "rf") works at H x W.
+            "conv" (the paper's network, every existing checkpoint): the first block of the
+            source appearance extractor, of the flow confidence extractor and of the pose
+            encoder is a ResBlockDown whose convolutions run at H x W, and the decoder ends in a
+            ResBlockUp to H x W and a 3x3 conv to RGB. "space_to_depth" (for on-device use: no
+            convolution at full resolution): each of those first blocks takes SPACE_TO_DEPTH(2)
+            of its input and runs its convolutions at H/2 (`SpaceToDepthResBlockDown`), and the
+            decoder's last block stays at H/2 (a ResBlock) and its 3x3 conv gives 4 x 3
+            channels that DEPTH_TO_SPACE(2) turns into the H x W image. Every other shape,
+            the per-source flows, occlusion, attention and residual-flow fusing at H/8 and H/4
+            are the same in both; the weights of one do not load into the other.
         gfla_attention_levels: GFLA only: the levels ("h8", "h4", coarse first) where the target
             network applies local attention and the flow network predicts a flow and a mask.
         gfla_attention_kernel_sizes: GFLA only: the local-attention patch size k at each of
@@ -60,6 +72,7 @@ class ModelConfig:
     leaky_relu_slope: float = 0.1
     order_invariant_fusion: bool = True
     architecture: str = "rf"
+    full_resolution: str = "conv"
     gfla_attention_levels: Tuple[str, ...] = ("h8", "h4")
     gfla_attention_kernel_sizes: Tuple[int, ...] = (3, 5)
     gfla_view_synthesis: bool = False
@@ -80,6 +93,15 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.warp_backend must be one of {WARP_BACKENDS}, got {self.warp_backend!r}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"ModelConfig.architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.full_resolution not in FULL_RESOLUTION_MODES:
+            raise ValueError(
+                f"ModelConfig.full_resolution must be one of {FULL_RESOLUTION_MODES}, got {self.full_resolution!r}"
+            )
+        if self.full_resolution != "conv" and self.architecture != "rf":
+            raise ValueError(
+                f"ModelConfig.full_resolution={self.full_resolution!r} applies to architecture 'rf' only, got "
+                f"architecture {self.architecture!r} (use full_resolution='conv')"
+            )
         levels, sizes = self.gfla_attention_levels, self.gfla_attention_kernel_sizes
         if not levels or list(levels) != [level for level in GFLA_LEVELS if level in levels]:
             raise ValueError(
@@ -162,7 +184,7 @@ PRESETS: Dict[str, ModelConfig] = {
     # fusing at H/8 and H/4 unchanged; exported with --quantize full-int8 for 256x256 video rate.
     "voxceleb2_mobile": ModelConfig(
         name="voxceleb2_mobile", image_height=256, image_width=256, pose_channels=3, width_multiplier=0.0625,
-        min_channels=4,
+        min_channels=4, full_resolution="space_to_depth",
     ),
     "synthetic": ModelConfig(
         name="synthetic", image_height=64, image_width=64, pose_channels=21, gfla_view_synthesis=True

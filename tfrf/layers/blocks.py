@@ -55,6 +55,21 @@ def _upsampling_conv(x, conv):
     return tf.nn.depth_to_space(y, 2)
 
 
+@tf.custom_gradient
+def _nearest_upsample_2x(x):
+    """Nearest 2x upsampling `[B, h, w, C]` -> `[B, 2h, 2w, C]`: the forward pass is Keras's
+    `UpSampling2D` op (ResizeNearestNeighbor); the gradient sums each 2x2 output block, which XLA
+    compiles (ResizeNearestNeighborGrad has no XLA kernel: `tfrf train --xla`)."""
+    shape = tf.shape(x)
+    y = tf.image.resize(x, shape[1:3] * 2, method="nearest")
+
+    def gradient(upstream):
+        blocks = tf.reshape(upstream, [shape[0], shape[1], 2, shape[2], 2, shape[3]])
+        return tf.reduce_sum(blocks, axis=[2, 4])
+
+    return y, gradient
+
+
 class _ResidualBlock(tf.keras.layers.Layer):
     """Shared anatomy: norm -> act -> [resample] -> conv3x3 -> norm -> act -> conv3x3 (+ shortcut)."""
 
@@ -103,7 +118,7 @@ class _ResidualBlock(tf.keras.layers.Layer):
             return self._call_export(inputs)
         x = self.activation(self.norm1(inputs))
         if self.resample == "up":
-            x = self.upsample(x)
+            x = _nearest_upsample_2x(x)
         x = self.conv1(x)
         x = self.conv2(self.activation(self.norm2(x)))
         if self.resample == "down":
@@ -111,7 +126,7 @@ class _ResidualBlock(tf.keras.layers.Layer):
 
         shortcut = inputs
         if self.resample == "up":
-            shortcut = self.upsample(shortcut)
+            shortcut = _nearest_upsample_2x(shortcut)
         if self.learned_shortcut:
             shortcut = self.conv_shortcut(shortcut)
         if self.resample == "down":
@@ -171,3 +186,33 @@ class ResBlock(_ResidualBlock):
 
     def __init__(self, filters: int, normalization: str = "instance", **kwargs):
         super().__init__(filters, normalization=normalization, **kwargs)
+
+
+@tf.keras.utils.register_keras_serializable(package="tfrf")
+class SpaceToDepthResBlockDown(_ResidualBlock):
+    """A `ResBlockDown` replacement with no convolution at the input resolution.
+
+    `[B, H, W, C]` -> SPACE_TO_DEPTH(2) -> `[B, H/2, W/2, 4C]` -> residual block at H/2
+    (norm -> act -> conv3x3 -> norm -> act -> conv3x3, plus a 1x1 shortcut) -> `[B, H/2, W/2,
+    filters]`: the output shape of `ResBlockDown(filters)` on the same input, with both 3x3
+    convolutions at a quarter of the pixels. The pooled 1x1 shortcut of `ResBlockDown` is one
+    particular 1x1 conv of the space-to-depth input, so the shortcut here is at least as
+    expressive. Used for the generator's first blocks when `ModelConfig.full_resolution` is
+    "space_to_depth" (TFLite: one SPACE_TO_DEPTH builtin in front of the block). Channel
+    `(a * 2 + b) * C + c` of the block's input is input pixel (2i + a, 2j + b), channel c
+    (`tf.nn.space_to_depth`'s layout).
+    """
+
+    resample = None
+    block_size = 2
+
+    def build(self, input_shape):
+        input_shape = tf.TensorShape(input_shape)
+        if input_shape[-1] is None:
+            raise ValueError(f"{self.name}: the channel dimension must be known, got {input_shape}")
+        super().build(input_shape[:-1].concatenate([input_shape[-1] * self.block_size**2]))
+        self._build_input_shape = input_shape
+
+    def call(self, inputs):
+        """inputs `[B, H, W, C]` (H, W even) -> `[B, H/2, W/2, filters]`."""
+        return super().call(tf.nn.space_to_depth(inputs, self.block_size))

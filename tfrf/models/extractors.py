@@ -12,19 +12,31 @@ import tensorflow as tf
 from tfrf.config import ModelConfig
 from tfrf.models.base import ConfiguredLayer, flow_dtype
 from tfrf.layers import LeakyReLU, ResBlockDown, ResBlockUp
+from tfrf.layers.blocks import SpaceToDepthResBlockDown
 
 LEVELS = ("h8", "h4")
 
 
+def first_block(config: ModelConfig, filters: int, name: str):
+    """The block that takes a network's full-resolution input to H/2: `ResBlockDown` (the paper)
+    or, with `config.full_resolution == "space_to_depth"`, `SpaceToDepthResBlockDown` (the same
+    output shape, its convolutions at H/2)."""
+    block = SpaceToDepthResBlockDown if config.full_resolution == "space_to_depth" else ResBlockDown
+    return block(filters, leaky_relu_slope=config.leaky_relu_slope, name=name)
+
+
 @tf.keras.utils.register_keras_serializable(package="tfrf")
 class SourceAppearanceExtractor(ConfiguredLayer):
-    """ResBlockDown 3->64 (H/2) -> 128 (H/4) -> 256 (H/8); the H/4 and H/8 maps feed fusing."""
+    """ResBlockDown 3->64 (H/2) -> 128 (H/4) -> 256 (H/8); the H/4 and H/8 maps feed fusing.
+
+    The first block is `first_block`: with `full_resolution="space_to_depth"` it runs at H/2.
+    """
 
     def __init__(self, config: ModelConfig, **kwargs):
         super().__init__(config, **kwargs)
         config = self.config
         c, slope = config.channels, config.leaky_relu_slope
-        self.down1 = ResBlockDown(c(64), leaky_relu_slope=slope, name="down1")
+        self.down1 = first_block(config, c(64), name="down1")
         self.down2 = ResBlockDown(c(128), leaky_relu_slope=slope, name="down2")
         self.down3 = ResBlockDown(c(256), leaky_relu_slope=slope, name="down3")
 
@@ -73,16 +85,17 @@ class FlowConfidenceExtractor(ConfiguredLayer):
 
     Encoder: ResBlockDown to 32 (H/2), 64 (H/4), 128 (H/8), 256 (H/16), 512 (H/32).
     Decoder: ResBlockUp + skip to 256 (H/16); to 128 (H/8) -> heads; to 64 (H/4) -> heads.
-    Skips are added to the upsampled features (same channel count).
+    Skips are added to the upsampled features (same channel count). The first block is
+    `first_block`: with `full_resolution="space_to_depth"` it runs at H/2.
     """
 
     def __init__(self, config: ModelConfig, **kwargs):
         super().__init__(config, **kwargs)
         config = self.config
         c, slope = config.channels, config.leaky_relu_slope
-        self.encoder = [
-            ResBlockDown(c(width), leaky_relu_slope=slope, name=f"down{i + 1}")
-            for i, width in enumerate((32, 64, 128, 256, 512))
+        self.encoder = [first_block(config, c(32), name="down1")] + [
+            ResBlockDown(c(width), leaky_relu_slope=slope, name=f"down{i + 2}")
+            for i, width in enumerate((64, 128, 256, 512))
         ]
         self.up16 = ResBlockUp(c(256), leaky_relu_slope=slope, name="up16")
         self.up8 = ResBlockUp(c(128), leaky_relu_slope=slope, name="up8")

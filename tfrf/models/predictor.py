@@ -7,6 +7,11 @@ residual fusing blocks, and decodes to the image:
     RF(256, H/8) -> ResBlock -> ResBlockUp 128 (H/4)        [D^1]
     RF(128, H/4) -> ResBlock -> ResBlockUp 64 (H/2)         [D^2]
     ResBlock -> ResBlockUp 64 (H) -> 3x3 conv -> tanh
+
+With `ModelConfig.full_resolution == "space_to_depth"` nothing convolves at H x W: the pose
+encoder's first block takes SPACE_TO_DEPTH(2) of the pose (`SpaceToDepthResBlockDown`), and the
+head is ResBlock -> ResBlock 64 (H/2) -> 3x3 conv -> 4 x 3 channels -> DEPTH_TO_SPACE(2) (H) ->
+tanh (sub-pixel convolution, Shi et al. 2016).
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import tensorflow as tf
 from tfrf.config import ModelConfig
 from tfrf.models.base import ConfiguredLayer
 from tfrf.layers import LeakyReLU, ResBlock, ResBlockDown, ResBlockUp, ResidualFusingBlock
-from tfrf.models.extractors import LEVELS
+from tfrf.models.extractors import LEVELS, first_block
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrf")
@@ -27,9 +32,9 @@ class TargetImagePredictor(ConfiguredLayer):
         super().__init__(config, **kwargs)
         config = self.config
         c, slope = config.channels, config.leaky_relu_slope
-        self.pose_encoder = [
-            ResBlockDown(c(width), leaky_relu_slope=slope, name=f"pose_down{i + 1}")
-            for i, width in enumerate((64, 128, 256))
+        self.pose_encoder = [first_block(config, c(64), name="pose_down1")] + [
+            ResBlockDown(c(width), leaky_relu_slope=slope, name=f"pose_down{i + 2}")
+            for i, width in enumerate((128, 256))
         ]
         self.fusing = {
             level: ResidualFusingBlock(
@@ -50,12 +55,14 @@ class TargetImagePredictor(ConfiguredLayer):
             ResBlock(c(128), leaky_relu_slope=slope, name="decode_h4_res"),
             ResBlockUp(c(64), leaky_relu_slope=slope, name="decode_h4_up"),
         ]
-        self.decode_h2 = [
-            ResBlock(c(64), leaky_relu_slope=slope, name="decode_h2_res"),
-            ResBlockUp(c(64), leaky_relu_slope=slope, name="decode_h2_up"),
-        ]
+        # The last block: up to H, or (space_to_depth) kept at H/2 with a sub-pixel to_rgb.
+        self.pixel_shuffle = config.full_resolution == "space_to_depth"
+        last = (ResBlock(c(64), leaky_relu_slope=slope, name="decode_h2_head") if self.pixel_shuffle
+                else ResBlockUp(c(64), leaky_relu_slope=slope, name="decode_h2_up"))
+        self.decode_h2 = [ResBlock(c(64), leaky_relu_slope=slope, name="decode_h2_res"), last]
         self.output_activation = LeakyReLU(slope)
-        self.to_rgb = tf.keras.layers.Conv2D(3, 3, padding="same", name="to_rgb")
+        rgb_channels = 4 * 3 if self.pixel_shuffle else 3  # depth_to_space: channel (a*2+b)*3+c -> pixel (2i+a, 2j+b)
+        self.to_rgb = tf.keras.layers.Conv2D(rgb_channels, 3, padding="same", name="to_rgb")
         self.tanh = tf.keras.layers.Activation("tanh", dtype="float32", name="tanh")
 
     def call(self, target_pose, source_features, flow_outputs, return_intermediates: bool = False):
@@ -89,7 +96,10 @@ class TargetImagePredictor(ConfiguredLayer):
                 x = block(x)
         for block in self.decode_h2:
             x = block(x)
-        image = self.tanh(self.to_rgb(self.output_activation(x)))
+        rgb = self.to_rgb(self.output_activation(x))
+        if self.pixel_shuffle:
+            rgb = tf.nn.depth_to_space(rgb, 2)  # [B, H/2, W/2, 12] -> [B, H, W, 3]
+        image = self.tanh(rgb)
         if return_intermediates:
             return image, intermediates
         return image
