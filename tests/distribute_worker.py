@@ -45,7 +45,8 @@ class RecordingTrainingModel(TrainingModel):
 
 
 class RecordSteps(tf.keras.callbacks.Callback):
-    """Writes {"step", "logs", "examples"} per step (reads the step and losses: tests only)."""
+    """Writes {"step", "batch", "logs", "examples"} per step (reads the step and losses: tests only);
+    the logs are Keras's: means since the epoch began, `batch` the step's index in its epoch."""
 
     def __init__(self, path: str, kill_at_step=None):
         super().__init__()
@@ -53,7 +54,7 @@ class RecordSteps(tf.keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.generator_optimizer.iterations.numpy())
-        line = {"step": step, "logs": {name: float(value) for name, value in (logs or {}).items()},
+        line = {"step": step, "batch": int(batch), "logs": {name: float(value) for name, value in (logs or {}).items()},
                 "examples": list(RecordingTrainingModel.seen)}
         RecordingTrainingModel.seen.clear()
         with open(self.path, "a", encoding="utf-8") as stream:

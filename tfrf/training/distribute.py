@@ -33,7 +33,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Union
 
 import tensorflow as tf
 
@@ -127,14 +127,16 @@ def is_chief(strategy: Optional[tf.distribute.Strategy] = None) -> bool:
     return identity(strategy).is_chief
 
 
-def check_global_batch(batch_size: int, strategy: Optional[tf.distribute.Strategy] = None) -> int:
-    """The per-replica batch of the global `batch_size`.
+def check_global_batch(batch_size: int, strategy: Union[None, int, tf.distribute.Strategy] = None) -> int:
+    """The per-replica batch of the global `batch_size` under `strategy` (or a replica count).
 
     Raises:
         ValueError: `batch_size` is not divisible by the replica count.
     """
-    strategy = strategy or tf.distribute.get_strategy()
-    replicas = strategy.num_replicas_in_sync
+    if isinstance(strategy, int):
+        replicas = strategy
+    else:
+        replicas = (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
     if batch_size % replicas:
         raise ValueError(f"--batch-size {batch_size} (the global batch) is not divisible by the {replicas} replicas "
                          f"of this strategy; use a multiple of {replicas}")
@@ -232,6 +234,14 @@ class ChiefCheckpointManager:
 def describe(strategy: Optional[tf.distribute.Strategy] = None) -> Dict[str, object]:
     """A summary of the strategy for the run's options file and messages."""
     strategy = strategy or tf.distribute.get_strategy()
-    who = identity(strategy)
-    return {"strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
-            "workers": who.num_workers}
+    return {"strategy": strategy_name(strategy), "replicas": strategy.num_replicas_in_sync,
+            "workers": identity(strategy).num_workers}
+
+
+def strategy_name(strategy: tf.distribute.Strategy) -> str:
+    """The `STRATEGIES` name of a strategy object ("default" for any other)."""
+    for kind, name in ((tf.distribute.MultiWorkerMirroredStrategy, "multi-worker"),
+                       (tf.distribute.MirroredStrategy, "mirrored"), (tf.distribute.TPUStrategy, "tpu")):
+        if isinstance(strategy, kind):
+            return name
+    return "default"

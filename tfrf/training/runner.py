@@ -100,6 +100,27 @@ def checkpoint_of(model: TrainingModel) -> tf.train.Checkpoint:
     return tf.train.Checkpoint(**items)
 
 
+def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, model: TrainingModel) -> None:
+    """Restore a stage checkpoint, checking that it fits.
+
+    Every object of the run must be in the checkpoint, except the dynamic loss scale of a run
+    resumed with mixed precision from a float32 checkpoint (it starts afresh): then the networks
+    are checked alone and the optimiser step must be the checkpoint's."""
+    status = checkpoint.restore(path)
+    scaled = any(isinstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+                 for optimizer in (model.generator_optimizer, model.discriminator_optimizer))
+    if not scaled or any("loss_scale" in name for name, _ in tf.train.list_variables(path)):
+        status.assert_existing_objects_matched()
+        return
+    status.expect_partial()
+    networks = {"generator": model.generator}
+    if model.discriminator is not None:
+        networks["discriminator"] = model.discriminator
+    tf.train.Checkpoint(**networks).restore(path).expect_partial().assert_existing_objects_matched()
+    if checkpoint_step(path) and training_step(model) != checkpoint_step(path):
+        raise ValueError(f"{path}: the optimiser step {training_step(model)} is not the checkpoint's")
+
+
 def save_weights_atomically(network: tf.keras.Model, path: str) -> None:
     """`network.save_weights` (HDF5) through a temporary file and a rename."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -177,7 +198,7 @@ def train_stage(
     checkpoint = checkpoint_of(model)
     manager = distribute.ChiefCheckpointManager(checkpoint, directory, max_to_keep=3, chief=chief)
     if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        restore_checkpoint(checkpoint, manager.latest_checkpoint, model)
     elif stage == "full":
         initialise_from_flow_stage(networks, out_dir, verbose)
     start = training_step(model)
