@@ -110,16 +110,17 @@ def listing(directory):
 
 def test_two_workers_match_one_process_and_resume_after_a_kill(tmp_path):
     cache, single_out, out = tmp_path / "cache", tmp_path / "single", tmp_path / "multi"
+    # The single-process reference runs beside the cluster. Worker 1 dies (SIGKILL) when step 3 ends;
+    # the chief then waits on it in step 4's collectives and is killed too.
+    cache.mkdir()
     single = start_worker(tmp_path / "single.jsonl", single_out, cache, log=tmp_path / "single.log")
-    assert wait(single, 120, tmp_path / "single.log") == 0, open(tmp_path / "single.log").read()[-3000:]
-    reference = records(tmp_path / "single.jsonl")
-    assert sorted(reference) == [1, 2, 3, 4] and all(len(reference[s]["examples"]) == BATCH for s in reference)
-
-    # Worker 1 dies (SIGKILL) when step 3 ends; the chief then waits on it in step 4's collectives.
     chief, worker = start_cluster(tmp_path, "killed", out, cache, kill_worker_at=3)
-    assert wait(worker, 120, tmp_path / "killed1.log") == -9, open(tmp_path / "killed1.log").read()[-3000:]
+    assert wait(worker, 150, tmp_path / "killed1.log") == -9, open(tmp_path / "killed1.log").read()[-3000:]
     chief.kill()
     chief.wait()
+    assert wait(single, 150, tmp_path / "single.log") == 0, open(tmp_path / "single.log").read()[-3000:]
+    reference = records(tmp_path / "single.jsonl")
+    assert sorted(reference) == [1, 2, 3, 4] and all(len(reference[s]["examples"]) == BATCH for s in reference)
     assert tf.train.latest_checkpoint(str(out / "checkpoints" / "flow")).endswith("ckpt-2")
     first = [records(tmp_path / f"killed{index}.jsonl") for index in range(2)]
     assert sorted(first[1]) == [1, 2, 3] and sorted(first[0])[:3] == [1, 2, 3]
