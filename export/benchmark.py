@@ -20,6 +20,10 @@ depend on the values):
    sizes; concurrent clients sending B = 1 requests.
 6. A mobile search: the largest size and width whose cached `render` reaches `--target-fps`,
    and the `voxceleb2_mobile` preset's render time per quantisation.
+7. `--mobile-compare`: the `voxceleb2_mobile` preset against its network with
+   `full_resolution="conv"` and against width 0.125 (float32 and full-int8 each), timed
+   interleaved in one process (one cached `render` of each model per round, best of
+   `--compare-rounds`), so their ratios hold under a changing load.
 
 TFLite figures name the runtime that ran them (`ai-edge-litert` when installed, else
 `tf.lite`) and use the export kernels (`--compare-kernels` adds rows traced with the training
@@ -210,6 +214,62 @@ def mobile_search(args) -> None:
               f"({1 / cached:5.1f} fps) {'REACHES' if cached <= budget else ''}", flush=True)
 
 
+def mobile_models(args) -> Dict[str, object]:
+    """The configs `--mobile-compare` times, by label."""
+    import tfrf
+
+    mobile = tfrf.ModelConfig.preset("voxceleb2_mobile")
+    models = {"voxceleb2_mobile": mobile}
+    if mobile.full_resolution != "conv":
+        models["mobile, full_resolution=conv"] = mobile.replace(full_resolution="conv")
+    for width in args.mobile_widths:
+        models[f"voxceleb2 width {width:g}"] = tfrf.ModelConfig.preset("voxceleb2", width_multiplier=width)
+    return models
+
+
+def interleaved_render_seconds(runners: Dict[str, Callable[[], object]], rounds: int) -> Dict[str, float]:
+    """Best time of each runner over `rounds` rounds, each round calling every runner once in
+    turn (after one warm-up call each): load changes hit every runner alike."""
+    for runner in runners.values():
+        runner()
+    best = {label: float("inf") for label in runners}
+    for _ in range(rounds):
+        for label, runner in runners.items():
+            began = time.perf_counter()
+            runner()
+            best[label] = min(best[label], time.perf_counter() - began)
+    return best
+
+
+def mobile_compare(args) -> None:
+    from tfrf.export import build_generator
+    from tfrf.export.profile import op_census
+    from tfrf.export.tflite import convert, load_interpreter
+
+    print(f"\n== mobile compare: cached render, K = 2, {args.threads} threads, interleaved best of "
+          f"{args.compare_rounds} rounds, runtime {runtime_name()} ==")
+    runners, notes = {}, {}
+    for label, config in mobile_models(args).items():
+        generator = build_generator(config, tflite=True)
+        parameters = sum(int(np.prod(variable.shape)) for variable in generator.trainable_variables)
+        inputs = render_inputs(config, 2)
+        for quantize in ("none", "full-int8"):
+            flatbuffer = convert(generator, 2, quantize)
+            census = op_census(flatbuffer, "render")
+            interpreter = load_interpreter(flatbuffer, num_threads=args.threads)
+            features = interpreter.get_signature_runner("encode_sources")(source_images=inputs["source_images"])
+            render = interpreter.get_signature_runner("render")
+            key = (label, quantize)
+            runners[key] = (lambda render=render, features=features, inputs=inputs: render(**inputs, **features))
+            notes[key] = (f"{config.image_height}x{config.image_width} width {config.width_multiplier:g} "
+                          f"min_channels {config.min_channels} {config.full_resolution}, "
+                          f"{parameters / 1e3:.0f} k parameters, {sum(census.values())} render ops")
+    best = interleaved_render_seconds(runners, args.compare_rounds)
+    for (label, quantize), seconds in best.items():
+        print(f"  {label:>30} {quantize:>9}: render {seconds * 1e3:7.1f} ms ({1 / seconds:5.1f} fps)  "
+              f"[{notes[(label, quantize)]}]", flush=True)
+
+
 def benchmark_serving(args) -> None:
     import tfrf
     from tfrf.export import build_generator
@@ -278,6 +338,10 @@ def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
                                              "serving", "batching_parameters.txt"))
     parser.add_argument("--compare-kernels", action="store_true",
                         help="also time the TFLite models traced with the training kernels")
+    parser.add_argument("--mobile-compare", action="store_true",
+                        help="time voxceleb2_mobile, its full_resolution='conv' network and --mobile-widths "
+                             "interleaved (float32, full-int8)")
+    parser.add_argument("--compare-rounds", type=int, default=30, help="rounds of --mobile-compare")
     for part in ("tflite", "mobile", "serving"):
         parser.add_argument(f"--skip-{part}", action="store_true")
     return parser.parse_args(argv)
@@ -297,6 +361,8 @@ def main(argv: Sequence[str] = None) -> int:
         benchmark_tflite(args, throughput)
     if not args.skip_mobile:
         mobile_search(args)
+    if args.mobile_compare:
+        mobile_compare(args)
     if not args.skip_serving:
         benchmark_serving(args)
     return 0

@@ -3,9 +3,11 @@
     python -m tfrf.export.mobile_quality [--out runs/mobile_quality] [--flow-steps 60]
         [--full-steps 240] [--train-objects 80] [--test-objects 20] [--eval-examples 40]
 
-Trains the `demo` recipe (built-in synthetic chairs, 64x64, `tfrf demo`) twice with the same
-budget: once with the demo's network (the `synthetic` preset at width 0.25) and once with the
-`voxceleb2_mobile` network shape (width 0.0625, min_channels 4) on the same data. For each it
+Trains the `demo` recipe (built-in synthetic chairs, 64x64, `tfrf demo`) with the same budget
+for each of `--networks`: "demo" (the demo's network, the `synthetic` preset at width 0.25),
+"mobile" (the `voxceleb2_mobile` network shape: its width, min_channels and full_resolution,
+i.e. space-to-depth stems and a pixel-shuffle head) and "mobile-conv" (the same with
+full_resolution="conv", the earlier mobile preset), all on the same data. For each it
 prints the held-out L1 / PSNR / SSIM at K = 2 of the Keras model, of its float32 TFLite export
 and of its full-int8 export (calibrated on training tuples), and the PSNR of each TFLite
 variant against the Keras float32 output. A short budget: relative figures, not the paper's.
@@ -73,7 +75,7 @@ def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
     parser.add_argument("--test-objects", type=int, default=20)
     parser.add_argument("--eval-examples", type=int, default=40)
     parser.add_argument("--calibration-examples", type=int, default=16)
-    parser.add_argument("--networks", nargs="+", default=["demo", "mobile"], choices=["demo", "mobile"])
+    parser.add_argument("--networks", nargs="+", default=["demo", "mobile"], choices=["demo", "mobile", "mobile-conv"])
     return parser.parse_args(argv)
 
 
@@ -91,10 +93,9 @@ def main(argv: Sequence[str] = None) -> int:
                               train_objects=args.train_objects, test_objects=args.test_objects,
                               eval_examples=args.eval_examples)
     mobile = tfrf.ModelConfig.preset("voxceleb2_mobile")
-    models = {
-        "demo": base.model,
-        "mobile": base.model.replace(width_multiplier=mobile.width_multiplier, min_channels=mobile.min_channels),
-    }
+    mobile_shape = base.model.replace(width_multiplier=mobile.width_multiplier, min_channels=mobile.min_channels,
+                                      full_resolution=mobile.full_resolution)
+    models = {"demo": base.model, "mobile": mobile_shape, "mobile-conv": mobile_shape.replace(full_resolution="conv")}
     report = {}
     for label in args.networks:
         config = base.replace(model=models[label])
@@ -109,8 +110,10 @@ def main(argv: Sequence[str] = None) -> int:
         results = score_variants(generator, tables["test"], tuples, calibration, tables["train"])
         parameters = sum(int(np.prod(v.shape)) for v in generator.trainable_variables)
         report[label] = {"parameters": parameters, "width_multiplier": config.model.width_multiplier,
-                         "min_channels": config.model.min_channels, **results}
+                         "min_channels": config.model.min_channels, "full_resolution": config.model.full_resolution,
+                         **results}
         print(f"\n{label}: width {config.model.width_multiplier:g}, min_channels {config.model.min_channels}, "
+              f"full_resolution {config.model.full_resolution}, "
               f"{parameters / 1e6:.2f} M parameters; budget {config.flow_steps} + {config.full_steps} steps of "
               f"batch {config.batch_size}, {config.train_objects} training objects; K = 2, "
               f"{len(tuples)} held-out tuples")
