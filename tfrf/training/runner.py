@@ -184,15 +184,11 @@ def train_stage(
     per_epoch = config.steps_per_epoch
     directory = os.path.join(out_dir, "checkpoints", stage)
     latest = tf.train.latest_checkpoint(directory)
-    if steps_per_execution < 1:
-        raise ValueError(f"steps_per_execution must be >= 1, got {steps_per_execution}")
-    if steps_per_execution > 1:
-        start_hint = checkpoint_step(latest)
-        fitting = math.gcd(steps_per_execution, per_epoch, max(total - start_hint, 1))
-        if fitting != steps_per_execution and verbose:
-            print(f"stage {stage}: steps_per_execution {steps_per_execution} -> {fitting} (it must divide "
-                  f"steps_per_epoch {per_epoch} and the {total - start_hint} steps left)")
-        steps_per_execution = fitting
+    fitting = fitting_steps_per_execution(steps_per_execution, per_epoch, total - checkpoint_step(latest))
+    if fitting != steps_per_execution and verbose:
+        print(f"stage {stage}: steps_per_execution {steps_per_execution} -> {fitting} (it must divide "
+              f"steps_per_epoch {per_epoch} and the {total - checkpoint_step(latest)} steps left)")
+    steps_per_execution = fitting
     model = compile_stage(stage, networks, config, strategy, jit_compile=jit_compile,
                           steps_per_execution=steps_per_execution)  # (compile creates the optimisers' variables)
     checkpoint = checkpoint_of(model)
@@ -234,6 +230,18 @@ def train_stage(
     distribute.WorkerWrites(out_dir, chief).save_into(
         f"generator_{stage}.weights.h5", lambda path: save_weights_atomically(networks.generator, path))
     return result
+
+
+def fitting_steps_per_execution(requested: int, steps_per_epoch: int, remaining: int) -> int:
+    """The largest divisor of `requested` that also divides `steps_per_epoch` and the `remaining`
+    steps, so that no execution runs past an epoch's end or the stage's last step.
+
+    Raises:
+        ValueError: `requested` < 1.
+    """
+    if requested < 1:
+        raise ValueError(f"steps_per_execution must be >= 1, got {requested}")
+    return math.gcd(requested, steps_per_epoch, max(remaining, 1)) if requested > 1 else 1
 
 
 def checkpoint_step(prefix: Optional[str]) -> int:
