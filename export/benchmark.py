@@ -23,7 +23,8 @@ depend on the values):
 7. `--mobile-compare`: the `voxceleb2_mobile` preset against its network with
    `full_resolution="conv"` and against width 0.125 (float32 and full-int8 each), timed
    interleaved in one process (one cached `render` of each model per round, best of
-   `--compare-rounds`), so their ratios hold under a changing load.
+   `--compare-rounds`, `--compare-calls` consecutive calls per model and round), so their ratios
+   hold under a changing load.
 
 TFLite figures name the runtime that ran them (`ai-edge-litert` when installed, else
 `tf.lite`) and use the export kernels (`--compare-kernels` adds rows traced with the training
@@ -227,17 +228,22 @@ def mobile_models(args) -> Dict[str, object]:
     return models
 
 
-def interleaved_render_seconds(runners: Dict[str, Callable[[], object]], rounds: int) -> Dict[str, float]:
-    """Best time of each runner over `rounds` rounds, each round calling every runner once in
-    turn (after one warm-up call each): load changes hit every runner alike."""
+def interleaved_render_seconds(runners: Dict[str, Callable[[], object]], rounds: int,
+                               calls_per_turn: int = 1) -> Dict[str, float]:
+    """Best time of one call of each runner over `rounds` rounds, each round giving every runner
+    a turn of `calls_per_turn` consecutive calls (after one warm-up call each): load changes hit
+    every runner alike. With one call per turn each call follows the other models' calls (caches
+    hold their data); with several, the later calls of a turn run on warm caches, as a video loop
+    that renders frame after frame with one model does."""
     for runner in runners.values():
         runner()
     best = {label: float("inf") for label in runners}
     for _ in range(rounds):
         for label, runner in runners.items():
-            began = time.perf_counter()
-            runner()
-            best[label] = min(best[label], time.perf_counter() - began)
+            for _ in range(calls_per_turn):
+                began = time.perf_counter()
+                runner()
+                best[label] = min(best[label], time.perf_counter() - began)
     return best
 
 
@@ -247,7 +253,7 @@ def mobile_compare(args) -> None:
     from tfrf.export.tflite import convert, load_interpreter
 
     print(f"\n== mobile compare: cached render, K = 2, {args.threads} threads, interleaved best of "
-          f"{args.compare_rounds} rounds, runtime {runtime_name()} ==")
+          f"{args.compare_rounds} rounds of {args.compare_calls} call(s) per model, runtime {runtime_name()} ==")
     runners, notes = {}, {}
     for label, config in mobile_models(args).items():
         generator = build_generator(config, tflite=True)
@@ -264,7 +270,7 @@ def mobile_compare(args) -> None:
             notes[key] = (f"{config.image_height}x{config.image_width} width {config.width_multiplier:g} "
                           f"min_channels {config.min_channels} {config.full_resolution}, "
                           f"{parameters / 1e3:.0f} k parameters, {sum(census.values())} render ops")
-    best = interleaved_render_seconds(runners, args.compare_rounds)
+    best = interleaved_render_seconds(runners, args.compare_rounds, args.compare_calls)
     for (label, quantize), seconds in best.items():
         print(f"  {label:>30} {quantize:>9}: render {seconds * 1e3:7.1f} ms ({1 / seconds:5.1f} fps)  "
               f"[{notes[(label, quantize)]}]", flush=True)
@@ -342,6 +348,9 @@ def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
                         help="time voxceleb2_mobile, its full_resolution='conv' network and --mobile-widths "
                              "interleaved (float32, full-int8)")
     parser.add_argument("--compare-rounds", type=int, default=30, help="rounds of --mobile-compare")
+    parser.add_argument("--compare-calls", type=int, default=1,
+                        help="consecutive calls per model and round in --mobile-compare (1: every call after "
+                             "the other models' calls; more: warm caches, as in a video loop)")
     for part in ("tflite", "mobile", "serving"):
         parser.add_argument(f"--skip-{part}", action="store_true")
     return parser.parse_args(argv)

@@ -338,3 +338,13 @@ def test_residual_block_export_kernel_equals_training_path(block_class, in_chann
         reference = block.conv1(tf.constant(upsampled, tf.float32)).numpy()
         small = tf.constant(upsampled[:, ::2, ::2], tf.float32)
         np.testing.assert_allclose(blocks._upsampling_conv(small, block.conv1).numpy(), reference, atol=1e-4, rtol=0)
+
+
+def test_interleaved_timing_gives_every_runner_its_turn():
+    from tfrf.export.benchmark import interleaved_render_seconds
+
+    order = []
+    runners = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    best = interleaved_render_seconds(runners, rounds=2, calls_per_turn=2)
+    assert order == ["a", "b"] + ["a", "a", "b", "b"] * 2  # one warm-up each, then turns of two calls
+    assert set(best) == {"a", "b"} and all(0.0 <= seconds < 1.0 for seconds in best.values())
