@@ -48,6 +48,24 @@ def test_parts_of_op_names():
     assert flops.part_of("discriminator/down1/conv1_sn/conv1/Conv2D") == "discriminator"
     assert flops.part_of("gfla_generator/flow/Conv2D") == "generator"
     assert flops.part_of("MatMul_3") == "losses"
+    scopes = {"generator": ("generator", "flow_confidence_extractor")}
+    assert flops.part_of("flow_confidence_extractor/down1/Conv2D", scopes) == "generator"
+    assert flops.part_of("flow_confidence_extractor_1/down1/Conv2D", scopes) == "generator"
+    assert flops.part_of("flow_confidence_extractor/down1/Conv2D") == "losses"
+
+
+def test_training_scopes_name_the_sub_networks():
+    from tfrf.config import ModelConfig
+    from tfrf.training import TrainingModel
+    from tfrf.training.model import build_discriminator
+    from tfrf.models import build_generator
+
+    config = ModelConfig.preset("synthetic", width_multiplier=0.125)
+    model = TrainingModel(build_generator(config), build_discriminator(config), None, stage="flow")
+    scopes = flops.training_scopes(model)
+    assert {"generator", "flow_confidence_extractor", "source_appearance_extractor",
+            "target_image_predictor"} <= set(scopes["generator"])
+    assert scopes["discriminator"][0] == model.discriminator.name
 
 
 def test_dynamic_shapes_are_refused():

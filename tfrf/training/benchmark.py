@@ -66,7 +66,8 @@ def measure(preset: str, k: int, backend: str, stage: str = "full", batch_size: 
                          "step": kind, "image_size": [h, w], "device": device}
         step = tf.function(model.train_step, jit_compile=xla)
         try:
-            results[kind]["flops"] = flops.step_flops(step.get_concrete_function(batch).graph)
+            results[kind]["flops"] = flops.step_flops(step.get_concrete_function(batch).graph,
+                                                      flops.training_scopes(model))
             for _ in range(warmup):
                 float(next(iter(step(batch).values())))
         except Exception as error:  # e.g. Addons>Resampler has no XLA kernel

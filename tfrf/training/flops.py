@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -77,11 +77,18 @@ def live_ops(graph):
     return [op for op in graph.get_operations() if op.name in seen]
 
 
-def part_of(name: str) -> str:
-    """The part an op (name without the gradient tape's scope) belongs to."""
+def part_of(name: str, scopes: Optional[Mapping[str, Sequence[str]]] = None) -> str:
+    """The part an op (name without the gradient tape's scope) belongs to: "vgg" for VGG19's
+    `block{i}_conv{j}`, else the part whose `scopes` (outermost name scopes, e.g. the generator's
+    and its sub-networks' names: stage 1 calls the flow extractor outside the generator's scope)
+    hold the op's outermost scope, else by name ("...discriminator...", "...generator..."),
+    else "losses"."""
     if _VGG.search(name):
         return "vgg"
-    scope = name.split("/")[0]
+    scope = re.sub(r"_\d+$", "", name.split("/")[0])  # a layer called twice: "generator_1"
+    for part, names in (scopes or {}).items():
+        if scope in names:
+            return part
     if "discriminator" in scope:
         return "discriminator"
     if "generator" in scope:
@@ -89,15 +96,25 @@ def part_of(name: str) -> str:
     return "losses"
 
 
-def step_flops(graph) -> Dict[str, Dict[str, float]]:
+def training_scopes(model) -> Dict[str, Tuple[str, ...]]:
+    """The outermost name scopes of a `TrainingModel`'s generator and discriminator ops."""
+    scopes = {}
+    for part, network in (("generator", model.generator), ("discriminator", model.discriminator)):
+        if network is not None:
+            scopes[part] = (network.name, *(layer.name for layer in network.layers))
+    return scopes
+
+
+def step_flops(graph, scopes: Optional[Mapping[str, Sequence[str]]] = None) -> Dict[str, Dict[str, float]]:
     """`{part: {"forward": FLOPs, "backward": FLOPs}}` of the live ops of a traced step, and
-    `"total"`."""
+    `"total"`; `scopes` as in `part_of` (e.g. `training_scopes(model)`)."""
     counts = {part: {"forward": 0.0, "backward": 0.0} for part in PARTS}
     for op in live_ops(graph):
         flops = op_flops(op)
         if flops:
-            direction = "backward" if op.name.startswith("gradient_tape/") else "forward"
-            counts[part_of(op.name[len("gradient_tape/"):] if direction == "backward" else op.name)][direction] += flops
+            backward = op.name.startswith("gradient_tape/")
+            name = op.name[len("gradient_tape/"):] if backward else op.name
+            counts[part_of(name, scopes)]["backward" if backward else "forward"] += flops
     counts["total"] = {"forward": sum(counts[p]["forward"] for p in PARTS),
                        "backward": sum(counts[p]["backward"] for p in PARTS)}
     return counts
