@@ -288,10 +288,12 @@ def test_xla_and_mixed_precision_options(tmp_path, capsys):
         for name, value in plain[step].items():
             assert xla[step][name] == pytest.approx(value, rel=1e-4, abs=1e-7), (step, name)
 
-    # Mixed precision resumes the float32 run (an execution option, not part of the config).
-    mixed = run_cli(tmp_path / "plain", cache, "--mixed-precision", steps=4)
+    # Mixed precision under MirroredStrategy (one CPU replica here) resumes the float32 run: both are
+    # execution options, not part of the config.
+    mixed = run_cli(tmp_path / "plain", cache, "--mixed-precision", "--strategy", "mirrored", steps=4)
     assert tf.keras.mixed_precision.global_policy().name == "float32"  # restored after the run
     assert sorted(mixed) == [3, 4]
     assert all(np.isfinite(value) for logs in mixed.values() for value in logs.values())
-    assert json.load(open(tmp_path / "plain" / "train_options.json"))["mixed_precision"] == "float16"
+    options = json.load(open(tmp_path / "plain" / "train_options.json"))
+    assert (options["mixed_precision"], options["strategy"], options["replicas"]) == ("float16", "mirrored", 1)
     assert tf.train.latest_checkpoint(str(tmp_path / "plain" / "checkpoints" / "flow")).endswith("ckpt-4")
