@@ -225,7 +225,8 @@ class ChiefCheckpointManager:
             return self.manager.save(checkpoint_number=checkpoint_number)
         temporary = tempfile.mkdtemp(prefix="tfrf-worker-")
         try:  # the very calls of the chief (its first save creates the checkpoint's save counter everywhere)
-            tf.train.CheckpointManager(self.checkpoint, temporary, max_to_keep=1).save(checkpoint_number=checkpoint_number)
+            manager = tf.train.CheckpointManager(self.checkpoint, temporary, max_to_keep=1)
+            manager.save(checkpoint_number=checkpoint_number)
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
         return None
