@@ -216,7 +216,8 @@ def mobile_search(args) -> None:
 
 
 def mobile_models(args) -> Dict[str, object]:
-    """The configs `--mobile-compare` times, by label."""
+    """The configs `--mobile-compare` times, by label: the mobile preset, its "conv" network, and
+    each `--mobile-widths` network with both full-resolution forms."""
     import tfrf
 
     mobile = tfrf.ModelConfig.preset("voxceleb2_mobile")
@@ -225,6 +226,8 @@ def mobile_models(args) -> Dict[str, object]:
         models["mobile, full_resolution=conv"] = mobile.replace(full_resolution="conv")
     for width in args.mobile_widths:
         models[f"voxceleb2 width {width:g}"] = tfrf.ModelConfig.preset("voxceleb2", width_multiplier=width)
+        models[f"width {width:g}, space_to_depth"] = tfrf.ModelConfig.preset(
+            "voxceleb2", width_multiplier=width, full_resolution="space_to_depth")
     return models
 
 

@@ -27,8 +27,10 @@ def _psnr(images, reference) -> float:
     return 10.0 * np.log10(4.0 / max(mse, 1e-12))
 
 
-def score_variants(generator, table, tuples, calibration_tuples, train_table) -> Dict[str, Dict[str, float]]:
-    """Held-out metrics of the Keras model and its float32 / full-int8 TFLite exports (K = 2)."""
+def score_variants(generator, table, tuples, calibration_tuples, train_table,
+                   quantizations: Sequence[str] = ("none", "full-int8")) -> Dict[str, Dict[str, float]]:
+    """Held-out metrics of the Keras model and of its TFLite exports, one per `quantizations`
+    ("none" = float32, "float16", "dynamic-int8", "full-int8"; K = 2)."""
     import tensorflow as tf
 
     from tfrf.data.pipeline import make_dataset
@@ -51,7 +53,7 @@ def score_variants(generator, table, tuples, calibration_tuples, train_table) ->
     for output, example in zip(keras_outputs, examples):
         accumulator.update(tf.constant(output), tf.constant(example["target_image"]))
     results["keras"] = accumulator.result()
-    for quantize in ("none", "full-int8"):
+    for quantize in quantizations:
         interpreter = load_interpreter(convert(generator, k, quantize, representative_inputs=calibration), 1)
         encode = interpreter.get_signature_runner("encode_sources")
         render = interpreter.get_signature_runner("render")
@@ -76,6 +78,8 @@ def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
     parser.add_argument("--eval-examples", type=int, default=40)
     parser.add_argument("--calibration-examples", type=int, default=16)
     parser.add_argument("--networks", nargs="+", default=["demo", "mobile"], choices=["demo", "mobile", "mobile-conv"])
+    parser.add_argument("--quantize", nargs="+", default=["none", "full-int8"],
+                        choices=["none", "float16", "dynamic-int8", "full-int8"], help="the exports to score")
     return parser.parse_args(argv)
 
 
@@ -107,7 +111,7 @@ def main(argv: Sequence[str] = None) -> int:
         generator = build_generator(config.model, out, tflite=True)
         tuples = test_tuples(tables["test"], 2, seed=config.seed, max_examples=args.eval_examples)
         calibration = test_tuples(tables["train"], 2, seed=config.seed + 1, max_examples=args.calibration_examples)
-        results = score_variants(generator, tables["test"], tuples, calibration, tables["train"])
+        results = score_variants(generator, tables["test"], tuples, calibration, tables["train"], args.quantize)
         parameters = sum(int(np.prod(v.shape)) for v in generator.trainable_variables)
         report[label] = {"parameters": parameters, "width_multiplier": config.model.width_multiplier,
                          "min_channels": config.model.min_channels, "full_resolution": config.model.full_resolution,
@@ -121,9 +125,10 @@ def main(argv: Sequence[str] = None) -> int:
             extra = f", PSNR vs Keras {values['psnr_vs_keras']:.1f} dB" if "psnr_vs_keras" in values else ""
             print(f"  {variant:>9}: L1 {values['l1']:.4f}  PSNR {values['psnr']:.2f} dB  SSIM {values['ssim']:.3f}{extra}",
                   flush=True)
+    from tfrf.io import atomic_write_text
+
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "report.json"), "w") as stream:
-        json.dump(report, stream, indent=2, default=float)
+    atomic_write_text(os.path.join(args.out, "report.json"), json.dumps(report, indent=2, default=float) + "\n")
     return 0
 
 
