@@ -183,3 +183,21 @@ def test_predict_on_a_dataset_matches_eager_call():
     inputs = make_inputs(generator.config, batch=4, sources=2)
     predicted = generator.predict(tf.data.Dataset.from_tensor_slices(inputs).batch(2), verbose=0)
     np.testing.assert_allclose(predicted, generator(inputs).numpy(), atol=1e-4)
+
+
+def test_traced_generator_keeps_static_image_size_for_unknown_batch_and_sources():
+    """A signature with unknown B and K still reports the image's H and W (exports and TF-Serving
+    metadata show them): the nearest upsampling and the residual-flow conv keep static shapes."""
+    from tfrf.config import ModelConfig
+    from tfrf.models import build_generator
+
+    config = ModelConfig.preset("synthetic", width_multiplier=0.125)
+    generator = build_generator(config)
+    size, channels = config.image_height, config.pose_channels
+    traced = tf.function(lambda inputs: generator(inputs, return_intermediates=True), input_signature=[{
+        "source_images": tf.TensorSpec([None, None, size, size, 3]),
+        "source_poses": tf.TensorSpec([None, None, size, size, channels]),
+        "target_pose": tf.TensorSpec([None, size, size, channels])}])
+    outputs = traced.get_concrete_function().structured_outputs
+    assert outputs["image"].shape.as_list() == [None, size, size, 3]
+    assert outputs["h4"]["residual_flows"].shape.as_list() == [None, None, size // 4, size // 4, 2]

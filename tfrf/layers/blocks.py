@@ -61,7 +61,10 @@ def _nearest_upsample_2x(x):
     `UpSampling2D` op (ResizeNearestNeighbor); the gradient sums each 2x2 output block, which XLA
     compiles (ResizeNearestNeighborGrad has no XLA kernel: `tfrf train --xla`)."""
     shape = tf.shape(x)
-    y = tf.image.resize(x, shape[1:3] * 2, method="nearest")
+    height, width = x.shape[1], x.shape[2]
+    # Static sizes where known, so the graph (and an exported signature) keeps them.
+    size = [2 * height, 2 * width] if height is not None and width is not None else shape[1:3] * 2
+    y = tf.image.resize(x, size, method="nearest")
 
     def gradient(upstream):
         blocks = tf.reshape(upstream, [shape[0], shape[1], 2, shape[2], 2, shape[3]])

@@ -215,7 +215,9 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
         target_part = target_part + tf.cast(self.residual_conv.bias, tf.float32)  # [B, h, w, 2]
         batch_and_sources = tf.shape(warped)[:2]
         source_part = tf.nn.conv2d(tf.cast(fold_sources(warped), tf.float32), kernel[:, :, channels:], 1, "SAME")
-        return unfold_sources(source_part, batch_and_sources) + tf.expand_dims(target_part, 1)
+        residual = unfold_sources(source_part, batch_and_sources) + tf.expand_dims(target_part, 1)
+        # (unfold_sources reshapes by a dynamic shape: keep the static h, w, which exports report)
+        return tf.ensure_shape(residual, warped.shape[:-1].concatenate([2]))
 
     def _call_legacy(self, target_feature, source_features, flows, attention_logits, occlusions,
                      return_intermediates):

@@ -132,6 +132,11 @@ class TrainingModel(tf.keras.Model):
         """Set the optimisers, loss weights (`LossWeights` or a dict; paper defaults), GAN form and
         the correctness loss's sampler ("bilinear" or GFLA's "gaussian")."""
         super().compile(**kwargs)
+        if (self._distribute_reduction_method is None
+                and isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)):
+            # The step returns tracker results, already global means on every replica; Keras's
+            # default ("auto" = "sum" across workers) would report them times the replica count.
+            self.distribute_reduction_method = "first"
         weights = _as_weights(loss_weights)
         if gan_form not in losses.GAN_LOSS_FORMS:
             raise ValueError(f"compile: gan_form must be one of {losses.GAN_LOSS_FORMS}, got {gan_form!r}")

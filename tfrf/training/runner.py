@@ -78,11 +78,7 @@ def compile_stage(stage: str, networks: Networks, config: TrainConfig,
             correctness_sampler=config.correctness_sampler,
             **execution,
         )
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        # The step's losses are tracker results, already global means on every replica; Keras's
-        # default ("auto" = "sum" across the workers) would report them times the replica count.
-        model.distribute_reduction_method = "first"
-    return model
+    return model  # (under MultiWorkerMirroredStrategy compile reports replica 0's global means)
 
 
 def checkpoint_of(model: TrainingModel) -> tf.train.Checkpoint:
