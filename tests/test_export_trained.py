@@ -2,16 +2,16 @@
 
 A random network hides or exaggerates quantization error (its outputs hardly depend on the
 inputs' details), so here the demo recipe (`python -m tfrf.export.mobile_quality`: the built-in
-synthetic chairs, 64x64, K = 2, random VGG weights) trains the demo network and the
-voxceleb2_mobile network shape (space-to-depth stems, 4 channels) for a short budget, and each
-export is scored on held-out tuples against the Keras float32 output (mean PSNR, images in
-[-1, 1]). The demo network is exported in every variant, the mobile network as it ships (float32 and
-full-int8). Floors, against what these runs measure with ai-edge-litert 1.4.0 (demo / mobile):
-- float32: >= 80 dB (126 / 126 dB: float32 rounding);
-- float16 weights: >= 55 dB (81.0 dB);
-- dynamic-int8 (int8 weights, float activations): >= 30 dB (49.9 dB; tf.lite's hybrid kernels,
-  used without the litert extra, are coarser);
-- full-int8 (int8 weights and activations, calibrated on training tuples): >= 25 dB (33.7 / 31.9 dB).
+synthetic chairs, 64x64, K = 2, random VGG weights) trains the voxceleb2_mobile network shape
+(space-to-depth stems, 4 channels) for a short budget, and each export variant is scored on
+held-out tuples against the Keras float32 output (mean PSNR, images in [-1, 1]). Floors, against
+what this run measures with ai-edge-litert 1.4.0 (the demo network, trained 3 + 25 steps, in
+brackets; left out of CI for time):
+- float32: >= 80 dB (126 dB [126]: float32 rounding);
+- float16 weights: >= 55 dB (73.3 dB [81.0]);
+- dynamic-int8 (int8 weights, float activations): >= 30 dB (51.2 dB [49.9]; tf.lite's hybrid
+  kernels, used without the litert extra, are coarser);
+- full-int8 (int8 weights and activations, calibrated on training tuples): >= 25 dB (31.9 dB [33.7]).
 Training must also have learned something: the Keras model's held-out L1 is below the untrained
 network's 1.1 (an image of noise) by a wide margin.
 """
@@ -21,10 +21,10 @@ import os
 import pytest
 
 FLOORS_DB = {"none": 80.0, "float16": 55.0, "dynamic-int8": 30.0, "full-int8": 25.0}
-VARIANTS = {"demo": ("none", "float16", "dynamic-int8", "full-int8"), "mobile": ("none", "full-int8")}
-# The 4-channel mobile network needs the longer budget to leave the random regime (at 3 + 25
-# steps its held-out L1 is still 0.48 and full-int8 sits at the floor; at 5 + 40, 0.33 and 32 dB).
-STEPS = {"demo": ("3", "25"), "mobile": ("5", "40")}
+VARIANTS = {"mobile": ("none", "float16", "dynamic-int8", "full-int8")}
+# The 4-channel mobile network needs this budget to leave the random regime (at 3 + 25 steps its
+# held-out L1 is still 0.48 and full-int8 sits at the floor; at 5 + 40, 0.33 and 32 dB).
+STEPS = {"mobile": ("5", "40")}
 DATA = ["--train-objects", "8", "--test-objects", "3", "--eval-examples", "6", "--calibration-examples", "6"]
 
 
@@ -55,6 +55,9 @@ def report(tmp_path_factory):
 
 @pytest.mark.parametrize("network", sorted(VARIANTS))
 def test_trained_exports_match_keras(report, network, record_property):
+    """(The demo network, trained 3 + 25 steps, measured 126 / 81.0 / 49.9 / 33.7 dB in the four
+    variants; it is left out of CI for time: `python -m tfrf.export.mobile_quality --networks demo
+    --quantize none float16 dynamic-int8 full-int8` reproduces it.)"""
     results = report[network]
     assert results["keras"]["l1"] < 0.5, results["keras"]
     for quantize in VARIANTS[network]:
