@@ -180,23 +180,10 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
             corrected = warp(features, flow, backend=self.warp_backend)
         corrected = unfold_sources(corrected, batch_and_sources)  # [B, K, h, w, C]
 
-        if self.use_occlusion:
-            mask = tf.cast(occlusions, dtype)
-            blended = corrected * (1.0 - mask) + target * mask
-        else:
-            mask = tf.zeros_like(tf.cast(occlusions, dtype))
-            blended = corrected
-
         # float64 only where the order of the sources must not show (inference); training sums in
         # the compute dtype, where the 1e-7 order dependence is far below the gradient noise.
         accumulate = tf.float64 if self.order_invariant and not training else dtype
-        logits = tf.cast(attention_logits, accumulate)
-        if self.use_attention:
-            weights = tf.nn.softmax(logits, axis=1)
-        else:
-            weights = tf.ones_like(logits) / tf.cast(batch_and_sources[1], accumulate)
-        fused = tf.cast(tf.reduce_sum(weights * tf.cast(blended, accumulate), axis=1), dtype)
-        weights = tf.cast(weights, dtype)
+        fused, weights, mask = self._blend_and_fuse(corrected, target, attention_logits, occlusions, accumulate)
 
         if not return_intermediates:
             return fused
@@ -205,6 +192,26 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
             "attention": weights,
             "occlusions": mask,
         }
+
+    def _blend_and_fuse(self, corrected, target, attention_logits, occlusions, accumulate):
+        """Eq. 6: blend each warped source `[B, K, h, w, C]` with f_t `[B, 1, h, w, C]` by its
+        occlusion mask and sum over K with the softmax of the attention logits, accumulated in
+        `accumulate`. Returns (fused `[B, h, w, C]`, attention weights, mask as used), in the
+        features' dtype."""
+        dtype = corrected.dtype
+        if self.use_occlusion:
+            mask = tf.cast(occlusions, dtype)
+            blended = corrected * (1.0 - mask) + target * mask
+        else:
+            mask = tf.zeros_like(tf.cast(occlusions, dtype))
+            blended = corrected
+        logits = tf.cast(attention_logits, accumulate)
+        if self.use_attention:
+            weights = tf.nn.softmax(logits, axis=1)
+        else:
+            weights = tf.ones_like(logits) / tf.cast(tf.shape(corrected)[1], accumulate)
+        fused = tf.cast(tf.reduce_sum(weights * tf.cast(blended, accumulate), axis=1), dtype)
+        return fused, tf.cast(weights, dtype), mask
 
     def _residual(self, target_feature, warped):
         """R(concat[f_t, fw_k]) `[B, K, h, w, 2]` float32 without the concatenated copy: the 3x3
@@ -222,7 +229,7 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
     def _call_legacy(self, target_feature, source_features, flows, attention_logits, occlusions,
                      return_intermediates):
         """The training path before the lean step (issue 12), kept for `python -m
-        tfrf.training.benchmark --step reference` and the lean-step equality tests: flows in the
+        tfrf.training.benchmark --steps-compared reference` and the lean-step equality tests: flows in the
         compute dtype, R on a concatenated copy of f_t per source, float64 fusion in training."""
         dtype = source_features.dtype
         batch_and_sources = tf.shape(source_features)[:2]
@@ -240,21 +247,8 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
             corrected = warp(features, flow, backend=self.warp_backend)
         corrected = unfold_sources(corrected, batch_and_sources)  # [B, K, h, w, C]
 
-        if self.use_occlusion:
-            mask = tf.cast(occlusions, dtype)
-            blended = corrected * (1.0 - mask) + target * mask
-        else:
-            mask = tf.zeros_like(tf.cast(occlusions, dtype))
-            blended = corrected
-
         accumulate = tf.float64 if self.order_invariant else dtype
-        logits = tf.cast(attention_logits, accumulate)
-        if self.use_attention:
-            weights = tf.nn.softmax(logits, axis=1)
-        else:
-            weights = tf.ones_like(logits) / tf.cast(batch_and_sources[1], accumulate)
-        fused = tf.cast(tf.reduce_sum(weights * tf.cast(blended, accumulate), axis=1), dtype)
-        weights = tf.cast(weights, dtype)
+        fused, weights, mask = self._blend_and_fuse(corrected, target, attention_logits, occlusions, accumulate)
 
         if not return_intermediates:
             return fused
