@@ -65,7 +65,7 @@ def test_table_rows_and_times():
 def test_smoke_run_at_the_tiniest_budget(tmp_path, capsys):
     from tfrf import runs
     from tfrf.evaluation import data as data_lib
-    from tfrf.training.evaluate import evaluate_generator, evaluate_nearest_view
+    from tfrf.evaluation.scores import evaluate_generator, evaluate_nearest_view
 
     out = str(tmp_path / "ablation")
     assert ablation.main(["--quick", "--variants", "baseline", "--no-gfla", "--out", out,
@@ -86,7 +86,7 @@ def test_smoke_run_at_the_tiniest_budget(tmp_path, capsys):
     config = runs.read_model_config(run)
     assert not (config.use_residual_flow or config.use_attention or config.use_occlusion)
     # The table's figures are the run's on the fixed test tuples (up to the uint8 rounding of the
-    # written images): compare with the float outputs scored by tfrf.training.evaluate.
+    # written images): compare with the float outputs scored by tfrf.evaluation.scores.
     generator = runs.load_generator(config, runs.latest_run_weights(run))
     data = data_lib.open_data("synthetic", seed=0, test_objects=1, image_size=32, cache_dir=str(tmp_path / "cache"),
                               verbose=False)

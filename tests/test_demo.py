@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from tfrf.cli import main
-from tfrf.commands.demo import run_demo
+from tfrf.training.demo import run_demo
 from tfrf.data.pipeline import ViewTable
 from tfrf.training import TrainConfig
-from tfrf.training.evaluate import nearest_view_indices
+from tfrf.evaluation.scores import nearest_view_indices
 
 
 def tiny_demo_config():

@@ -1,6 +1,6 @@
 """A test that fails if the model stops learning: a short, seeded run on the built-in chairs beats
 the untrained model and the copy-the-nearest-view baseline in L1 on held-out objects."""
-from tfrf.commands.demo import run_demo
+from tfrf.training.demo import run_demo
 from tfrf.training import TrainConfig
 
 

@@ -92,41 +92,35 @@ def _copy_flow_stage(warmup_dir: str, run_dir: str) -> None:
         shutil.copy2(weights, run_dir)
 
 
-def train_variant(variant: str, settings: Dict, tables: Dict, out_dir: str, verbose: int) -> Dict:
+def train_variant(variant: str, settings: Dict, data, out_dir: str, verbose: int) -> Dict:
     """Train one variant (stage 2 from the shared warm-up; GFLA both stages); returns timings."""
-    from tfrf.evaluation.data import write_run_data
-    from tfrf.training import runner
+    from tfrf.training.run import TrainingRun
 
     config = ablation_config(settings, variant)
     run_dir = os.path.join(out_dir, variant)
-    runner.write_config(config, run_dir)
-    write_run_data(run_dir, "synthetic", seed=settings["seed"], test_objects=settings["test_objects"],
-                   image_size=settings["image_size"], cache_dir=settings["cache_dir"])
-    stages = ("flow", "full") if variant == "gfla" else ("full",)
     if variant != "gfla":
+        os.makedirs(run_dir, exist_ok=True)
         _copy_flow_stage(os.path.join(out_dir, "flow_warmup"), run_dir)
-    networks = runner.create_networks(config)
-    dataset_fn = runner.training_dataset_fn(tables["train"], config)
-    preview = runner.preview_batch(tables["test"], config, size=min(4, config.batch_size))
-    seconds = {}
-    for stage in stages:
-        result = runner.train_stage(stage, networks, config, dataset_fn, run_dir, preview=preview, verbose=verbose)
-        seconds[stage] = result["seconds"]
-        seconds[f"{stage}_steps"] = result["end_step"] - result["start_step"]
-    return seconds
+    stages = ("flow", "full") if variant == "gfla" else ("full",)
+    results = TrainingRun(config, data, run_dir, verbose=verbose).train(stages)
+    return _timings(results)
 
 
-def warm_up(settings: Dict, tables: Dict, out_dir: str, verbose: int) -> Dict:
+def warm_up(settings: Dict, data, out_dir: str, verbose: int) -> Dict:
     """Stage 1 of the full model, shared by every variant, in `OUT/flow_warmup`."""
-    from tfrf.training import runner
+    from tfrf.training.run import TrainingRun
 
-    config = ablation_config(settings, "full")
-    run_dir = os.path.join(out_dir, "flow_warmup")
-    runner.write_config(config, run_dir)
-    networks = runner.create_networks(config)
-    result = runner.train_stage("flow", networks, config, runner.training_dataset_fn(tables["train"], config),
-                                run_dir, verbose=verbose)
-    return {"flow": result["seconds"], "flow_steps": result["end_step"] - result["start_step"]}
+    run = TrainingRun(ablation_config(settings, "full"), data, os.path.join(out_dir, "flow_warmup"), verbose=verbose)
+    return _timings(run.train(("flow",)))
+
+
+def _timings(results: Dict) -> Dict:
+    """`{stage: seconds, f"{stage}_steps": steps trained}` of `TrainingRun.train`'s results."""
+    timings = {}
+    for stage, result in results.items():
+        timings[stage] = result["seconds"]
+        timings[f"{stage}_steps"] = result["end_step"] - result["start_step"]
+    return timings
 
 
 def format_table(rows: Sequence[Dict], ks: Sequence[int], with_lpips: bool) -> str:
@@ -156,17 +150,16 @@ def run_ablation(settings: Dict, out_dir: str, variants: Sequence[str] = ALL_VAR
                  lpips_weights: Optional[str] = None, verbose: int = 2, say=print) -> Dict:
     """Train every variant (GFLA left out, with a note, when it cannot be trained), evaluate them
     together, write `OUT/ablation.{md,json}`; returns the summary."""
-    from tfrf.data import synthetic
     from tfrf.evaluation import data as data_lib
     from tfrf.evaluation import metric_networks, report
+    from tfrf.evaluation.scores import evaluate_nearest_view
     from tfrf.io import atomic_write_text
-    from tfrf.training.evaluate import evaluate_nearest_view
+    from tfrf.training.run import SYNTHETIC, load_data
 
     began = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
     size, seed, cache = settings["image_size"], settings["seed"], settings["cache_dir"]
-    tables = {split: synthetic.load_table(split, cache_dir=cache, seed=seed, image_size=size, verbose=bool(verbose),
-                                          num_objects=settings[f"{split}_objects"]) for split in ("train", "test")}
+    training_data = load_data(SYNTHETIC, ablation_config(settings, "full"), cache_dir=cache, verbose=bool(verbose))
     notes: List[str] = []
     variants = list(variants)
     if "gfla" in variants:
@@ -180,10 +173,10 @@ def run_ablation(settings: Dict, out_dir: str, variants: Sequence[str] = ALL_VAR
     timings = {}
     if any(variant != "gfla" for variant in variants):
         say(f"ablation: stage 1 (shared), {settings['flow_steps']} steps")
-        timings["flow_warmup"] = warm_up(settings, tables, out_dir, verbose)
+        timings["flow_warmup"] = warm_up(settings, training_data, out_dir, verbose)
     for variant in variants:
         say(f"ablation: {variant}, stage 2 {settings['full_steps']} steps")
-        timings[variant] = train_variant(variant, settings, tables, out_dir, verbose)
+        timings[variant] = train_variant(variant, settings, training_data, out_dir, verbose)
 
     metrics = ["l1", "psnr", "ssim"] + (["lpips"] if lpips_weights else [])
     networks = metric_networks.build_metric_networks(metrics, lpips_weights=lpips_weights)

@@ -33,6 +33,9 @@ import os
 import sys
 
 STAGE_CHOICES = ("flow", "full", "both")
+# Options that set the TrainConfig field of the same name.
+CONFIG_FIELDS = ("batch_size", "learning_rate", "checkpoint_every", "summary_every", "steps_per_epoch", "gan_form",
+                 "seed", "flow_steps", "full_steps", "train_objects", "test_objects")
 
 
 def register(subparsers) -> None:
@@ -98,16 +101,11 @@ def register(subparsers) -> None:
 def resolve_config(args):
     """The preset with the command line's overrides: a `TrainConfig`."""
     from tfrf.training.config import TrainConfig
+    from tfrf.training.run import resolve_preset
 
-    overrides = {}
-    for arg, field in (("k", "num_sources"), ("batch_size", "batch_size"), ("learning_rate", "learning_rate"),
-                       ("checkpoint_every", "checkpoint_every"), ("summary_every", "summary_every"),
-                       ("steps_per_epoch", "steps_per_epoch"), ("gan_form", "gan_form"), ("seed", "seed"),
-                       ("flow_steps", "flow_steps"), ("full_steps", "full_steps"),
-                       ("train_objects", "train_objects"), ("test_objects", "test_objects")):
-        value = getattr(args, arg, None)
-        if value is not None:
-            overrides[field] = value
+    overrides = {field: getattr(args, field) for field in CONFIG_FIELDS if getattr(args, field, None) is not None}
+    if args.k is not None:
+        overrides["num_sources"] = args.k
     if args.learning_rate is not None:
         overrides["discriminator_learning_rate"] = args.learning_rate
     if args.steps is not None:
@@ -122,101 +120,15 @@ def resolve_config(args):
         model["image_height"], model["image_width"] = args.image_size
     if args.warp_backend is not None:
         model["warp_backend"] = args.warp_backend
-    preset = args.preset or default_preset(args)
-    architecture = getattr(args, "architecture", None)
-    if architecture is not None:
-        preset = architecture_preset(preset, architecture, model, overrides)
+    preset = resolve_preset(args.preset, args.data_dir, args.dataset, getattr(args, "architecture", None), model,
+                            overrides)
     if model:
         overrides["model"] = model
     return TrainConfig.preset(preset, **overrides)
 
 
-def architecture_preset(preset: str, architecture: str, model: dict, overrides: dict) -> str:
-    """The training preset for `--architecture`: gfla -> `gfla_PRESET` if there is one, else
-    `preset` with model.architecture=gfla and K = 1 (added to `model` / `overrides`)."""
-    from tfrf.training.config import TRAIN_PRESETS
-
-    is_gfla_preset = TRAIN_PRESETS[preset].model.architecture == "gfla" if preset in TRAIN_PRESETS else False
-    if architecture == "gfla" and not is_gfla_preset:
-        if f"gfla_{preset}" in TRAIN_PRESETS:
-            return f"gfla_{preset}"
-        model["architecture"] = "gfla"
-        overrides.setdefault("num_sources", 1)
-        overrides.setdefault("eval_ks", (1,))
-    elif architecture == "rf" and is_gfla_preset:
-        raise ValueError(f"--architecture rf contradicts --preset {preset} (a GFLA preset); drop one of them")
-    return preset
-
-
 def selected_stages(stage: str):
     return ("flow", "full") if stage == "both" else (stage,)
-
-
-def default_preset(args) -> str:
-    """The training preset of the data: the dataset's own, or synthetic."""
-    from tfrf.data.prepared import preset_of_dataset
-
-    if args.data_dir == "synthetic":
-        return "synthetic"
-    return preset_of_dataset(args.data_dir, args.dataset)
-
-
-def load_tables(data_dir: str, config, cache_dir=None, dataset=None):
-    """(train table, preview table) from the synthetic set or a prepared TFDS dataset."""
-    if data_dir == "synthetic":
-        from tfrf.data import synthetic
-
-        train = synthetic.load_table("train", cache_dir=cache_dir, seed=config.seed, num_objects=config.train_objects,
-                                     image_size=config.model.image_height, verbose=True)
-        test = synthetic.load_table("test", cache_dir=cache_dir, seed=config.seed, num_objects=config.test_objects,
-                                    image_size=config.model.image_height, verbose=True)
-        return train, test
-    from tfrf.data.pipeline import table_from_tfds
-    from tfrf.data.prepared import open_prepared
-
-    builder = open_prepared(data_dir, dataset)
-    train = table_from_tfds(builder, "train")
-    preview = table_from_tfds(builder, "test") if "test" in builder.info.splits else train
-    return train, preview
-
-
-OPTIONS_FILE = "train_options.json"
-
-
-def execution_config(config, xla: bool):
-    """The config the run executes: under `--xla` a tfa warp becomes "gather" (tfa's resampler has
-    no XLA kernel; the weights are the same), with a printed note. `config.json` keeps `config`."""
-    if xla and config.model.warp_backend == "tfa":
-        print("tfrf train: --xla: tfa.image.resampler has no XLA kernel; this run warps with the 'gather' backend "
-              "(same weights; config.json keeps 'tfa')")
-        return config.replace(model={"warp_backend": "gather"})
-    return config
-
-
-def mixed_precision_policy(value):
-    """The Keras policy name of `--mixed-precision` (None: float32), with a note on a CPU."""
-    if value is None:
-        return None
-    import tensorflow as tf
-
-    if value == "float16" and not tf.config.list_physical_devices("GPU"):
-        print("tfrf train: note: --mixed-precision float16 on a CPU is slower than float32 (TensorFlow has few "
-              "float16 CPU kernels); it pays on GPUs. bfloat16 suits TPUs and CPUs with bfloat16 units")
-    return f"mixed_{value}"
-
-
-def write_options(args, out_dir: str, strategy, warp_backend: str) -> str:
-    """Record the execution options of this invocation as OUT/train_options.json (chief only)."""
-    import json
-
-    from tfrf.io import atomic_write_text
-    from tfrf.training import distribute
-
-    options = {**distribute.describe(strategy), "xla": bool(args.xla), "mixed_precision": args.mixed_precision,
-               "steps_per_execution": args.steps_per_execution, "warp_backend": warp_backend}
-    path = os.path.join(out_dir, OPTIONS_FILE)
-    atomic_write_text(path, json.dumps(options, indent=2, sort_keys=True) + "\n")
-    return path
 
 
 def run(args) -> int:
@@ -228,56 +140,23 @@ def train(args, extra_callbacks=()) -> int:
     if args.dry_run:
         print(resolve_config(args).to_json())
         return 0
-    if args.steps_per_execution < 1:
-        raise ValueError(f"--steps-per-execution must be >= 1, got {args.steps_per_execution}")
     from tfrf.training import distribute
-
-    strategy = distribute.create_strategy(args.strategy, tpu=args.tpu)  # first: MultiWorkerMirroredStrategy
-    config = resolve_config(args)                                         # needs it before any TF op
-    distribute.check_global_batch(config.batch_size, strategy)
-    policy = mixed_precision_policy(args.mixed_precision)
-    import tensorflow as tf
-
-    previous_policy = tf.keras.mixed_precision.global_policy()
-    if policy:
-        tf.keras.mixed_precision.set_global_policy(policy)
-    try:
-        return _train(args, config, strategy, extra_callbacks)
-    finally:
-        tf.keras.mixed_precision.set_global_policy(previous_policy)
-
-
-def _train(args, config, strategy, extra_callbacks) -> int:
-    from tfrf.training import distribute, runner
     from tfrf.training.callbacks import NonFiniteLossError
+    from tfrf.training.run import ExecutionOptions, TrainingRun, load_data, precision_policy
 
-    chief = distribute.is_chief(strategy)
-    train_table, preview_table = load_tables(args.data_dir, config, args.cache_dir, args.dataset)
-    if train_table.pose_channels != config.model.pose_channels:
-        raise ValueError(f"--data-dir {args.data_dir} has {train_table.pose_channels}-channel poses "
-                         f"({train_table.pose_encoder}); preset {config.name!r} expects {config.model.pose_channels}")
-    executed = execution_config(config, args.xla)
-    if not chief:
-        runner.check_config(config, args.out)
-    else:
-        runner.write_config(config, args.out)
-        from tfrf.evaluation.data import write_run_data  # what `tfrf evaluate --run` scores by default
-
-        write_run_data(args.out, args.data_dir, args.dataset, seed=config.seed, test_objects=config.test_objects,
-                       image_size=config.model.image_height, cache_dir=args.cache_dir)
-        write_options(args, args.out, strategy, executed.model.warp_backend)
-    networks = runner.create_networks(executed, strategy)
-    dataset_fn = runner.training_dataset_fn(train_table, executed, strategy)
-    preview = runner.preview_batch(preview_table, executed, size=min(4, config.batch_size)) if chief else None
-    verbose = 0 if args.quiet or not chief else 1
-    try:
-        for stage in selected_stages(args.stage):
-            result = runner.train_stage(stage, networks, executed, dataset_fn, args.out, preview=preview,
-                                        extra_callbacks=extra_callbacks, strategy=strategy, verbose=verbose,
-                                        jit_compile=args.xla, steps_per_execution=args.steps_per_execution)
-            print(f"stage {stage}: steps {result['start_step']} -> {result['end_step']} "
-                  f"in {result['seconds']:.1f} s")
-    except NonFiniteLossError as error:
-        print(f"tfrf train: {error}", file=sys.stderr)
-        return 3
+    options = ExecutionOptions(distribute.create_strategy(args.strategy, tpu=args.tpu),  # first: before any TF op
+                               args.xla, args.mixed_precision, args.steps_per_execution)
+    config = resolve_config(args)
+    distribute.check_global_batch(config.batch_size, options.strategy)
+    with precision_policy(args.mixed_precision):
+        data = load_data(args.data_dir, config, args.dataset, args.cache_dir)
+        run = TrainingRun(config, data, args.out, options, verbose=0 if args.quiet else 1)
+        try:
+            for stage in selected_stages(args.stage):
+                result = run.train_stage(stage, extra_callbacks)
+                print(f"stage {stage}: steps {result['start_step']} -> {result['end_step']} "
+                      f"in {result['seconds']:.1f} s")
+        except NonFiniteLossError as error:
+            print(f"tfrf train: {error}", file=sys.stderr)
+            return 3
     return 0

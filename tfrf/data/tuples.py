@@ -10,12 +10,14 @@ column K is the target.
   multi-source literature), written beside the prepared data so that everyone scores the same
   tuples.
 - `save_tuples` / `load_tuples`: atomic `.npy` (or readable `.json`) files.
+- `held_out_tuples`: the test tuples every evaluation scores: those stored beside prepared data
+  (`test_tuples_path`), else `fixed_test_tuples` of the table, evenly thinned (`thin_tuples`).
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
@@ -212,3 +214,27 @@ def load_tuples(path: str) -> np.ndarray:
     if tuples.ndim != 2 or tuples.shape[1] < 2:
         raise ValueError(f"tuple file {path} holds shape {tuples.shape}, expected [M, K+1] with K >= 1")
     return tuples.astype(np.int64)
+
+
+def test_tuples_path(data_dir, k: int) -> str:
+    """Where the fixed test tuples for K sources lie in a prepared version folder."""
+    return os.path.join(os.fspath(data_dir), f"test_tuples_k{k}.npy")
+
+
+def thin_tuples(tuples: np.ndarray, max_examples: Optional[int] = None) -> np.ndarray:
+    """At most `max_examples` rows of `tuples`, evenly spaced (first and last kept)."""
+    if max_examples is not None and len(tuples) > max_examples:
+        tuples = tuples[np.linspace(0, len(tuples) - 1, max_examples).round().astype(int)]
+    return tuples
+
+
+def held_out_tuples(table, k: int, seed: int = 0, max_examples: Optional[int] = None,
+                    data_dir=None) -> Tuple[np.ndarray, str]:
+    """The fixed test tuples of K for `table` (a `tfrf.data.pipeline.ViewTable`), evenly thinned
+    to at most `max_examples` rows, and where they came from: the file stored beside the
+    prepared data in `data_dir` when there is one, else `fixed_test_tuples` drawn with `seed`."""
+    if data_dir is not None and os.path.isfile(test_tuples_path(data_dir, k)):
+        path = test_tuples_path(data_dir, k)
+        return thin_tuples(load_tuples(path), max_examples), path
+    drawn = fixed_test_tuples(table.groups, k, seed, **table.tuple_kwargs())
+    return thin_tuples(drawn, max_examples), f"drawn with seed {seed}"

@@ -5,7 +5,6 @@
 - `render`: one model at one K: render, write the images, re-read and score; best/worst gallery.
 - `tables`: the Markdown (papers' layout) and CSV tables.
 - `report`: every model and K into one report folder, written atomically.
-
-The held-out L1/PSNR/SSIM evaluation used during training and by `tfrf demo` (with the
-nearest-view baseline) is `tfrf.training.evaluate`.
+- `scores`: L1/PSNR/SSIM of a generator's float outputs in memory, and the nearest-view copy
+  baseline (what `tfrf demo` prints).
 """

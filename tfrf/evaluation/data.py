@@ -6,8 +6,8 @@ no `--data-dir` is given, the data a run trained on is read from `RUN/data.json`
 written by the ablation benchmark, and by `tfrf train` once it records its data).
 
 Test tuples: the fixed, seeded ones stored beside prepared data (`test_tuples_k{K}.npy`, what
-everyone scores); for the built-in chairs, or a K not stored, `tfrf.training.evaluate.test_tuples`
-(seed 0 / the run's seed). `--max-examples` thins them evenly, as `tfrf demo` does.
+everyone scores); for the built-in chairs, or a K not stored, drawn with seed 0 / the run's seed
+(`tfrf.data.tuples.held_out_tuples`). `--max-examples` thins them evenly, as `tfrf demo` does.
 
 Mask-LPIPS reads the target keypoints `[18, 2]` (y, x) of the prepared data's pose feature (the
 `keypoints18` encoder only) at the evaluated size: a resized image moves a stored pixel centre y to
@@ -91,16 +91,10 @@ class EvaluationData:
     def test_tuples(self, k: int, max_examples: Optional[int] = None) -> Tuple[np.ndarray, str]:
         """The fixed test tuples of K (int64 `[M, K+1]`, thinned to `max_examples`) and where they
         came from (the stored file, or "drawn with seed S")."""
-        from tfrf.training.evaluate import test_tuples, thin_tuples
+        from tfrf.data.tuples import held_out_tuples
 
-        if self.builder is not None:
-            from tfrf.data.prepared import stored_test_tuples
-
-            stored = stored_test_tuples(self.builder, k)
-            if stored is not None:
-                origin = os.path.join(os.fspath(self.builder.data_dir), f"test_tuples_k{k}.npy")
-                return thin_tuples(stored, max_examples), origin
-        return test_tuples(self.table, k, self.seed, max_examples), f"drawn with seed {self.seed}"
+        data_dir = self.builder.data_dir if self.builder is not None else None
+        return held_out_tuples(self.table, k, self.seed, max_examples, data_dir=data_dir)
 
     def target_keypoints(self, indices: Sequence[int], size: Tuple[int, int]) -> np.ndarray:
         """Keypoints `[n, 18, 2]` (y, x) of images `indices` at `size` = (H, W), -1 where missing."""

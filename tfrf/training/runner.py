@@ -273,9 +273,9 @@ def training_dataset_fn(table, config: TrainConfig,
 def preview_batch(table, config: TrainConfig, size: int = 4) -> Dict[str, np.ndarray]:
     """A fixed batch of `size` test tuples (numpy), for galleries."""
     from tfrf.data.pipeline import make_dataset
-    from tfrf.training.evaluate import test_tuples
+    from tfrf.data.tuples import held_out_tuples
 
-    tuples = test_tuples(table, config.num_sources, config.seed, size)
+    tuples, _ = held_out_tuples(table, config.num_sources, config.seed, size)
     dataset = make_dataset(table, config.num_sources, batch_size=size, training=False, tuples=tuples,
                            image_size=config.model.image_size)
     return {key: value.numpy() for key, value in next(iter(dataset)).items()}

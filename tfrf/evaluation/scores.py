@@ -1,6 +1,7 @@
-"""Held-out evaluation at several K: L1, PSNR, SSIM of the generator and of a copy baseline.
+"""Scores in memory at several K: L1, PSNR, SSIM of the generator's float outputs and of a copy
+baseline, for `tfrf demo` and quick checks (`tfrf.evaluation.report` scores written images).
 
-Every K scores a fixed, seeded list of test tuples (`tfrf.data.tuples.fixed_test_tuples`),
+Every K scores a fixed, seeded list of test tuples (`tfrf.data.tuples.held_out_tuples`),
 thinned evenly to at most `max_examples` so that every object is represented. The baseline
 "copy the source view nearest in azimuth" predicts the target as the source whose azimuth bin is
 circularly closest to the target's (ties: the closer elevation, then the first source); it
@@ -13,23 +14,11 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfrf.data import tuples as tuples_lib
+from tfrf.data.tuples import held_out_tuples
 from tfrf.data.pipeline import ViewTable, make_dataset
 from tfrf.metrics import MetricAccumulator
 from tfrf.models.generator import INPUT_KEYS
 from tfrf.pose.views import NUM_AZIMUTH_BINS
-
-
-def thin_tuples(tuples: np.ndarray, max_examples: Optional[int] = None) -> np.ndarray:
-    """At most `max_examples` rows of `tuples`, evenly spaced (first and last kept)."""
-    if max_examples is not None and len(tuples) > max_examples:
-        tuples = tuples[np.linspace(0, len(tuples) - 1, max_examples).round().astype(int)]
-    return tuples
-
-
-def test_tuples(table: ViewTable, k: int, seed: int = 0, max_examples: Optional[int] = None) -> np.ndarray:
-    """The fixed test tuples of K, evenly thinned to at most `max_examples` rows."""
-    return thin_tuples(tuples_lib.fixed_test_tuples(table.groups, k, seed, **table.tuple_kwargs()), max_examples)
 
 
 def evaluate_generator(generator, table: ViewTable, tuples: np.ndarray, batch_size: int = 16) -> Dict[str, float]:
@@ -88,7 +77,7 @@ def evaluate(generator, table: ViewTable, ks: Sequence[int] = (1, 2, 4), seed: i
     """
     results: Dict[str, Dict[str, Dict[str, float]]] = {}
     for k in ks:
-        tuples = test_tuples(table, k, seed, max_examples)
+        tuples, _ = held_out_tuples(table, k, seed, max_examples)
         if generator is not None:
             results.setdefault("model", {})[str(k)] = evaluate_generator(generator, table, tuples, batch_size)
         if baseline and table.pose_encoder == "view21":
