@@ -1,9 +1,9 @@
-"""FLOP counting of traced training steps (`tfrf.training.flops`) against hand counts."""
+"""FLOP counting of traced training steps (`tfrf.benchmarks.flops`) against hand counts."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrf.training import flops
+from tfrf.benchmarks import flops
 
 
 def test_counts_live_convolutions_and_products_by_part_and_direction():
@@ -57,8 +57,7 @@ def test_parts_of_op_names():
 def test_training_scopes_name_the_sub_networks():
     from tfrf.config import ModelConfig
     from tfrf.training import TrainingModel
-    from tfrf.training.model import build_discriminator
-    from tfrf.models import build_generator
+    from tfrf.models import build_discriminator, build_generator
 
     config = ModelConfig.preset("synthetic", width_multiplier=0.125)
     model = TrainingModel(build_generator(config), build_discriminator(config), None, stage="flow")

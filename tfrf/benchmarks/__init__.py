@@ -1,1 +1,17 @@
-"""Benchmarks that train: the table-4 ablation on the built-in chairs (`python -m tfrf.benchmarks.ablation`)."""
+"""Benchmarks, each `python -m tfrf.benchmarks.NAME` (figures are printed, never asserted).
+
+- `forward`: forward latency and peak memory per warp backend, XLA and K (`tfrf bench`).
+- `train_step`: train-step images/s with FLOPs by part against the conv throughput.
+- `gpu`: train step per precision and XLA, at batch 5 and the largest batch, with MFU; and
+  SavedModel / TFLite inference latency (needs a GPU).
+- `tflite_render`: TFLite render latency, FLOPs and sizes, mobile search (`tflite_mobile`) and
+  local-server throughput (`serving_load.benchmark_serving`).
+- `tflite_profile`: time per TFLite op type against its FLOP share.
+- `serving_load`: loopback load test of a PredictionService.
+- `mobile_quality`: quality of the mobile network and of full-int8 under one training budget.
+- `ablation`: the paper's table-4 ablation on the built-in chairs.
+- `summary`: the layer table of `tfrf summary`.
+
+Shared by all: `flops` (the FLOP counter), `conv_throughput` (the conv-throughput probe),
+`timing` (the timers), `inputs` (random generator inputs).
+"""

@@ -22,7 +22,7 @@ def register(subparsers):
 
 
 def run(args) -> int:
-    from tfrf.benchmark import format_result, run_all
+    from tfrf.benchmarks.forward import format_result, run_all
     from tfrf.io import atomic_write_text
 
     xla_modes = {"off": [False], "on": [True], "both": [False, True]}[args.xla]

@@ -41,8 +41,9 @@ def model_config(args):
 
 
 def run(args) -> int:
+    from tfrf.benchmarks.flops import generator_flops
+    from tfrf.benchmarks.summary import built_generator, component_table, format_table
     from tfrf.models import GENERATORS
-    from tfrf.profiling import build_generator, component_table, count_flops, format_table
 
     config = model_config(args)
     if any(k < 1 for k in args.k):
@@ -50,10 +51,10 @@ def run(args) -> int:
     limit = getattr(GENERATORS[config.architecture], "max_sources", None)
     if limit is not None and max(args.k) > limit:
         raise ValueError(f"--k {max(args.k)}: the {config.architecture} generator takes at most {limit} source(s)")
-    generator = build_generator(config)
+    generator = built_generator(config)
     rows = component_table(generator)
     params = generator.count_params()
-    flops = {k: count_flops(generator, k) for k in args.k}
+    flops = {k: generator_flops(generator, k) for k in args.k}
     if args.json:
         print(json.dumps({"config": config.to_dict(), "parameters": params, "flops_per_image": flops}, indent=2))
         return 0

@@ -1,16 +1,16 @@
 """Quality of the mobile network and of full-int8 under one short training budget.
 
-    python -m tfrf.export.mobile_quality [--out runs/mobile_quality] [--flow-steps 60]
+    python -m tfrf.benchmarks.mobile_quality [--out runs/mobile_quality] [--flow-steps 60]
         [--full-steps 240] [--train-objects 80] [--test-objects 20] [--eval-examples 40]
 
 Trains the `demo` recipe (built-in synthetic chairs, 64x64, `tfrf demo`) with the same budget
 for each of `--networks`: "demo" (the demo's network, the `synthetic` preset at width 0.25),
 "mobile" (the `voxceleb2_mobile` network shape: its width, min_channels and full_resolution,
 i.e. space-to-depth stems and a pixel-shuffle head) and "mobile-conv" (the same with
-full_resolution="conv", the earlier mobile preset), all on the same data. For each it
-prints the held-out L1 / PSNR / SSIM at K = 2 of the Keras model, of its float32 TFLite export
-and of its full-int8 export (calibrated on training tuples), and the PSNR of each TFLite
-variant against the Keras float32 output. A short budget: relative figures, not the paper's.
+full_resolution="conv"), all on the same data. For each it prints the held-out L1 / PSNR / SSIM
+at K = 2 of the Keras model, of its float32 TFLite export and of its full-int8 export
+(calibrated on training tuples), and the PSNR of each TFLite variant against the Keras float32
+output. A short budget: relative figures, not the paper's.
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def score_variants(generator, table, tuples, calibration_tuples, train_table,
 
 
 def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tfrf.export.mobile_quality", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tfrf.benchmarks.mobile_quality", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=os.path.join("runs", "mobile_quality"))
     parser.add_argument("--flow-steps", type=int, default=60)
     parser.add_argument("--full-steps", type=int, default=240)
@@ -87,11 +87,11 @@ def main(argv: Sequence[str] = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tfrf
-    from tfrf.commands.demo import run_demo
     from tfrf.data import synthetic
-    from tfrf.export import build_generator
+    from tfrf.data.tuples import held_out_tuples
+    from tfrf.export import export_generator
     from tfrf.training.config import TrainConfig
-    from tfrf.training.evaluate import test_tuples
+    from tfrf.training.demo import run_demo
 
     base = TrainConfig.preset("demo", flow_steps=args.flow_steps, full_steps=args.full_steps,
                               train_objects=args.train_objects, test_objects=args.test_objects,
@@ -108,9 +108,10 @@ def main(argv: Sequence[str] = None) -> int:
         tables = {split: synthetic.load_table(split, seed=config.seed, verbose=False,
                                               num_objects=getattr(config, f"{split}_objects"))
                   for split in ("train", "test")}
-        generator = build_generator(config.model, out, tflite=True)
-        tuples = test_tuples(tables["test"], 2, seed=config.seed, max_examples=args.eval_examples)
-        calibration = test_tuples(tables["train"], 2, seed=config.seed + 1, max_examples=args.calibration_examples)
+        generator = export_generator(config.model, out, tflite=True)
+        tuples, _ = held_out_tuples(tables["test"], 2, seed=config.seed, max_examples=args.eval_examples)
+        calibration, _ = held_out_tuples(tables["train"], 2, seed=config.seed + 1,
+                                         max_examples=args.calibration_examples)
         results = score_variants(generator, tables["test"], tuples, calibration, tables["train"], args.quantize)
         parameters = sum(int(np.prod(v.shape)) for v in generator.trainable_variables)
         report[label] = {"parameters": parameters, "width_multiplier": config.model.width_multiplier,

@@ -1,7 +1,7 @@
 """Per-op-type profile of a TFLite signature: time per op type against its share of FLOPs.
 
-    python -m tfrf.export.profile [--size 256] [--widths 1.0 0.125] [--k 2] [--threads 2]
-                                  [--kernels export|training] [--quantize none]
+    python -m tfrf.benchmarks.tflite_profile [--size 256] [--widths 1.0 0.125] [--k 2] [--threads 2]
+                                             [--kernels export|training] [--quantize none]
 
 TFLite's Python interpreters have no op profiler, so this times sub-graphs: every operator of
 the signature becomes a one-operator model (its constant inputs copied, its other inputs fed
@@ -12,10 +12,7 @@ delegates included (XNNPACK takes it when it supports the op). Each op's time is
 The per-op sum misses the whole graph's cache reuse and delegate-partition hand-offs; the
 printout gives both, so the difference is visible.
 
-FLOPs per op are analytic, in the TF profiler's convention: a convolution counts
-2 * outputs * kh * kw * C_in (depthwise: 2 * outputs * kh * kw), an elementwise op one per
-output element, MEAN/SUM one per input element, AVERAGE_POOL_2D k*k per output; data movement
-(GATHER, RESHAPE, CONCATENATION, TRANSPOSE, CAST, resizes, slices, comparisons) counts zero.
+FLOPs per op are analytic, in the TF profiler's convention (`tfrf.benchmarks.flops.tflite_op_flops`).
 """
 from __future__ import annotations
 
@@ -23,16 +20,12 @@ import argparse
 import collections
 import copy
 import os
-import time
 from typing import Dict, List, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-ELEMENTWISE = {
-    "ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "RSQRT", "SQRT", "LOGISTIC", "TANH",
-    "LEAKY_RELU", "RELU", "PRELU", "FLOOR", "NEG", "EXP", "SQUARE", "ABS",
-}
-
+from tfrf.benchmarks.flops import tflite_op_flops
+from tfrf.benchmarks.timing import best_seconds
 
 class OpTiming(NamedTuple):
     index: int
@@ -73,30 +66,6 @@ def op_census(flatbuffer: bytes, signature: str) -> Dict[str, int]:
 
 def _shape(tensor) -> List[int]:
     return [int(d) for d in (tensor.shape if tensor.shape is not None else [])]
-
-
-def op_flops(op_type: str, input_shapes: Sequence[List[int]], output_shapes: Sequence[List[int]]) -> float:
-    """Analytic FLOPs of one operator (see the module docstring for the convention)."""
-    outputs = float(np.prod(output_shapes[0])) if output_shapes else 0.0
-    if op_type == "CONV_2D":
-        _, kh, kw, cin = input_shapes[1]
-        return 2.0 * outputs * kh * kw * cin
-    if op_type == "DEPTHWISE_CONV_2D":
-        _, kh, kw, _ = input_shapes[1]
-        return 2.0 * outputs * kh * kw
-    if op_type in ("FULLY_CONNECTED",):
-        return 2.0 * outputs * input_shapes[1][-1]
-    if op_type == "BATCH_MATMUL":
-        return 2.0 * outputs * input_shapes[0][-1]
-    if op_type in ("MEAN", "SUM"):
-        return float(np.prod(input_shapes[0]))
-    if op_type == "AVERAGE_POOL_2D":
-        return 4.0 * outputs  # 2x2 pools throughout the generator
-    if op_type == "SOFTMAX":
-        return 3.0 * outputs
-    if op_type in ELEMENTWISE:
-        return outputs
-    return 0.0
 
 
 def _single_op_model(model, subgraph, op) -> bytes:
@@ -155,16 +124,6 @@ def _interpreter_class():
     return Interpreter, OpResolverType
 
 
-def _best_invoke(interpreter, repeats: int) -> float:
-    interpreter.invoke()
-    best = float("inf")
-    for _ in range(repeats):
-        began = time.perf_counter()
-        interpreter.invoke()
-        best = min(best, time.perf_counter() - began)
-    return best
-
-
 def profile_signature(flatbuffer: bytes, signature: str, inputs: Mapping[str, np.ndarray], threads: int = 2,
                       repeats: int = 5) -> List[OpTiming]:
     """Time every operator of `signature` as a one-operator model (see the module docstring).
@@ -192,7 +151,7 @@ def profile_signature(flatbuffer: bytes, signature: str, inputs: Mapping[str, np
 
     empty = Interpreter(model_content=_empty_model(), num_threads=threads)
     empty.allocate_tensors()
-    overhead = _best_invoke(empty, max(repeats, 20))
+    overhead = best_seconds(empty.invoke, max(repeats, 20), budget_seconds=None)
     timings = []
     for index, op in enumerate(subgraph.operators):
         op_type = names[op.opcodeIndex]
@@ -204,10 +163,10 @@ def profile_signature(flatbuffer: bytes, signature: str, inputs: Mapping[str, np
         fed = list(dict.fromkeys(fed))
         for detail, original in zip(interpreter.get_input_details(), fed):
             interpreter.set_tensor(detail["index"], value(original))
-        seconds = max(0.0, _best_invoke(interpreter, repeats) - overhead)
+        seconds = max(0.0, best_seconds(interpreter.invoke, repeats, budget_seconds=None) - overhead)
         input_shapes = [_shape(subgraph.tensors[i]) for i in op.inputs if i >= 0]
         output_shapes = [_shape(subgraph.tensors[i]) for i in op.outputs]
-        timings.append(OpTiming(index, op_type, seconds, op_flops(op_type, input_shapes, output_shapes)))
+        timings.append(OpTiming(index, op_type, seconds, tflite_op_flops(op_type, input_shapes, output_shapes)))
     return timings
 
 
@@ -240,7 +199,7 @@ def summarize(timings: Sequence[OpTiming]) -> List[Dict[str, float]]:
 
 
 def format_table(table: Sequence[Mapping], whole_ms: float = None) -> str:
-    lines = [f"| op type | count | ms | time share | FLOP share |", "|---|---:|---:|---:|---:|"]
+    lines = ["| op type | count | ms | time share | FLOP share |", "|---|---:|---:|---:|---:|"]
     for row in table:
         lines.append(f"| {row['op_type']} | {row['count']} | {row['ms']:.2f} | {row['time_share']:.1%} | "
                      f"{row['flop_share']:.1%} |")
@@ -252,7 +211,7 @@ def format_table(table: Sequence[Mapping], whole_ms: float = None) -> str:
 
 
 def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tfrf.export.profile", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tfrf.benchmarks.tflite_profile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--widths", type=float, nargs="+", default=[1.0, 0.125])
     parser.add_argument("--preset", default="voxceleb2")
@@ -270,16 +229,16 @@ def main(argv: Sequence[str] = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tfrf
-    from tfrf.export import build_generator
-    from tfrf.export.benchmark import best_seconds, render_inputs
+    from tfrf.benchmarks.inputs import config_inputs
+    from tfrf.export import export_generator
     from tfrf.export.tflite import convert, load_interpreter
 
     for width in args.widths:
         config = tfrf.ModelConfig.preset(args.preset, image_height=args.size, image_width=args.size,
                                          width_multiplier=width)
-        generator = build_generator(config, tflite=True)
+        generator = export_generator(config, tflite=True)
         flatbuffer = convert(generator, args.k, args.quantize, export_kernels=args.kernels == "export")
-        inputs = render_inputs(config, args.k)
+        inputs = config_inputs(config, 1, args.k)
         interpreter = load_interpreter(flatbuffer, num_threads=args.threads)
         features = interpreter.get_signature_runner("encode_sources")(source_images=inputs["source_images"])
         feeds = {"render": {**inputs, **features}, "encode_sources": {"source_images": inputs["source_images"]}}

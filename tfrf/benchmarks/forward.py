@@ -1,9 +1,9 @@
-"""Forward-pass latency and peak memory of the generator, per warp backend, XLA and K.
+"""Forward-pass latency and peak memory of the generator, per warp backend, XLA and K (`tfrf bench`).
 
 Any architecture of `tfrf.models.build_generator` (`architecture="rf"` or `"gfla"`; GFLA
 takes K = 1 only, larger K are reported as unsupported without running).
 
-Each configuration runs in a fresh worker process (`python -m tfrf.benchmark --worker ...`) so
+Each configuration runs in a fresh worker process (`python -m tfrf.benchmarks.forward --worker ...`) so
 that its peak memory is its own: on CPU the peak resident set size of the process (with the
 TensorFlow runtime's baseline reported beside it), on GPU TensorFlow's allocator peak.
 Figures are printed, never asserted: timings belong in benchmarks, not in tests.
@@ -18,7 +18,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 from typing import Dict, List, Optional
 
 
@@ -30,9 +29,10 @@ def measure(preset: str, num_sources: int, backend: str, xla: bool, batch_size: 
             repeats: int = 5, warmup: int = 2, width: Optional[float] = None,
             mixed_precision: bool = False, architecture: Optional[str] = None) -> Dict[str, object]:
     """Time `repeats` forward passes after `warmup` ones, in this process."""
-    import numpy as np
     import tensorflow as tf
 
+    from tfrf.benchmarks.inputs import config_inputs
+    from tfrf.benchmarks.timing import run_seconds
     from tfrf.config import ModelConfig
     from tfrf.models import build_generator
 
@@ -45,13 +45,7 @@ def measure(preset: str, num_sources: int, backend: str, xla: bool, batch_size: 
         overrides["architecture"] = architecture
     config = ModelConfig.preset(preset, **overrides)
     generator = build_generator(config)
-    rng = np.random.default_rng(0)
-    h, w, cp = config.image_height, config.image_width, config.pose_channels
-    inputs = {
-        "source_images": tf.constant(rng.uniform(-1, 1, (batch_size, num_sources, h, w, 3)), tf.float32),
-        "source_poses": tf.constant(rng.uniform(0, 1, (batch_size, num_sources, h, w, cp)), tf.float32),
-        "target_pose": tf.constant(rng.uniform(0, 1, (batch_size, h, w, cp)), tf.float32),
-    }
+    inputs = {key: tf.constant(value) for key, value in config_inputs(config, batch_size, num_sources).items()}
     generator(inputs)
     forward = tf.function(lambda x: generator(x), jit_compile=xla)
     gpus = tf.config.list_physical_devices("GPU")
@@ -72,11 +66,7 @@ def measure(preset: str, num_sources: int, backend: str, xla: bool, batch_size: 
         return result
     if gpus:
         tf.config.experimental.reset_memory_stats("GPU:0")
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        forward(inputs).numpy()
-        times.append(time.perf_counter() - start)
+    times = run_seconds(lambda: forward(inputs).numpy(), repeats, warmup=0)
     result["median_ms"] = 1000.0 * statistics.median(times)
     result["images_per_s"] = batch_size / statistics.median(times)
     if gpus:
@@ -103,8 +93,8 @@ def run_all(preset: str, ks: List[int], backends: List[str], xla_modes: List[boo
                     results.append(result)
                     yield result
                     continue
-                command = [sys.executable, "-m", "tfrf.benchmark", "--worker", "--preset", preset, "--k", str(k),
-                           "--backend", backend, "--repeats", str(kwargs.get("repeats", 5)),
+                command = [sys.executable, "-m", "tfrf.benchmarks.forward", "--worker", "--preset", preset,
+                           "--k", str(k), "--backend", backend, "--repeats", str(kwargs.get("repeats", 5)),
                            "--batch-size", str(kwargs.get("batch_size", 1))]
                 if xla:
                     command.append("--xla")

@@ -1,6 +1,6 @@
 """Loopback load benchmark of a PredictionService: throughput, latency, errors, server memory.
 
-    python -m tfrf.serving.load_test MODEL_DIR --clients 4 16 64 --seconds 10
+    python -m tfrf.benchmarks.serving_load MODEL_DIR --clients 4 16 64 --seconds 10
 
 starts `tfrf serve MODEL_DIR` in its own process on a free loopback port (extra server options
 with `--serve-args "--batching-parameters serving/batching_parameters.txt"`), then for each
@@ -13,6 +13,9 @@ running server instead (TF-Serving or `tfrf serve`, `--tls-ca` for TLS; no memor
 
 Clients and server share the machine: on a small one the clients' own CPU use is part of what
 is measured. Everything is bounded: at most `--seconds` per step and 256 clients.
+
+`benchmark_serving` is the serving part of `python -m tfrf.benchmarks.tflite_render`: an
+in-process `LocalModelServer` with and without request batching.
 """
 from __future__ import annotations
 
@@ -105,15 +108,11 @@ def _default_model(model_dir: Optional[str]) -> str:
 
 def example_inputs(signature: Dict, batch: int, sources: int, seed: int = 0) -> Dict[str, np.ndarray]:
     """Random generator inputs of the served signature's size."""
-    rng = np.random.default_rng(seed)
+    from tfrf.benchmarks.inputs import random_inputs
+
     _, images = signature["inputs"]["source_images"]
     _, poses = signature["inputs"]["source_poses"]
-    height, width, pose_channels = images[2], images[3], poses[4]
-    return {
-        "source_images": rng.uniform(-1, 1, (batch, sources, height, width, 3)).astype(np.float32),
-        "source_poses": rng.uniform(0, 1, (batch, sources, height, width, pose_channels)).astype(np.float32),
-        "target_pose": rng.uniform(0, 1, (batch, height, width, pose_channels)).astype(np.float32),
-    }
+    return random_inputs(batch, sources, images[2], images[3], poses[4], seed=seed)
 
 
 def run_step(address: str, model: str, inputs: Dict[str, np.ndarray], clients: int, seconds: float,
@@ -172,8 +171,63 @@ def format_row(result: Dict, peak_bytes: Optional[int]) -> str:
             f"{result['p99_ms']:.1f} | {error_text} | {memory} |")
 
 
+def benchmark_serving(args) -> None:
+    """Requests/s and p50/p99 latency of `args.clients` concurrent clients, B = 1 requests, through
+    an in-process local server: no batching, `args.batching_parameters`, and those minus padding."""
+    import dataclasses
+    import shutil
+    import tempfile
+
+    import tfrf
+    from tfrf.benchmarks.inputs import config_inputs
+    from tfrf.export import export_generator
+    from tfrf.export.saved_model import export_saved_model
+    from tfrf.serving import BatchingParameters, Client, LocalModelServer
+
+    config = tfrf.ModelConfig.preset("voxceleb2", image_height=args.serving_size, image_width=args.serving_size,
+                                     width_multiplier=args.serving_width)
+    directory = tempfile.mkdtemp(prefix="tfrf-bench-")
+    try:
+        path = export_saved_model(export_generator(config), os.path.join(directory, "face"))
+        variables = sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
+        print(f"\n== serving: local server, voxceleb2 {args.serving_size}px width {args.serving_width:g}, K = 2, "
+              f"B = 1 requests, {args.clients} concurrent clients ==")
+        print(f"  SavedModel size {variables / 2**20:.2f} MiB")
+        inputs = config_inputs(config, 1, 2)
+        batching = BatchingParameters.from_file(args.batching_parameters)
+        unpadded = dataclasses.replace(batching, allowed_batch_sizes=())
+        modes = (("no batching", None), ("batching", batching), ("no padding", unpadded))
+        for label, parameters in modes:
+            with LocalModelServer(os.path.join(directory, "face"), port=0, poll_seconds=0,
+                                  batching=parameters) as server:
+                latencies: List[float] = []
+                lock = threading.Lock()
+                with Client(server.address, "face", timeout=120) as client:
+                    client.generate(**inputs)  # warm-up, metadata
+
+                    def worker():
+                        for _ in range(args.requests_per_client):
+                            began = time.perf_counter()
+                            client.generate(**inputs)
+                            with lock:
+                                latencies.append(time.perf_counter() - began)
+
+                    threads = [threading.Thread(target=worker) for _ in range(args.clients)]
+                    started = time.perf_counter()
+                    for thread in threads:
+                        thread.start()
+                    for thread in threads:
+                        thread.join()
+                    elapsed = time.perf_counter() - started
+            p50, p99 = np.percentile(latencies, [50, 99]) * 1e3
+            print(f"  {label:>12}: {len(latencies) / elapsed:6.2f} requests/s, p50 {p50:7.1f} ms, p99 {p99:7.1f} ms "
+                  f"({len(latencies)} requests)", flush=True)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tfrf.serving.load_test", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tfrf.benchmarks.serving_load", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", nargs="?", metavar="MODEL_DIR", help="models to serve with `tfrf serve`")
     parser.add_argument("--model", default=None, help="model name (default: the only/first model served)")
     parser.add_argument("--target", help="HOST:PORT of a running server instead of MODEL_DIR")
