@@ -20,6 +20,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tfrf.data import tuples as tuples_lib
+from tfrf.data.tfds_columns import read_split_columns
+from tfrf.data.tuples import test_tuples_path
 from tfrf.io import atomic_write_text
 
 logger = logging.getLogger("tfrf.datasets")
@@ -88,9 +91,6 @@ class PreparedDataMixin:
     def test_tuples(self, k: int, split: str = "test") -> np.ndarray:
         """The fixed, seeded tuples for K sources (indices into the prepared `split`), read from
         beside the prepared data (written there first if missing, for the test split)."""
-        from tfrf.data import pipeline
-        from tfrf.data import tuples as tuples_lib
-
         path = self.test_tuples_path(k) if split == "test" else None
         if path and os.path.exists(path):
             return tuples_lib.load_tuples(path)
@@ -98,7 +98,7 @@ class PreparedDataMixin:
         keys = [key for key in (table["group"], table.get("order"), table.get("targets_ok")) if key]
         skip = [key for key in (table["image"], table["pose"])
                 if key and isinstance(self.info.features[key], tfds.features.Image)]
-        columns = pipeline.read_split_columns(self, split, keys, skip_decoding=skip)
+        columns = read_split_columns(self, split, keys, skip_decoding=skip)
         kwargs = {}
         if table.get("targets_ok"):
             kwargs["targets_ok"] = np.asarray(columns[table["targets_ok"]], dtype=bool)
@@ -137,11 +137,6 @@ class PreparedDataMixin:
                                        shuffle_files=shuffle_files)
         return dataset_from_data_source(self, split, decoders=decoders, shuffle=shuffle_files,
                                         seed=getattr(read_config, "shuffle_seed", None))
-
-
-def test_tuples_path(data_dir, k: int) -> str:
-    """Where the fixed test tuples for K sources lie in a prepared version folder."""
-    return os.path.join(os.fspath(data_dir), f"test_tuples_k{k}.npy")
 
 
 def dataset_from_data_source(builder, split, *, decoders=None, shuffle: bool = False,

@@ -47,7 +47,7 @@ class ViewBuilder(PreparedDataMixin, tfds.core.GeneratorBasedBuilder, skip_regis
     """Base builder: subclasses define `_info`, `_split_generators`, `_generate_examples`.
 
     Class attributes:
-        VIEW_TABLE: feature names for `tfrf.data.pipeline.table_from_tfds` (image, pose, group,
+        VIEW_TABLE: feature names for `tfrf.data.tfds_table.table_from_tfds` (image, pose, group,
             order, targets_ok) and the pose encoder name.
         MAX_OFFSET: the largest frame offset between a source and its target (with the
             `order` feature), or None.

@@ -8,29 +8,22 @@
   `tensorflow/serving:2.15.1` image with `models.config` and `batching_parameters.txt` from this
   folder (see README.md).
 """
-import importlib
+from tfrf.serving.batching import BatchingParameters
+from tfrf.serving.client import (Client, InvalidRequestError, ModelNotFoundError, ServerBusyError,
+                                 ServerUnavailableError, ServingError, ServingTimeoutError)
+from tfrf.serving.limits import RequestLimits
+from tfrf.serving.server import LocalModelServer, PortInUseError
 
-_EXPORTS = {
-    "Client": "client",
-    "ServingError": "client",
-    "ServerUnavailableError": "client",
-    "ServingTimeoutError": "client",
-    "InvalidRequestError": "client",
-    "ModelNotFoundError": "client",
-    "ServerBusyError": "client",
-    "LocalModelServer": "server",
-    "PortInUseError": "server",
-    "RequestLimits": "limits",
-    "BatchingParameters": "batching",
-}
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"tfrf.serving.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tfrf.serving' has no attribute {name!r}")
-
-
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BatchingParameters",
+    "Client",
+    "InvalidRequestError",
+    "LocalModelServer",
+    "ModelNotFoundError",
+    "PortInUseError",
+    "RequestLimits",
+    "ServerBusyError",
+    "ServerUnavailableError",
+    "ServingError",
+    "ServingTimeoutError",
+]

@@ -17,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
+from tfrf.closeable import Closeable
+
 DEFAULT_SIGNATURE = "serving_default"
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 
@@ -73,7 +75,7 @@ def _shape_text(shape) -> str:
     return "[" + ", ".join("?" if dim is None or dim < 0 else str(dim) for dim in shape) + "]"
 
 
-class Client:
+class Client(Closeable):
     """Calls one model on a TF-Serving (or `tfrf serve`) gRPC endpoint.
 
     Args:
@@ -215,9 +217,3 @@ class Client:
 
     def close(self) -> None:
         self._channel.close()
-
-    def __enter__(self) -> "Client":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()

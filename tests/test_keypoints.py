@@ -174,7 +174,7 @@ def _landmarks():
 
 
 def test_keypoint_names_are_the_cmu_openpose_order():
-    """DESIGN.md: the order of the published annotation CSVs (eyes and ears: right first)."""
+    """docs/conventions.md: the order of the published annotation CSVs (eyes and ears: right first)."""
     assert kp.KEYPOINT_NAMES == (
         "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
         "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
@@ -184,7 +184,7 @@ def test_keypoint_names_are_the_cmu_openpose_order():
 
 def test_mediapipe_mapping_to_openpose18():
     landmarks = _landmarks()
-    keypoints = kp.mediapipe_to_openpose(landmarks, height=100, width=80)
+    keypoints = detection.mediapipe_to_openpose(landmarks, height=100, width=80)
     # MediaPipe pose landmarks: 0 nose, 2 left eye, 5 right eye, 7 left ear, 8 right ear,
     # 11/12 left/right shoulder, 13/14 elbows, 15/16 wrists, 23/24 hips, 25/26 knees, 27/28 ankles.
     expected_source = {0: 0, 2: 12, 3: 14, 4: 16, 5: 11, 6: 13, 7: 15, 8: 24, 9: 26, 10: 28,
@@ -200,8 +200,8 @@ def test_keypoint_threshold_is_the_visibility_cut():
     landmarks = _landmarks()
     landmarks[:, 3] = np.linspace(0.0, 1.0, 33)  # landmark i has visibility i / 32
     for threshold in (0.3, 0.7):
-        keypoints = kp.mediapipe_to_openpose(landmarks, height=100, width=80, threshold=threshold)
-        for openpose, mediapipe in kp.MEDIAPIPE_INDEX.items():
+        keypoints = detection.mediapipe_to_openpose(landmarks, height=100, width=80, threshold=threshold)
+        for openpose, mediapipe in detection.MEDIAPIPE_INDEX.items():
             assert kp.present(keypoints)[openpose] == (mediapipe / 32 >= threshold), (openpose, threshold)
 
 
@@ -209,12 +209,12 @@ def test_mediapipe_mapping_drops_invisible_and_outside_points():
     landmarks = _landmarks()
     landmarks[12, 3] = 0.1  # right shoulder barely visible
     landmarks[0, 0] = 1.3  # nose outside the image
-    keypoints = kp.mediapipe_to_openpose(landmarks, height=100, width=80)
+    keypoints = detection.mediapipe_to_openpose(landmarks, height=100, width=80)
     assert (keypoints[2] == -1).all() and (keypoints[0] == -1).all()
     assert (keypoints[1] == -1).all()  # no neck without both shoulders
     assert (keypoints[5] >= 0).all()
     with pytest.raises(ValueError, match=r"\[33, 4\]"):
-        kp.mediapipe_to_openpose(np.zeros((17, 4)), 10, 10)
+        detection.mediapipe_to_openpose(np.zeros((17, 4)), 10, 10)
 
 
 def test_small_images_are_upsampled_for_detection_and_coordinates_map_back():
@@ -230,23 +230,23 @@ def test_small_images_are_upsampled_for_detection_and_coordinates_map_back():
     # image's size they are that image's pixels: x_small = x_norm * 64 - 0.5.
     landmarks = _landmarks()
     landmarks[0, :2] = ((87.5 + 0.5) / 256, (167.5 + 0.5) / 512)  # the nose on the block, in `large`
-    keypoints = kp.mediapipe_to_openpose(landmarks, 128, 64)
+    keypoints = detection.mediapipe_to_openpose(landmarks, 128, 64)
     np.testing.assert_allclose(keypoints[0], (41.5, 21.5), atol=1e-5)
 
 
 def test_extract_keypoints_finds_no_person_in_a_blank_image(tmp_path):
     pytest.importorskip("mediapipe")
     with pytest.raises(kp.NoPersonFoundError, match="no person found"):
-        kp.extract_keypoints(np.full((256, 176, 3), 255, np.uint8))
+        detection.extract_keypoints(np.full((256, 176, 3), 255, np.uint8))
     from PIL import Image
 
     Image.new("RGB", (64, 128), (255, 255, 255)).save(tmp_path / "empty.png")
     with pytest.raises(kp.NoPersonFoundError, match=r"empty\.png: no person found"):
         pose_lib.extract_keypoints(str(tmp_path / "empty.png"))
     with pytest.raises(ValueError, match="uint8"):
-        kp.extract_keypoints(np.zeros((8, 8), np.float32))
+        detection.extract_keypoints(np.zeros((8, 8), np.float32))
     with pytest.raises(FileNotFoundError, match=r"nobody\.jpg does not exist"):
-        kp.extract_keypoints(str(tmp_path / "nobody.jpg"))
+        detection.extract_keypoints(str(tmp_path / "nobody.jpg"))
 
 
 def test_pose_json_round_trip_and_errors(tmp_path):

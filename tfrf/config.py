@@ -15,8 +15,30 @@ FULL_RESOLUTION_MODES = ("conv", "space_to_depth")
 GFLA_LEVELS = ("h8", "h4")  # feature levels where GFLA may apply local attention, coarse first
 
 
+class SerializableConfig:
+    """What the frozen config dataclasses (`ModelConfig`, `TrainConfig`) share: the check of
+    `replace`'s field names, and the dict / JSON round trip (`to_dict` is `dataclasses.asdict`
+    unless a config overrides it)."""
+
+    def check_field_names(self, changes: Dict[str, Any]) -> None:
+        """Raises ValueError naming the keys of `changes` that are not fields of this config."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown {type(self).__name__} fields: {sorted(unknown)}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]):
+        return cls(**values)
+
+
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(SerializableConfig):
     """Hyperparameters of the generator (paper supplementary, tables 5-7).
 
     Attributes:
@@ -122,20 +144,8 @@ class ModelConfig:
         return max(self.min_channels, int(round(base * self.width_multiplier)))
 
     def replace(self, **changes: Any) -> "ModelConfig":
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
+        self.check_field_names(changes)
         return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, values: Dict[str, Any]) -> "ModelConfig":
-        return cls(**values)
 
     @property
     def gfla_kernel_sizes(self) -> Dict[str, int]:

@@ -137,7 +137,7 @@ def gallery(examples: Mapping[str, np.ndarray], generated: np.ndarray, max_rows:
     """Sources | target pose | generated | ground truth, one row per example: uint8 [H', W', 3].
 
     Args:
-        examples: a batch dict (DESIGN.md) with numpy arrays.
+        examples: a batch dict of `tfrf.data.pipeline.make_dataset` with numpy arrays.
         generated: [B, H, W, 3] in [-1, 1].
         max_rows: at most this many examples.
         scale: integer upscaling of every tile.

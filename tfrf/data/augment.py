@@ -33,6 +33,8 @@ from typing import Tuple
 
 import tensorflow as tf
 
+from tfrf.ops.shapes import check_rank, check_same_first_dimension
+
 INTERPOLATIONS = ("nearest", "bilinear")
 # GFLA's grey fill (128, 128, 128) for images in [-1, 1].
 GREY = 128.0 / 127.5 - 1.0
@@ -174,14 +176,9 @@ def augment_example(images, raw_keypoints, seed, config: AugmentConfig = Augment
     """
     images = tf.convert_to_tensor(images)
     raw_keypoints = tf.convert_to_tensor(raw_keypoints)
-    if images.shape.rank is not None and images.shape.rank != 4:
-        raise ValueError(f"augment_example: images must be [K+1, H, W, C], got shape {images.shape}")
-    if raw_keypoints.shape.rank is not None and (raw_keypoints.shape.rank != 3 or raw_keypoints.shape[-1] not in (None, 2)):
-        raise ValueError(f"augment_example: raw_keypoints must be [K+1, P, 2] (y, x), got shape {raw_keypoints.shape}")
-    if images.shape[0] is not None and raw_keypoints.shape[0] is not None and images.shape[0] != raw_keypoints.shape[0]:
-        raise ValueError(
-            f"augment_example: images {images.shape} and raw_keypoints {raw_keypoints.shape} must have the same K+1"
-        )
+    check_rank(images, 4, "augment_example", "images", "[K+1, H, W, C]")
+    check_rank(raw_keypoints, 3, "augment_example", "raw_keypoints", "[K+1, P, 2] (y, x)", last=2)
+    check_same_first_dimension("augment_example", "images", images, "raw_keypoints", raw_keypoints, "K+1")
     shape = tf.shape(images)
     num_images, height, width = shape[0], shape[1], shape[2]
     angles, shifts, scales = sample_parameters(seed, num_images, config)

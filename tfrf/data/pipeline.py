@@ -1,119 +1,32 @@
-"""tf.data input pipeline: K+1 tuples of views -> DESIGN.md's example dict, batched.
+"""tf.data input pipeline: K+1 tuples of views -> the generator's example dict, batched.
 
-A `ViewTable` is one prepared split with each image stored once: images (an in-memory array,
-or an index -> image callable for data that does not fit in RAM), raw poses, groups and
-optional frame order / target eligibility. `make_dataset` draws K+1 tuples over it
-(`tfrf.data.tuples`), loads the images, encodes the poses with the table's pose encoder
-(`tfrf.pose.encoder`) and yields
+`make_dataset` draws K+1 tuples over a `ViewTable` (`tfrf.data.view_table`; from prepared TFDS
+data: `tfrf.data.tfds_table.table_from_tfds`) with `tfrf.data.tuples`, loads the images, encodes
+the poses with the table's pose encoder (`tfrf.pose.encoder`) and yields
 
     {"source_images": [B,K,H,W,3], "source_poses": [B,K,H,W,Cp],
      "target_pose": [B,H,W,Cp], "target_image": [B,H,W,3]}
 
 with images float32 in [-1, 1]. Training draws fresh random tuples every epoch (seed + epoch),
 shuffled, forever; evaluation makes one pass over a fixed tuple list.
+
+`ViewTable`, `table_from_tfds` and `read_split_columns` are importable from here too.
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from tfrf import pose as pose_lib
 from tfrf.data import tuples as tuples_lib
+from tfrf.data.tfds_columns import read_split_columns
+from tfrf.data.tfds_table import table_from_tfds
+from tfrf.data.view_table import ArrayOrLoader, ViewTable
 
-ArrayOrLoader = Union[np.ndarray, Callable[[int], np.ndarray]]
-
-
-@dataclasses.dataclass
-class ViewTable:
-    """One prepared split: every image once, with its raw pose and group.
-
-    Attributes:
-        images: uint8 [N, H, W, 3], or a callable `index -> uint8 [H, W, 3]` (random access,
-            e.g. a `tfds.data_source`), for data that does not fit in memory.
-        poses: raw poses [N, ...] as the pose encoder takes them (keypoints [18, 2], view
-            bins [2], a 6-DOF vector [6], a landmark drawing [H, W, 3]), or a callable
-            `index -> raw pose`.
-        groups: int64 [N], the identity / object / sequence / video of each image.
-        order: optional int [N] (e.g. frame numbers), for `max_offset` windows.
-        targets_ok: optional bool [N]; images allowed as targets.
-        pose_encoder: a name of the `tfrf.pose` encoder registry.
-        max_offset: with `order`, the largest order offset between a source and its target
-            (KITTI's frame window); the default of `make_dataset`'s `max_offset`.
-    """
-
-    images: ArrayOrLoader
-    poses: ArrayOrLoader
-    groups: np.ndarray
-    order: Optional[np.ndarray] = None
-    targets_ok: Optional[np.ndarray] = None
-    pose_encoder: str = "keypoints18"
-    max_offset: Optional[int] = None
-
-    def __post_init__(self):
-        self.groups = np.asarray(self.groups, dtype=np.int64)
-        if self.groups.ndim != 1:
-            raise ValueError(f"ViewTable.groups must have shape [N], got {self.groups.shape}")
-        num_images = self.groups.shape[0]
-        if self.order is not None:
-            self.order = np.asarray(self.order, dtype=np.int64)
-        if self.targets_ok is not None:
-            self.targets_ok = np.asarray(self.targets_ok, dtype=bool)
-        for name in ("order", "targets_ok"):
-            value = getattr(self, name)
-            if value is not None and value.shape != (num_images,):
-                raise ValueError(f"ViewTable.{name} must have shape [N] = [{num_images}], got {value.shape}")
-        for name in ("images", "poses"):
-            value = getattr(self, name)
-            if callable(value):
-                continue
-            value = np.asarray(value)
-            if value.shape[:1] != (num_images,):
-                raise ValueError(f"ViewTable.{name} must have N = {num_images} rows like groups, got shape {value.shape}")
-            setattr(self, name, value)
-        image = self.image(0) if num_images else None
-        if image is not None and (image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8):
-            raise ValueError(f"ViewTable.images must be uint8 [N, H, W, 3], got an image of {image.dtype} {image.shape}")
-        pose_lib.encoder_channels(self.pose_encoder)  # raises for an unknown name
-        if self.max_offset is not None and self.order is None:
-            raise ValueError("ViewTable.max_offset needs ViewTable.order (e.g. frame numbers)")
-
-    def __len__(self) -> int:
-        return int(self.groups.shape[0])
-
-    def image(self, index: int) -> np.ndarray:
-        """The uint8 [H, W, 3] image `index`."""
-        if callable(self.images):
-            return np.asarray(self.images(int(index)))
-        return self.images[index]
-
-    def pose(self, index: int) -> np.ndarray:
-        """The raw pose of image `index`."""
-        if callable(self.poses):
-            return np.asarray(self.poses(int(index)))
-        return self.poses[index]
-
-    @property
-    def image_shape(self) -> Tuple[int, int, int]:
-        if not len(self):
-            raise ValueError("ViewTable is empty")
-        return tuple(self.image(0).shape)
-
-    @property
-    def pose_channels(self) -> int:
-        return pose_lib.encoder_channels(self.pose_encoder)
-
-    def tuple_kwargs(self, max_offset: Optional[int] = None) -> Dict[str, Any]:
-        """Keyword arguments of `draw_tuples` / `fixed_test_tuples` for this table."""
-        kwargs: Dict[str, Any] = {"targets_ok": self.targets_ok}
-        if max_offset is not None:
-            if self.order is None:
-                raise ValueError("max_offset needs ViewTable.order (e.g. frame numbers)")
-            kwargs.update(order=self.order, max_offset=max_offset)
-        return kwargs
+__all__ = ["ViewTable", "make_dataset", "read_split_columns", "table_from_tfds"]
 
 
 def _gatherer(values: ArrayOrLoader, read: Callable[[int], np.ndarray], example: np.ndarray):
@@ -301,132 +214,3 @@ def _shard_rows(rows: tf.data.Dataset, batch_size: int, shard: Tuple[int, int], 
         return sliced if len(sliced) > 1 else sliced[0]
 
     return rows.batch(batch_size, drop_remainder=True).map(take).unbatch(), part
-
-
-def table_from_tfds(
-    builder_or_dataset,
-    split: str,
-    *,
-    image_key: Optional[str] = None,
-    pose_key: Optional[str] = None,
-    group_key: Optional[str] = None,
-    order_key: Optional[str] = None,
-    targets_ok_key: Optional[str] = None,
-    pose_encoder: Optional[str] = None,
-    in_memory: Optional[bool] = None,
-) -> ViewTable:
-    """Loads a prepared TFDS split as a `ViewTable`.
-
-    Feature names, the pose encoder and the frame window default to what the prepared data
-    say (`tfrf.datasets.prepared.view_table_of`: the `view_table` metadata stored with the data,
-    so a read-only `tfds.builder_from_directory` builder has them), else to "image", "pose",
-    "group", none, none, "keypoints18", no window.
-
-    Args:
-        builder_or_dataset: a prepared `tfds.core.DatasetBuilder`, or a dataset name for
-            `tfds.builder`.
-        split: the split name, e.g. "train".
-        image_key, pose_key, group_key, order_key, targets_ok_key: feature names.
-        pose_encoder: the registry name of the pose encoder.
-        in_memory: keep every image in RAM (default: only when the data is not stored in a
-            random-access format). Otherwise images are read on demand through
-            `builder.as_data_source` (array_record).
-    """
-    import tensorflow_datasets as tfds
-
-    from tfrf.datasets.prepared import view_table_of
-
-    builder = builder_or_dataset
-    if isinstance(builder, str):
-        import tfrf.datasets  # noqa: F401  registers the builders
-
-        builder = tfds.builder(builder)
-    defaults = {"image": "image", "pose": "pose", "group": "group", "order": None, "targets_ok": None,
-                "pose_encoder": "keypoints18", "max_offset": None}
-    defaults.update({key: value for key, value in view_table_of(builder).items() if value is not None})
-    keys = {
-        "image": image_key or defaults["image"],
-        "pose": pose_key or defaults["pose"],
-        "group": group_key or defaults["group"],
-        "order": order_key or defaults["order"],
-        "targets_ok": targets_ok_key or defaults["targets_ok"],
-    }
-    pose_encoder = pose_encoder or defaults["pose_encoder"]
-
-    features = builder.info.features
-    missing = [key for key in keys.values() if key is not None and key not in features]
-    if missing:
-        raise ValueError(f"{builder.name} has no features {missing}; it has {sorted(features.keys())}")
-    random_access = _has_random_access(builder)
-    if in_memory is None:
-        in_memory = not random_access
-    if not in_memory and not random_access:
-        raise ValueError(
-            f"{builder.name} split {split!r} is stored as {builder.info.file_format}; reading images "
-            "on demand needs array_record (prepare the builder with file_format='array_record')"
-        )
-
-    # Read on demand (not in memory): the images, and the poses too when they are images
-    # themselves (VoxCeleb2's landmark drawings: 196 KB a frame).
-    on_demand = set() if in_memory else {"image"}
-    if not in_memory and isinstance(features[keys["pose"]], tfds.features.Image):
-        on_demand.add("pose")
-    wanted = [key for name, key in keys.items() if key is not None and name not in on_demand]
-    columns = read_split_columns(builder, split, wanted, skip_decoding=[keys[name] for name in on_demand])
-    if not len(columns[keys["group"]]):
-        raise ValueError(f"{builder.name} split {split!r} is empty")
-    column = lambda name: columns[keys[name]] if keys[name] is not None else None  # noqa: E731
-    loaded: Dict[str, ArrayOrLoader] = {name: np.stack(column(name)) for name in ("image", "pose") if name not in on_demand}
-    if on_demand:
-        source = builder.as_data_source(split=split)
-        for name in on_demand:
-            loaded[name] = (lambda key: lambda index: source[index][key])(keys[name])
-    return ViewTable(
-        images=loaded["image"],
-        poses=loaded["pose"],
-        groups=np.asarray(column("group"), dtype=np.int64),
-        order=column("order"),
-        targets_ok=column("targets_ok"),
-        pose_encoder=pose_encoder,
-        max_offset=defaults["max_offset"] if keys["order"] is not None else None,
-    )
-
-
-def _has_random_access(builder) -> bool:
-    try:
-        formats = builder.info.available_file_formats()
-    except AttributeError:
-        formats = {builder.info.file_format}
-    return any(getattr(fmt, "value", fmt) == "array_record" for fmt in formats)
-
-
-def read_split_columns(builder, split: str, keys: Sequence[str], skip_decoding: Sequence[str] = (),
-                       chunk: int = 1024) -> Dict[str, list]:
-    """Reads features `keys` of every example of a prepared split, in its stored order.
-
-    Args:
-        builder: a prepared `tfds.core.DatasetBuilder` (tfrecord or array_record).
-        split: the split name.
-        keys: top-level feature names to read.
-        skip_decoding: features read as their encoded bytes (e.g. images not needed now).
-        chunk: examples per random-access read.
-
-    Returns:
-        feature name -> list of numpy values, one per example.
-    """
-    import tensorflow_datasets as tfds
-
-    decoders = {key: tfds.decode.SkipDecoding() for key in skip_decoding} or None
-    columns: Dict[str, list] = {key: [] for key in keys}
-    if _has_random_access(builder):
-        source = builder.as_data_source(split=split, decoders=decoders)
-        for start in range(0, len(source), chunk):
-            for example in source.__getitems__(list(range(start, min(start + chunk, len(source))))):
-                for key in keys:
-                    columns[key].append(example[key])
-        return columns
-    dataset = builder.as_dataset(split=split, decoders=decoders, shuffle_files=False)
-    for example in tfds.as_numpy(dataset):
-        for key in keys:
-            columns[key].append(example[key])
-    return columns

@@ -94,5 +94,5 @@ def stored_test_tuples(builder, k: int):
     """The fixed test tuples for K sources written beside the prepared data, or None."""
     from tfrf.data import tuples as tuples_lib
 
-    path = os.path.join(os.fspath(builder.data_dir), f"test_tuples_k{k}.npy")
+    path = tuples_lib.test_tuples_path(builder.data_dir, k)
     return tuples_lib.load_tuples(path) if os.path.isfile(path) else None

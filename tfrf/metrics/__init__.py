@@ -1,4 +1,4 @@
-"""The field's image-generation metrics (definitions: shared/METRICS.md).
+"""The field's image-generation metrics (each module documents its definition and reference).
 
 - `image`: L1, PSNR, SSIM per image on [-1, 1] images, and their running means.
 - `lpips`: LPIPS v0.1 (AlexNet / VGG16) with torchvision and `lpips` weights.

@@ -1,4 +1,4 @@
-"""Inception v3 pool features for FID, in the two variants the field uses (see METRICS.md).
+"""Inception v3 pool features for FID, in the two variants the field uses.
 
 - `mode="standard"` — TTUR / pytorch-fid (mseitzer/pytorch-fid `inception.py`): the 2015-12-05
   TensorFlow graph ported to PyTorch (`pt_inception-2015-12-05-6726825d.pth`). Its blocks differ

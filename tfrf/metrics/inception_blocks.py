@@ -85,7 +85,13 @@ def pool_3x3(inputs: tf.Tensor, pool: str) -> tf.Tensor:
 
 
 class InceptionBlock(tf.keras.layers.Layer):
-    """Base of the mixed blocks: named BasicConv2D branches, concatenated on channels."""
+    """Base of the mixed blocks: named BasicConv2D branches, concatenated on channels.
+
+    `config_fields` names the constructor arguments that `get_config` records (none for the
+    blocks whose pool is fixed).
+    """
+
+    config_fields: Tuple[str, ...] = ("pool",)
 
     def __init__(self, pool: str = "average", **kwargs):
         super().__init__(**kwargs)
@@ -108,12 +114,14 @@ class InceptionBlock(tf.keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config["pool"] = self.pool
+        config.update({name: getattr(self, name) for name in self.config_fields})
         return config
 
 
 class InceptionA(InceptionBlock):
     """Mixed_5b/5c/5d (35x35): 1x1 | 1x1→5x5 | 1x1→3x3→3x3 | pool→1x1 (`pool_features`)."""
+
+    config_fields = ("pool", "pool_features")
 
     def __init__(self, pool_features: int, pool: str = "average", **kwargs):
         super().__init__(pool, **kwargs)
@@ -135,14 +143,11 @@ class InceptionA(InceptionBlock):
             self.branch_pool(pool_3x3(x, self.pool)),
         ], axis=-1)
 
-    def get_config(self):
-        config = super().get_config()
-        config["pool_features"] = self.pool_features
-        return config
-
 
 class InceptionB(InceptionBlock):
     """Mixed_6a (35→17): 3x3 s2 | 1x1→3x3→3x3 s2 | max pool 3 s2."""
+
+    config_fields = ()
 
     def __init__(self, **kwargs):
         super().__init__("average", **kwargs)
@@ -159,14 +164,11 @@ class InceptionB(InceptionBlock):
             tf.nn.max_pool2d(x, 3, 2, "VALID"),
         ], axis=-1)
 
-    def get_config(self):
-        config = super().get_config()
-        config.pop("pool")
-        return config
-
 
 class InceptionC(InceptionBlock):
     """Mixed_6b-6e (17x17): factorised 7x7 branches with `channels_7x7` inner channels."""
+
+    config_fields = ("pool", "channels_7x7")
 
     def __init__(self, channels_7x7: int, pool: str = "average", **kwargs):
         super().__init__(pool, **kwargs)
@@ -190,14 +192,11 @@ class InceptionC(InceptionBlock):
             double = layer(double)
         return tf.concat([self.branch1x1(x), seven, double, self.branch_pool(pool_3x3(x, self.pool))], axis=-1)
 
-    def get_config(self):
-        config = super().get_config()
-        config["channels_7x7"] = self.channels_7x7
-        return config
-
 
 class InceptionD(InceptionBlock):
     """Mixed_7a (17→8): 1x1→3x3 s2 | 1x1→1x7→7x1→3x3 s2 | max pool 3 s2."""
+
+    config_fields = ()
 
     def __init__(self, **kwargs):
         super().__init__("average", **kwargs)
@@ -215,11 +214,6 @@ class InceptionD(InceptionBlock):
             branch7x7x3 = layer(branch7x7x3)
         return tf.concat([self.branch3x3_2(self.branch3x3_1(x)), branch7x7x3,
                           tf.nn.max_pool2d(x, 3, 2, "VALID")], axis=-1)
-
-    def get_config(self):
-        config = super().get_config()
-        config.pop("pool")
-        return config
 
 
 class InceptionE(InceptionBlock):

@@ -22,15 +22,15 @@ from typing import Optional
 
 import tensorflow as tf
 
+from tfrf.ops.shapes import check_rank
+
 
 def _check_inputs(features: tf.Tensor, flow: Optional[tf.Tensor], kernel_size) -> int:
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
         raise ValueError(f"extract_blocks: kernel_size must be a positive int, got {kernel_size!r}")
-    if features.shape.rank is not None and features.shape.rank != 4:
-        raise ValueError(f"extract_blocks: features must be [B, H, W, C], got shape {features.shape}")
+    check_rank(features, 4, "extract_blocks", "features", "[B, H, W, C]")
     if flow is not None:
-        if flow.shape.rank is not None and flow.shape.rank != 4:
-            raise ValueError(f"extract_blocks: flow must be [B, h, w, 2], got shape {flow.shape}")
+        check_rank(flow, 4, "extract_blocks", "flow", "[B, h, w, 2]")
         if flow.shape[-1] is not None and flow.shape[-1] != 2:
             raise ValueError(f"extract_blocks: flow must be [B, h, w, 2] (dx, dy), got shape {flow.shape}")
         if features.shape[0] is not None and flow.shape[0] is not None and features.shape[0] != flow.shape[0]:

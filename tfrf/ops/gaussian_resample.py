@@ -25,18 +25,14 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfrf.ops.shapes import check_rank, check_same_first_dimension
 from tfrf.ops.warp import base_grid
 
 
 def _check_inputs(features: tf.Tensor, flow: tf.Tensor, sigma: float, kernel_size: int) -> None:
-    if features.shape.rank is not None and features.shape.rank != 4:
-        raise ValueError(f"gaussian_resample: features must be [B, H, W, C], got shape {features.shape}")
-    if flow.shape.rank is not None and (flow.shape.rank != 4 or flow.shape[-1] not in (None, 2)):
-        raise ValueError(f"gaussian_resample: flow must be [B, h, w, 2] (dx, dy), got shape {flow.shape}")
-    if features.shape[0] is not None and flow.shape[0] is not None and features.shape[0] != flow.shape[0]:
-        raise ValueError(
-            f"gaussian_resample: flow {flow.shape} and features {features.shape} must have the same batch size"
-        )
+    check_rank(features, 4, "gaussian_resample", "features", "[B, H, W, C]")
+    check_rank(flow, 4, "gaussian_resample", "flow", "[B, h, w, 2] (dx, dy)", last=2)
+    check_same_first_dimension("gaussian_resample", "flow", flow, "features", features, "batch size")
     if not isinstance(kernel_size, int) or kernel_size < 2 or kernel_size % 2:
         raise ValueError(f"gaussian_resample: kernel_size must be an even integer >= 2, got {kernel_size!r}")
     if not sigma > 0:

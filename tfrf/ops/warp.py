@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfrf.ops.shapes import check_rank
+
 BACKENDS = ("tfa", "gather")
 
 
@@ -33,10 +35,8 @@ def base_grid(height, width, dtype=tf.float32) -> tf.Tensor:
 
 
 def _check_inputs(features: tf.Tensor, flow: tf.Tensor) -> None:
-    if features.shape.rank is not None and features.shape.rank != 4:
-        raise ValueError(f"warp: features must be [B, h, w, C], got shape {features.shape}")
-    if flow.shape.rank is not None and flow.shape.rank != 4:
-        raise ValueError(f"warp: flow must be [B, h, w, 2], got shape {flow.shape}")
+    check_rank(features, 4, "warp", "features", "[B, h, w, C]")
+    check_rank(flow, 4, "warp", "flow", "[B, h, w, 2]")
     if flow.shape[-1] is not None and flow.shape[-1] != 2:
         raise ValueError(f"warp: flow must be [B, h, w, 2] (dx, dy), got shape {flow.shape}")
     for axis, name in ((0, "B"), (1, "h"), (2, "w")):

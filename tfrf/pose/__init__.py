@@ -1,4 +1,4 @@
-"""Pose representations: every pose becomes a map [H, W, Cp] (see DESIGN.md).
+"""Pose representations: every pose becomes a map [H, W, Cp].
 
 - `tfrf.pose.keypoints`: OpenPose-18 keypoints, CSV annotations, Gaussian heatmaps (18 ch).
 - `tfrf.pose.keypoint_detection`: OpenPose-18 keypoints of photos and video frames (MediaPipe).
@@ -10,44 +10,41 @@ A *pose encoder* turns a stored raw pose (keypoints, view bins, a 6-DOF vector, 
 drawing) into the map the networks take: `encoder(raw_pose, height, width) -> [H, W, Cp]`.
 Datasets name their encoder; the input pipeline looks it up here, so no network or pipeline
 code branches on the dataset.
-"""
-import importlib
 
-# name -> (module, function, channels)
+The pose modules import TensorFlow (and MediaPipe) only inside the functions that need it, so
+importing this package, as the command line's argument parsers do, stays light.
+"""
+from tfrf.pose import camera, face, keypoints, views
+from tfrf.pose.face import draw_landmarks
+from tfrf.pose.keypoint_detection import PoseDetector, extract_keypoints
+from tfrf.pose.keypoints import NoPersonFoundError, keypoints_to_heatmaps
+from tfrf.pose.views import view_pose_map
+
+# name -> (encoder function, channels)
 _ENCODERS = {
-    "keypoints18": ("tfrf.pose.keypoints", "encode_keypoints", 18),
-    "view21": ("tfrf.pose.views", "encode_view", 21),
-    "camera6": ("tfrf.pose.camera", "encode_camera", 6),
-    "landmarks68": ("tfrf.pose.face", "encode_landmark_drawing", 3),
+    "keypoints18": (keypoints.encode_keypoints, keypoints.NUM_KEYPOINTS),
+    "view21": (views.encode_view, views.VIEW_CHANNELS),
+    "camera6": (camera.encode_camera, camera.CAMERA_CHANNELS),
+    "landmarks68": (face.encode_landmark_drawing, face.DRAWING_CHANNELS),
 }
+
+
+def _registered(name: str):
+    if name not in _ENCODERS:
+        raise ValueError(f"unknown pose encoder {name!r}; choose one of {sorted(_ENCODERS)}")
+    return _ENCODERS[name]
 
 
 def encoder(name: str):
     """The pose encoder registered under `name` (see `_ENCODERS`)."""
-    if name not in _ENCODERS:
-        raise ValueError(f"unknown pose encoder {name!r}; choose one of {sorted(_ENCODERS)}")
-    module_name, function_name, _ = _ENCODERS[name]
-    return getattr(importlib.import_module(module_name), function_name)
+    return _registered(name)[0]
 
 
 def encoder_channels(name: str) -> int:
-    if name not in _ENCODERS:
-        raise ValueError(f"unknown pose encoder {name!r}; choose one of {sorted(_ENCODERS)}")
-    return _ENCODERS[name][2]
+    return _registered(name)[1]
 
 
-_REEXPORTS = {
-    "extract_keypoints": "tfrf.pose.keypoint_detection",
-    "NoPersonFoundError": "tfrf.pose.keypoint_detection",
-    "PoseDetector": "tfrf.pose.keypoint_detection",
-    "keypoints_to_heatmaps": "tfrf.pose.keypoints",
-    "view_pose_map": "tfrf.pose.views",
-    "draw_landmarks": "tfrf.pose.face",
-}
-
-
-def __getattr__(name):
-    # Lazy, so that `tfrf.pose.encoder` does not import every pose module (and TensorFlow).
-    if name in _REEXPORTS:
-        return getattr(importlib.import_module(_REEXPORTS[name]), name)
-    raise AttributeError(f"module 'tfrf.pose' has no attribute {name!r}")
+__all__ = [
+    "NoPersonFoundError", "PoseDetector", "draw_landmarks", "encoder", "encoder_channels", "extract_keypoints",
+    "keypoints_to_heatmaps", "view_pose_map",
+]

@@ -11,13 +11,17 @@ accepted). Its 6-DOF vector is
   `rx, rz` lie in (-pi, pi], `ry` in [-pi/2, pi/2]. Gimbal lock is at `ry = +-pi/2`, where only
   `rx - rz` (or `rx + rz`) is determined; there the conversion returns `rz = 0`.
 
-The pose map (registry name `camera6`, DESIGN.md) is the 6-vector broadcast over H x W, without
+The pose map (registry name `camera6`) is the 6-vector broadcast over H x W, without
 normalisation: translation and angles go to the network in the units above.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
 import numpy as np
-import tensorflow as tf
 
 POSE6_SIZE = 6
 CAMERA_CHANNELS = POSE6_SIZE
@@ -135,6 +139,8 @@ def encode_camera(raw_pose, height: int, width: int) -> tf.Tensor:
 
     No normalisation is applied (translation in the data's units, angles in radians).
     """
+    import tensorflow as tf
+
     raw_pose = tf.cast(tf.convert_to_tensor(raw_pose), tf.float32)
     if raw_pose.shape.rank is not None and (raw_pose.shape.rank < 1 or raw_pose.shape[-1] not in (None, POSE6_SIZE)):
         raise ValueError(f"camera pose must have shape [..., 6], got {raw_pose.shape}")

@@ -21,11 +21,16 @@ MediaPipe face mesh (optional dependency `mediapipe==0.10.14`, imported only whe
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import tensorflow as tf
 
+from tfrf.closeable import Closeable
 from tfrf.photos import as_photo
 
 NUM_LANDMARKS = 68
@@ -178,6 +183,8 @@ def encode_landmark_drawing(raw_pose, height: int, width: int) -> tf.Tensor:
     uint8 drawings are scaled to [0, 1]; float drawings are taken as already in [0, 1]. A
     drawing of another size is resized (bilinear, anti-aliased).
     """
+    import tensorflow as tf
+
     drawing = tf.convert_to_tensor(raw_pose)
     if drawing.shape.rank is not None and (drawing.shape.rank < 3 or drawing.shape[-1] not in (None, DRAWING_CHANNELS)):
         raise ValueError(f"landmark drawing must have shape [..., H, W, 3], got {drawing.shape}")
@@ -216,7 +223,7 @@ def _import_mediapipe():
     return mediapipe
 
 
-class MediaPipeFaceLandmarker:
+class MediaPipeFaceLandmarker(Closeable):
     """68 facial landmarks of the largest face in RGB images, through MediaPipe face mesh.
 
     The face-mesh TFLite models ship inside the mediapipe wheel: nothing is downloaded.
@@ -252,12 +259,6 @@ class MediaPipeFaceLandmarker:
 
     def close(self) -> None:
         self._mesh.close()
-
-    def __enter__(self) -> "MediaPipeFaceLandmarker":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
 
 def template_landmarks(height: int = 256, width: int = 256) -> np.ndarray:

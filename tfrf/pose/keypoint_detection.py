@@ -6,11 +6,11 @@
 
 MediaPipe pose (BlazePose, optional dependency `mediapipe==0.10.14`, whose wheel carries the
 TFLite models, so nothing is downloaded) gives 33 landmarks; `MEDIAPIPE_INDEX` maps them into
-the CMU OpenPose COCO-18 channels of the pose-transfer annotations (DESIGN.md, "Tensors and
-conventions"): 0 nose, 1 neck, 2-4 right arm, 5-7 left arm, 8-10 right leg, 11-13 left leg,
-14 right eye, 15 left eye, 16 right ear, 17 left ear. Left and right are the person's own in
-both, so for someone facing the camera the right eye has the smaller x. OpenPose's neck has no
-MediaPipe landmark: it is the midpoint of the shoulders.
+the CMU OpenPose COCO-18 channels of the pose-transfer annotations
+(`tfrf.pose.keypoints.KEYPOINT_NAMES`): 0 nose, 1 neck, 2-4 right arm, 5-7 left arm, 8-10 right
+leg, 11-13 left leg, 14 right eye, 15 left eye, 16 right ear, 17 left ear. Left and right are the
+person's own in both, so for someone facing the camera the right eye has the smaller x.
+OpenPose's neck has no MediaPipe landmark: it is the midpoint of the shoulders.
 
 Photos are read with `tfrf.photos.read_photo` (EXIF orientation applied). Small images (a
 Market-1501 crop is 64 x 128) are upsampled (bicubic) to at least `min_side` pixels on their
@@ -24,8 +24,9 @@ from typing import Optional
 
 import numpy as np
 
+from tfrf.closeable import Closeable
 from tfrf.photos import PhotoLike, as_photo
-from tfrf.pose.keypoints import KEYPOINT_NAMES, MISSING, NUM_KEYPOINTS, shoulders_and_hips
+from tfrf.pose.keypoints import KEYPOINT_NAMES, MISSING, NUM_KEYPOINTS, NoPersonFoundError, shoulders_and_hips
 
 # OpenPose-18 index -> MediaPipe pose landmark index (33 landmarks: 0 nose, 2 left eye, 5 right
 # eye, 7 left ear, 8 right ear, 11/12 left/right shoulder, 13/14 elbows, 15/16 wrists, 23/24
@@ -43,10 +44,6 @@ MEDIAPIPE_SHOULDERS = (11, 12)
 NECK = KEYPOINT_NAMES.index("neck")
 DEFAULT_THRESHOLD = 0.5
 MIN_SIDE = 256
-
-
-class NoPersonFoundError(ValueError):
-    """MediaPipe found no person (or neither a shoulder nor a hip) in the image."""
 
 
 def mediapipe_to_openpose(landmarks, height: int, width: int, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
@@ -106,7 +103,7 @@ def _import_pose():
     return pose
 
 
-class PoseDetector:
+class PoseDetector(Closeable):
     """OpenPose-18 keypoints of the most prominent person, frame after frame.
 
     Args:
@@ -150,12 +147,6 @@ class PoseDetector:
 
     def close(self) -> None:
         self._pose.close()
-
-    def __enter__(self) -> "PoseDetector":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
 
 
 def add_keypoint_threshold_argument(parser) -> None:

@@ -3,17 +3,16 @@
 A raw keypoint pose is float [18, 2] of (y, x) pixel coordinates in its image, in the CMU
 OpenPose COCO-18 order of the published annotation CSVs (`KEYPOINT_NAMES`: ..., 14 right eye,
 15 left eye, 16 right ear, 17 left ear; left and right are the person's own), with -1 for a
-missing point. Its pose map (DESIGN.md) is 18 Gaussian
-heatmaps exp(-d^2 / 2 sigma^2), sigma = 6 px at 256-px height scaled with the height, a missing
-point giving an all-zero channel.
+missing point. Its pose map is 18 Gaussian heatmaps exp(-d^2 / 2 sigma^2), sigma = 6 px at
+256-px height scaled with the height, a missing point giving an all-zero channel.
 
 The annotation files of the pose-transfer literature (`fasion-annotation-*.csv`,
 `market-annotation-*.csv`) have a header `name:keypoints_y:keypoints_x` and rows
 `name: [18 ints]: [18 ints]`, `:`-separated.
 
 Keypoints for a user's own photo come from MediaPipe pose (`tfrf.pose.keypoint_detection`,
-optional dependency `mediapipe==0.10.14`; `extract_keypoints` and `NoPersonFoundError` are also
-reachable from here).
+optional dependency `mediapipe==0.10.14`, also reachable as `tfrf.pose.extract_keypoints`). Its
+`NoPersonFoundError` is defined here, so that callers catch it without importing detection.
 """
 from __future__ import annotations
 
@@ -47,6 +46,10 @@ COLOURS = (
     (0, 255, 0), (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255),
     (0, 0, 255), (85, 0, 255), (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85),
 )
+
+
+class NoPersonFoundError(ValueError):
+    """MediaPipe found no person (or neither a shoulder nor a hip) in the image."""
 
 
 def present(keypoints) -> np.ndarray:
@@ -122,8 +125,6 @@ def write_keypoint_csv(path: str, annotations: Mapping[str, np.ndarray]) -> None
         rounded = np.where(present(keypoints)[:, None], np.rint(keypoints), MISSING).astype(int)
         lines.append(f"{name}: {json.dumps(rounded[:, 0].tolist())}: {json.dumps(rounded[:, 1].tolist())}")
     atomic_write_text(path, "\n".join(lines) + "\n")
-
-
 
 
 def save_pose_json(path: str, keypoints, image_size: Sequence[int]) -> None:
@@ -288,16 +289,3 @@ def shoulders_and_hips(keypoints) -> Tuple[bool, bool]:
     has_shoulder = bool(visible[KEYPOINT_NAMES.index("right_shoulder")] or visible[KEYPOINT_NAMES.index("left_shoulder")])
     has_hip = bool(visible[KEYPOINT_NAMES.index("right_hip")] or visible[KEYPOINT_NAMES.index("left_hip")])
     return has_shoulder, has_hip
-
-
-# --- detection (its own module, imported on first use: it needs MediaPipe) ---------------------
-
-_DETECTION = ("extract_keypoints", "NoPersonFoundError", "PoseDetector", "mediapipe_to_openpose", "MEDIAPIPE_INDEX")
-
-
-def __getattr__(name):
-    if name in _DETECTION:
-        from tfrf.pose import keypoint_detection
-
-        return getattr(keypoint_detection, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,13 +10,11 @@ The `demo` preset is sized for `tfrf demo` on two CPU cores (see its comment).
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import json
 from typing import Any, Dict, Optional, Tuple
 
-from tfrf.config import ModelConfig
+from tfrf.config import ModelConfig, SerializableConfig
 from tfrf.data.augment import AugmentConfig
-from tfrf.losses import GAN_LOSS_FORMS, sampling_correctness_loss
+from tfrf.losses import GAN_LOSS_FORMS
 
 STAGES = ("flow", "full")
 DISCRIMINATORS = ("rf", "gfla")  # tfrf.models.Discriminator (paper), tfrf.models.GFLADiscriminator
@@ -50,7 +48,7 @@ class LossWeights:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(SerializableConfig):
     """Everything a two-stage training run needs.
 
     Attributes:
@@ -165,9 +163,7 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A copy with fields changed; `model` and `loss_weights` also take dicts of field overrides."""
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        self.check_field_names(changes)
         if isinstance(changes.get("model"), dict):
             changes["model"] = self.model.replace(**changes["model"])
         if isinstance(changes.get("loss_weights"), dict):
@@ -181,13 +177,6 @@ class TrainConfig:
         values = dataclasses.asdict(self)
         values["eval_ks"] = list(self.eval_ks)
         return values
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, values: Dict[str, Any]) -> "TrainConfig":
-        return cls(**values)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "TrainConfig":
@@ -208,18 +197,15 @@ def _paper(model_preset: str, **changes: Any) -> TrainConfig:
     return TrainConfig(name=model_preset, model=ModelConfig.preset(model_preset), **changes)
 
 
-# GFLA (Ren et al. CVPR 2020, its options/ and GFLA.md): flow stage correctness 20, regularisation
+# GFLA (Ren et al. CVPR 2020, its options/): flow stage correctness 20, regularisation
 # 0.01; end to end L1 5, correctness 5, perceptual 0.5, style 500, regularisation 0.0025, LSGAN 2;
 # Adam beta = (0, 0.999), G 1e-4, D 1e-5; batch 8; one source; GFLA's discriminator; the
-# Gaussian sampler in the correctness loss (where `tfrf.losses.sampling_correctness_loss` offers
-# it: `sampler="gaussian"`; until then the bilinear warp).
+# Gaussian sampler in the correctness loss (`tfrf.losses.sampling_correctness_loss(sampler="gaussian")`).
 GFLA_FLOW_LOSS_WEIGHTS = LossWeights(l1=0.0, perceptual=0.0, style=0.0, correctness=20.0, regularization=0.01,
                                      adversarial=0.0)
 GFLA_LOSS_WEIGHTS = LossWeights(l1=5.0, perceptual=0.5, style=500.0, correctness=5.0, regularization=0.0025,
                                 adversarial=2.0)
-GFLA_CORRECTNESS_SAMPLER = (
-    "gaussian" if "sampler" in inspect.signature(sampling_correctness_loss).parameters else "bilinear"
-)
+GFLA_CORRECTNESS_SAMPLER = "gaussian"
 
 
 def _gfla(model_preset: str, model_changes: Optional[Dict[str, Any]] = None, **changes: Any) -> TrainConfig:
@@ -257,10 +243,9 @@ TRAIN_PRESETS: Dict[str, TrainConfig] = {
         discriminator_blocks=3, flow_steps=150, full_steps=700, steps_per_epoch=50, checkpoint_every=50,
         summary_every=10, vgg_weights=None, train_objects=200, test_objects=50, eval_examples=200,
     ),
-    # `tfrf demo`: the synthetic chairs, trained on two CPU cores in a few minutes (measured:
-    # 150 + 700 steps, 7.3 min wall in all on a CPU shared with other jobs). Nothing may
-    # download, so VGG19 has random weights: the correctness loss (L_flow) runs on its random
-    # relu3_1/relu4_1 features (it still falls, 0.012 -> 0.007, during stage 1). The perceptual
+    # `tfrf demo`: the synthetic chairs, trained on two CPU cores in a few minutes (150 + 700
+    # steps). Nothing may download, so VGG19 has random weights: the correctness loss (L_flow)
+    # runs on its random relu3_1/relu4_1 features (it still falls during stage 1). The perceptual
     # and style losses are off: on random features they measure no learned similarity, style
     # (x250) would dominate the objective with it, and both need a VGG backward pass per step.
     # The GAN term is small: a few hundred steps are too few for the adversarial game to help
