@@ -8,8 +8,8 @@ unchanged, since the variables are the same.
   numeric version atomically for TF-Serving (signatures `serving_default` and `serving_uint8`).
 - `tfrf.export.tflite`: `convert(generator, num_sources, quantize)` gives a builtin-ops-only
   flatbuffer with the signatures `encode_sources` and `render`.
-- `tfrf.export.benchmark`: latency, size and throughput figures (`python -m tfrf.export.benchmark`).
+- Latency, size and throughput figures: `python -m tfrf.benchmarks.tflite_render` (`tfrf.benchmarks`).
 """
-from tfrf.export.model import build_generator, export_config
+from tfrf.export.model import export_config, export_generator
 
-__all__ = ["build_generator", "export_config"]
+__all__ = ["export_config", "export_generator"]

@@ -24,7 +24,7 @@ def export_config(config: ModelConfig, tflite: bool = False) -> ModelConfig:
     return config.replace(**changes)
 
 
-def build_generator(config: ModelConfig, weights: Optional[str] = None, tflite: bool = False):
+def export_generator(config: ModelConfig, weights: Optional[str] = None, tflite: bool = False):
     """A built generator of `config.architecture` for export, with `weights` loaded.
 
     Args:

@@ -74,7 +74,7 @@ def serving_module(generator) -> tf.Module:
     if config.warp_backend != "gather":
         raise ValueError(
             f"SavedModel export needs warp_backend='gather' (Addons>Resampler is not in TF-Serving), "
-            f"got {config.warp_backend!r}; build it with tfrf.export.build_generator"
+            f"got {config.warp_backend!r}; build it with tfrf.export.export_generator"
         )
     module = tf.Module(name="tfrf_generator")
     module.generator_variables = list(generator.variables)
@@ -112,7 +112,7 @@ def export_saved_model(generator, base_path: str, version: Optional[int] = None)
     """Writes `base_path/VERSION/` (TF-Serving layout `MODEL_DIR/NAME/VERSION`) atomically.
 
     Args:
-        generator: a built Generator with `warp_backend="gather"` (`build_generator`).
+        generator: a built Generator with `warp_backend="gather"` (`export_generator`).
         base_path: the model's directory `MODEL_DIR/NAME`; created when missing.
         version: the version number; default `next_version(base_path)`.
 

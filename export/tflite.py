@@ -12,21 +12,21 @@ the weights only, and in full-int8, which quantises weights and activations to i
 representative dataset and keeps float32 inputs and outputs; ops without an int8 kernel,
 FLOOR of the warp, stay float).
 
-Export kernels (`convert(..., export_kernels=True)`, the default; `use_export_kernels`): the
-layers that have a cheaper TFLite form are switched to it while the graph is traced, and back
-afterwards, so training graphs never see it: LEAKY_RELU instead of MUL + MAXIMUM,
-instance norm as one scale and shift, residual blocks with the 1x1 shortcut at the low
-resolution and upsampling + 3x3 conv as one low-resolution conv + DEPTH_TO_SPACE, the fusing block's warps as one padded corner gather with
-eq. 6 folded into the weights and its residual conv split instead of concatenated (see
-`ResidualFusingBlock`). The output equals the training graph's up to float32 rounding. Shapes are fixed (B = 1, the K given at export) so the interpreter plans its
-memory once. What `render` cannot skip: the flow confidence extractor sees the source image
+Export kernels (`convert(..., export_kernels=True)`, the default): the generator is traced as
+built with `impl="export"` (`tfrf.layers.impl`; `convert` rebuilds a default-built generator
+that way with a copy of its weights, `tfrf.models.rebuild_generator`), so training graphs never
+see it: LEAKY_RELU instead of MUL + MAXIMUM, instance norm as one scale and shift, residual blocks
+with the 1x1 shortcut at the low resolution and upsampling + 3x3 conv as one low-resolution conv
++ DEPTH_TO_SPACE, the fusing block's warps as one padded corner gather with eq. 6 folded into the
+weights and its residual conv split instead of concatenated (see `ResidualFusingBlock`). The
+output equals the training graph's up to float32 rounding. Shapes are fixed (B = 1, the K given
+at export) so the interpreter plans its memory once. What `render` cannot skip: the flow confidence extractor sees the source image
 and pose concatenated with the target pose, so it runs for every frame; only the source
 appearance extractor is cached. Bind inputs by name (`interpreter.get_signature_runner`): the
 converter may reorder them.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -35,6 +35,8 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Union
 import numpy as np
 
 import tensorflow as tf
+
+from tfrf.models import rebuild_generator
 
 QUANTIZATIONS = ("none", "float16", "dynamic-int8", "full-int8")
 ENCODE_SIGNATURE = "encode_sources"
@@ -50,41 +52,12 @@ def feature_shapes(config, num_sources: int) -> Dict[str, List[int]]:
     }
 
 
-def _export_kernel_layers(generator) -> List[object]:
-    from tfrf.layers.activations import LeakyReLU
-    from tfrf.layers.blocks import _ResidualBlock
-    from tfrf.layers.fusing import ResidualFusingBlock
-    from tfrf.layers.normalization import InstanceNormalization
-
-    kinds = (LeakyReLU, InstanceNormalization, ResidualFusingBlock, _ResidualBlock)
-    return [layer for layer in generator.submodules if isinstance(layer, kinds)]
-
-
-@contextlib.contextmanager
-def use_export_kernels(generator, enabled: bool = True):
-    """Within the block, the generator's LeakyReLU, InstanceNormalization, ResidualFusingBlock and
-    residual blocks trace their TFLite export kernels (attribute `export_kernels`); restored on
-    exit."""
-    layers = _export_kernel_layers(generator)
-    previous = [layer.__dict__.get("export_kernels") for layer in layers]
-    for layer in layers:
-        layer.export_kernels = enabled
-    try:
-        yield layers
-    finally:
-        for layer, value in zip(layers, previous):
-            if value is None:
-                del layer.export_kernels
-            else:
-                layer.export_kernels = value
-
-
 def tflite_module(generator, num_sources: int) -> tf.Module:
     """A `tf.Module` with the `encode_sources` and `render` functions at fixed shapes.
 
     Args:
         generator: a built Generator with `warp_backend="gather"` and
-            `order_invariant_fusion=False` (`build_generator(config, tflite=True)`).
+            `order_invariant_fusion=False` (`export_generator(config, tflite=True)`).
         num_sources: K.
     """
     config = generator.config
@@ -92,7 +65,7 @@ def tflite_module(generator, num_sources: int) -> tf.Module:
         raise ValueError(
             "TFLite export needs warp_backend='gather' and order_invariant_fusion=False (no Addons ops, "
             f"no float64), got {config.warp_backend!r} and {config.order_invariant_fusion}; "
-            "build it with tfrf.export.build_generator(config, tflite=True)"
+            "build it with tfrf.export.export_generator(config, tflite=True)"
         )
     if num_sources < 1:
         raise ValueError(f"num_sources (K) must be >= 1, got {num_sources}")
@@ -183,7 +156,8 @@ def convert(generator, num_sources: int, quantize: str = "none", export_kernels:
             weights, activations quantised on the fly by the hybrid kernels) or "full-int8"
             (int8 weights and activations calibrated on `representative_inputs`; float32
             signature inputs and outputs).
-        export_kernels: trace with the TFLite export kernels (see the module docstring).
+        export_kernels: trace the generator built with `impl="export"` (see the module
+            docstring); False traces it as it was built.
         representative_inputs: full-int8 only: dicts of `source_images`, `source_poses`,
             `target_pose` with K = num_sources (default: `random_representative_inputs`).
 
@@ -192,15 +166,16 @@ def convert(generator, num_sources: int, quantize: str = "none", export_kernels:
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+    if export_kernels:
+        generator = rebuild_generator(generator, "export")
     module = tflite_module(generator, num_sources)
     directory = tempfile.mkdtemp(prefix="tfrf-tflite-")
     try:
-        with use_export_kernels(generator, export_kernels):
-            tf.saved_model.save(
-                module,
-                directory,
-                signatures={ENCODE_SIGNATURE: module.encode_sources, RENDER_SIGNATURE: module.render},
-            )
+        tf.saved_model.save(
+            module,
+            directory,
+            signatures={ENCODE_SIGNATURE: module.encode_sources, RENDER_SIGNATURE: module.render},
+        )
         converter = tf.lite.TFLiteConverter.from_saved_model(
             directory, signature_keys=[ENCODE_SIGNATURE, RENDER_SIGNATURE]
         )
@@ -292,8 +267,8 @@ def load_interpreter(model: Union[str, bytes], num_threads: int = 2):
     otherwise `tf.lite.Interpreter`. Run it through `get_signature_runner(name)`.
 
     Do not call `allocate_tensors()` on it: with a multi-signature float16 model the TF 2.15
-    interpreter then returns wrong, run-to-run different images (24 dB instead of 59 dB PSNR
-    in our tests); each signature runner allocates its own subgraph.
+    interpreter then returns wrong images that differ from run to run; each signature runner
+    allocates its own subgraph.
 
     Args:
         model: a `.tflite` path or the flatbuffer bytes.

@@ -16,15 +16,17 @@ import pytest
 import tensorflow as tf
 
 import tfrf
-from tfrf.export import build_generator
+from tfrf.export import export_generator
 from tfrf.export import tflite as tflite_lib
-from tfrf.export.profile import op_census, op_flops, profile_signature, summarize
+from tfrf.benchmarks.flops import tflite_op_flops
+from tfrf.benchmarks.tflite_profile import op_census, profile_signature, summarize
 from tfrf.layers.activations import LeakyReLU
 from tfrf.layers.normalization import InstanceNormalization
+from tfrf.models import rebuild_generator
 from tfrf.ops.warp import pad_for_warp, warp_gather, warp_padded
 
-SIZE = 64
-K = 2
+from helpers import K, SIZE, make_inputs, numpy_bilinear_warp, psnr, tiny_config
+
 # Max abs error bound (float32) or PSNR floor in dB against the Keras float32 model.
 FLOAT32_ATOL = 1e-3
 # full-int8 on this random-initialised model: 12.4-13.0 dB (a trained demo model: 25-35 dB,
@@ -33,27 +35,6 @@ FLOAT32_ATOL = 1e-3
 # tf.lite interpreter (its hybrid kernels quantise activations per call): the floor holds for both.
 # The random mobile preset (space-to-depth stems, 4 channels) in full-int8: 25.0-26.2 dB.
 PSNR_FLOORS = {"float16": 40.0, "dynamic-int8": 24.0, "full-int8": 10.0, "mobile-full-int8": 18.0}
-
-
-def tiny_config(preset="voxceleb2"):
-    overrides = {"image_height": SIZE, "image_width": SIZE}
-    if preset == "voxceleb2":
-        overrides["width_multiplier"] = 0.125
-    return tfrf.ModelConfig.preset(preset, **overrides)
-
-
-def make_inputs(seed, sources=K):
-    rng = np.random.default_rng(seed)
-    return {
-        "source_images": rng.uniform(-1, 1, (1, sources, SIZE, SIZE, 3)).astype(np.float32),
-        "source_poses": rng.uniform(0, 1, (1, sources, SIZE, SIZE, 3)).astype(np.float32),
-        "target_pose": rng.uniform(0, 1, (1, SIZE, SIZE, 3)).astype(np.float32),
-    }
-
-
-def psnr(images, reference):
-    mse = np.mean((np.asarray(images, np.float64) - reference) ** 2)
-    return 10.0 * np.log10(4.0 / mse)
 
 
 def numpy_conv_same(x, kernel, bias):
@@ -65,22 +46,6 @@ def numpy_conv_same(x, kernel, bias):
     for i in range(kh):
         for j in range(kw):
             out += padded[i:i + h, j:j + w] @ kernel[i, j]
-    return out
-
-
-def numpy_bilinear_warp(features, flow):
-    """Reference warp: per pixel, four corners, zeros outside the map."""
-    n, h, w, c = features.shape
-    out = np.zeros_like(features, dtype=np.float64)
-    for b in range(n):
-        for y in range(h):
-            for x in range(w):
-                sx, sy = x + flow[b, y, x, 0], y + flow[b, y, x, 1]
-                x0, y0 = int(np.floor(sx)), int(np.floor(sy))
-                for xi, yi in ((x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)):
-                    if 0 <= xi < w and 0 <= yi < h:
-                        weight = (1 - abs(sx - xi)) * (1 - abs(sy - yi))
-                        out[b, y, x] += weight * features[b, yi, xi]
     return out
 
 
@@ -115,11 +80,9 @@ def test_tflite_leaky_relu_keeps_slope_after_conv_bias_add():
 
 
 def test_leaky_relu_layer_export_kernel_is_identical():
-    layer = LeakyReLU(0.1)
     x = tf.constant(np.random.default_rng(1).normal(size=(2, 5, 5, 3)).astype(np.float32))
-    training = layer(x).numpy()
-    layer.export_kernels = True
-    exported = layer(x).numpy()
+    training = LeakyReLU(0.1)(x).numpy()
+    exported = LeakyReLU(0.1, impl="export")(x).numpy()
     np.testing.assert_array_equal(exported, training)
     np.testing.assert_array_equal(training, np.where(x.numpy() > 0, x.numpy(), np.float32(0.1) * x.numpy()))
 
@@ -127,13 +90,14 @@ def test_leaky_relu_layer_export_kernel_is_identical():
 def test_instance_norm_export_kernel_matches_numpy():
     rng = np.random.default_rng(2)
     x = rng.normal(3.0, 2.0, (2, 6, 5, 4)).astype(np.float32)
-    layer = InstanceNormalization()
+    layer, export_layer = InstanceNormalization(), InstanceNormalization(impl="export")
     layer.build(x.shape)
     layer.gamma.assign(rng.normal(size=4))
     layer.beta.assign(rng.normal(size=4))
+    export_layer.build(x.shape)
+    export_layer.set_weights(layer.get_weights())
     training = layer(x).numpy()
-    layer.export_kernels = True
-    exported = layer(x).numpy()
+    exported = export_layer(x).numpy()
     mean = x.astype(np.float64).mean(axis=(1, 2), keepdims=True)
     variance = x.astype(np.float64).var(axis=(1, 2), keepdims=True)
     expected = (x - mean) / np.sqrt(variance + 1e-5) * layer.gamma.numpy() + layer.beta.numpy()
@@ -160,7 +124,7 @@ def test_padded_corner_warp_matches_numpy_including_far_outside():
 @pytest.fixture(scope="module")
 def voxceleb_model():
     tf.keras.utils.set_random_seed(7)
-    generator = build_generator(tiny_config(), tflite=True)
+    generator = export_generator(tiny_config(), tflite=True)
     return generator
 
 
@@ -168,10 +132,11 @@ def test_export_kernels_equal_training_graph_with_intermediates(voxceleb_model):
     generator = voxceleb_model
     inputs = make_inputs(seed=11)
     training = generator(inputs, return_intermediates=True)
-    with tflite_lib.use_export_kernels(generator) as layers:
-        assert len(layers) > 40 and all(layer.export_kernels for layer in layers)
-        exported = generator(inputs, return_intermediates=True)
-    assert not any(layer.export_kernels for layer in layers)  # restored
+    export_built = rebuild_generator(generator, "export")
+    layers = [layer for layer in export_built.submodules if hasattr(layer, "impl")]
+    assert len(layers) > 40 and all(layer.impl == "export" for layer in layers)
+    assert not any(getattr(layer, "impl", "default") == "export" for layer in generator.submodules)
+    exported = export_built(inputs, return_intermediates=True)
     assert training["image"].numpy().std() > 0.2
     np.testing.assert_allclose(exported["image"].numpy(), training["image"].numpy(), atol=1e-4, rtol=0)
     for level in ("h8", "h4"):
@@ -180,10 +145,10 @@ def test_export_kernels_equal_training_graph_with_intermediates(voxceleb_model):
     # Each ablation switch has its own export branch.
     for variant in ("no_residual_flow", "no_occlusion", "no_attention"):
         config = tfrf.ModelConfig.ablation(tiny_config(), variant)
-        ablated = build_generator(config, tflite=True)
+        ablated = export_generator(config, tflite=True)
         reference = ablated(inputs).numpy()
-        with tflite_lib.use_export_kernels(ablated):
-            np.testing.assert_allclose(ablated(inputs).numpy(), reference, atol=1e-4, rtol=0, err_msg=variant)
+        exported = rebuild_generator(ablated, "export")(inputs).numpy()
+        np.testing.assert_allclose(exported, reference, atol=1e-4, rtol=0, err_msg=variant)
 
 
 def test_export_kernels_cut_render_ops(voxceleb_model):
@@ -198,13 +163,13 @@ def test_export_kernels_cut_render_ops(voxceleb_model):
 @pytest.fixture(scope="module")
 def variants(voxceleb_model):
     """Every exported variant of the tiny voxceleb2 model and of the mobile preset."""
-    calibration = [make_inputs(seed) for seed in range(20, 26)]
+    calibration = [make_inputs(seed=seed) for seed in range(20, 26)]
     flatbuffers = {
         quantize: tflite_lib.convert(voxceleb_model, K, quantize, representative_inputs=calibration)
         for quantize in ("none", "float16", "dynamic-int8", "full-int8")
     }
     tf.keras.utils.set_random_seed(8)
-    mobile = build_generator(tiny_config("voxceleb2_mobile"), tflite=True)
+    mobile = export_generator(tiny_config("voxceleb2_mobile", width_multiplier=None), tflite=True)
     flatbuffers["mobile"] = tflite_lib.convert(mobile, K)
     flatbuffers["mobile-full-int8"] = tflite_lib.convert(mobile, K, "full-int8", representative_inputs=calibration)
     return {"flatbuffers": flatbuffers, "keras": {"mobile": mobile, "mobile-full-int8": mobile},
@@ -218,7 +183,7 @@ def run_tflite(flatbuffer, inputs):
 
 
 def test_every_variant_is_builtin_and_matches_keras(variants, record_property):
-    examples = [make_inputs(seed) for seed in (31, 32)]
+    examples = [make_inputs(seed=seed) for seed in (31, 32)]
     for name, flatbuffer in variants["flatbuffers"].items():
         names = tflite_lib.check_builtin_ops(flatbuffer)
         assert "CONV_2D" in names and "GATHER" in names, name
@@ -243,7 +208,7 @@ def conv_input_sizes(flatbuffer, signature):
     """(H, W) of the input of every CONV_2D of one signature."""
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from tfrf.export.profile import _opcode_names, _subgraph_index
+    from tfrf.benchmarks.tflite_profile import _opcode_names, _subgraph_index
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
     names = _opcode_names(model)
@@ -296,13 +261,13 @@ def test_profile_times_every_op_and_counts_flops(voxceleb_model):
     table = {row["op_type"]: row for row in summarize(timings)}
     assert {name: row["count"] for name, row in table.items()} == census
     # conv FLOPs: 2 * outputs * kh * kw * C_in, by hand for the first conv (3 -> 8 channels, 64x64, K=2).
-    assert op_flops("CONV_2D", [[2, 64, 64, 3], [8, 3, 3, 3]], [[2, 64, 64, 8]]) == 2 * (2 * 64 * 64 * 8) * 27
+    assert tflite_op_flops("CONV_2D", [[2, 64, 64, 3], [8, 3, 3, 3]], [[2, 64, 64, 8]]) == 2 * (2 * 64 * 64 * 8) * 27
     assert abs(sum(row["flop_share"] for row in table.values()) - 1.0) < 1e-9
     assert table["CONV_2D"]["flop_share"] > 0.9
 
 
 def test_runtime_is_reported_by_the_face_renderer(voxceleb_model, tmp_path):
-    from tfrf.animate import FaceRenderer
+    from tfrf.animation.face import FaceRenderer
 
     try:
         from importlib import metadata
@@ -323,14 +288,15 @@ def test_residual_block_export_kernel_equals_training_path(block_class, in_chann
     from tfrf.layers import blocks
 
     rng = np.random.default_rng(4)
-    block = getattr(blocks, block_class)(filters)
+    block, export_block = getattr(blocks, block_class)(filters), getattr(blocks, block_class)(filters, impl="export")
     x = tf.constant(rng.normal(size=(2, 6, 8, in_channels)).astype(np.float32))
     block(x)
     for variable in block.trainable_variables:
         variable.assign(rng.normal(size=variable.shape))
+    export_block(x)
+    export_block.set_weights(block.get_weights())
     training = block(x).numpy()
-    block.export_kernels = True
-    exported = block(x).numpy()
+    exported = export_block(x).numpy()
     assert np.abs(training).max() > 5.0
     np.testing.assert_allclose(exported, training, atol=1e-5 * np.abs(training).max(), rtol=0)
     if block_class == "ResBlockUp":  # the upsampling conv by hand: nearest 2x, then the layer's own conv
@@ -341,7 +307,7 @@ def test_residual_block_export_kernel_equals_training_path(block_class, in_chann
 
 
 def test_interleaved_timing_gives_every_runner_its_turn():
-    from tfrf.export.benchmark import interleaved_render_seconds
+    from tfrf.benchmarks.tflite_mobile import interleaved_render_seconds
 
     order = []
     runners = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}

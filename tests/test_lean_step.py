@@ -1,4 +1,4 @@
-"""The lean training step (issue 12) computes what the straightforward reference step computes.
+"""The lean training step computes what the straightforward reference step computes.
 
 Both `TrainingModel`s share one set of networks; on the same batch the losses and the gradients of
 every trained variable must agree. Float32 tolerances: losses 1e-5 relative; gradients 1e-4 of the
@@ -11,25 +11,26 @@ against the float32 step on the same weights.
 Also: the pieces on their own — tiled best match, VGG to a depth and resumed, the split
 residual conv, float32 flows under mixed precision.
 """
+from functools import partial
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrf.config import ModelConfig
 from tfrf.layers import ResidualFusingBlock
-from tfrf.layers.fusing import legacy_fusing
 from tfrf.losses import VGGFeatures
 from tfrf.losses.correctness import best_similarity, sampling_correctness_loss
-from tfrf.training import TrainConfig, TrainingModel
+from tfrf.benchmarks.reference_step import compile_reference_stage
 from tfrf.training import runner
+
+from helpers import tiny_config, tiny_train_config
 
 SIZE, K, BATCH = 64, 2, 2
 
 
-def tiny_config():
-    model = ModelConfig.preset("deepfashion", image_height=SIZE, image_width=SIZE, width_multiplier=0.125,
-                               warp_backend="gather")
-    return TrainConfig.preset("deepfashion", model=model, vgg_weights=None, batch_size=BATCH, num_sources=K)
+# The deepfashion training preset on its model at SIZE, 1/8 width and the gather warp, no VGG weights.
+lean_config = partial(tiny_train_config, SIZE, "deepfashion", train_preset="deepfashion", batch_size=BATCH,
+                      num_sources=K)
 
 
 def random_batch(seed=0, pose_channels=18):
@@ -59,12 +60,8 @@ def losses_and_gradients(model, batch):
 def two_steps(config, stage, batch):
     """(lean, reference) results of `losses_and_gradients` on one set of networks."""
     networks = runner.create_networks(config)
-    results = []
-    for step in ("lean", "reference"):
-        model = runner.compile_stage(stage, networks, config)
-        model.step = step
-        results.append(losses_and_gradients(model, batch))
-    return networks, results
+    models = runner.compile_stage(stage, networks, config), compile_reference_stage(stage, networks, config)
+    return networks, [losses_and_gradients(model, batch) for model in models]
 
 
 def check_equal(lean, reference, loss_rtol, gradient_tolerance):
@@ -91,7 +88,7 @@ def relative_error(gradients, reference_gradients):
 
 @pytest.mark.parametrize("stage", ["flow", "full"])
 def test_lean_step_equals_reference_step(stage):
-    _, (lean, reference) = two_steps(tiny_config(), stage, random_batch(0))
+    _, (lean, reference) = two_steps(lean_config(), stage, random_batch(0))
     check_equal(lean, reference, loss_rtol=1e-5, gradient_tolerance=1e-4)
     assert lean[0]["correctness_loss"] > 0
 
@@ -105,13 +102,13 @@ def test_lean_step_under_mixed_precision_is_as_close_to_float32_as_the_reference
     batch = random_batch(1)
     tf.keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        mixed_networks, (lean, reference) = two_steps(tiny_config(), "full", batch)
+        mixed_networks, (lean, reference) = two_steps(lean_config(), "full", batch)
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
-    float32_networks = runner.create_networks(tiny_config())
+    float32_networks = runner.create_networks(lean_config())
     float32_networks.generator.set_weights(mixed_networks.generator.get_weights())
     float32_networks.discriminator.set_weights(mixed_networks.discriminator.get_weights())
-    model = runner.compile_stage("full", float32_networks, tiny_config())
+    model = runner.compile_stage("full", float32_networks, lean_config())
     exact_values, exact_gradients, _ = losses_and_gradients(model, batch)
     for name, value in exact_values.items():
         assert lean[0][name] == pytest.approx(value, rel=2e-3, abs=1e-6), name
@@ -119,11 +116,6 @@ def test_lean_step_under_mixed_precision_is_as_close_to_float32_as_the_reference
     reference_error = relative_error(reference[1], exact_gradients)
     assert lean_error < 0.1
     assert lean_error <= 1.1 * reference_error, (lean_error, reference_error)
-
-
-def test_reference_step_option():
-    with pytest.raises(ValueError, match="step must be one of"):
-        TrainingModel(None, step="fast")
 
 
 def _unit(array):
@@ -168,21 +160,23 @@ def test_vgg_features_to_a_depth_and_resumed_equal_the_whole_pass():
         VGGFeatures(["relu3_1"], weights=None).features(images, ["relu5_1"])
 
 
-def test_fusing_training_path_equals_the_legacy_path():
+def test_fusing_default_path_equals_the_reference_path():
     rng = np.random.default_rng(6)
     block = ResidualFusingBlock(warp_backend="gather", residual_init_stddev=0.1)
+    reference_block = ResidualFusingBlock(warp_backend="gather", impl="reference")
     target = tf.constant(rng.normal(size=(2, 8, 8, 6)), tf.float32)
     sources = tf.constant(rng.normal(size=(2, 3, 8, 8, 6)), tf.float32)
     flows = tf.constant(rng.normal(size=(2, 3, 8, 8, 2)) * 3, tf.float32)
     logits = tf.constant(rng.normal(size=(2, 3, 8, 8, 1)), tf.float32)
     occlusions = tf.constant(rng.uniform(size=(2, 3, 8, 8, 1)), tf.float32)
     lean, lean_parts = block(target, sources, flows, logits, occlusions, return_intermediates=True, training=True)
-    with legacy_fusing():
-        legacy, legacy_parts = block(target, sources, flows, logits, occlusions, return_intermediates=True,
-                                     training=True)
+    reference_block(target, sources, flows, logits, occlusions)
+    reference_block.set_weights(block.get_weights())
+    reference, reference_parts = reference_block(target, sources, flows, logits, occlusions, return_intermediates=True,
+                                           training=True)
     assert float(tf.reduce_max(tf.abs(lean_parts["residual_flows"]))) > 0.1
-    np.testing.assert_allclose(lean.numpy(), legacy.numpy(), atol=1e-5)
-    np.testing.assert_allclose(lean_parts["residual_flows"].numpy(), legacy_parts["residual_flows"].numpy(),
+    np.testing.assert_allclose(lean.numpy(), reference.numpy(), atol=1e-5)
+    np.testing.assert_allclose(lean_parts["residual_flows"].numpy(), reference_parts["residual_flows"].numpy(),
                                atol=1e-5)
     inference = block(target, sources, flows, logits, occlusions, training=False)
     np.testing.assert_allclose(inference.numpy(), lean.numpy(), atol=1e-5)
@@ -193,8 +187,7 @@ def test_flows_are_float32_under_mixed_precision():
 
     tf.keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        config = ModelConfig.preset("deepfashion", image_height=SIZE, image_width=SIZE, width_multiplier=0.125,
-                                    warp_backend="gather")
+        config = tiny_config("deepfashion", SIZE, warp_backend="gather")
         generator = build_generator(config)
         outputs = generator(generator.dummy_inputs(1, 2), return_intermediates=True)
         for level in ("h8", "h4"):

@@ -22,7 +22,7 @@ import tfrf
 from tfrf.layers.blocks import ResBlockDown, SpaceToDepthResBlockDown
 from tfrf.models import Generator
 
-from model_inputs import random_inputs
+from helpers import random_inputs
 
 SLOPE = 0.1
 # sha256 of json.dumps([[variable.name, shape], ...]) of Generator(ModelConfig.preset("synthetic",
@@ -242,15 +242,16 @@ def test_switched_on_weights_round_trip_and_do_not_load_into_conv(tmp_path):
         built_generator(config("conv"), 8).load_weights(path)
 
 
-def test_switched_on_export_kernels_equal_training_graph():
-    from tfrf.export import build_generator
-    from tfrf.export.tflite import use_export_kernels
+def test_export_impl_equals_training_graph():
+    from tfrf.export import export_generator
+    from tfrf.models import rebuild_generator
 
     tf.keras.utils.set_random_seed(9)
-    generator = build_generator(config(), tflite=True)
+    generator = export_generator(config(), tflite=True)
     inputs = random_inputs(generator.config, sources=2, seed=9)
     training = generator(inputs).numpy()
-    with use_export_kernels(generator) as layers:
-        assert sum(isinstance(layer, SpaceToDepthResBlockDown) for layer in layers) == 3
-        exported = generator(inputs).numpy()
+    export_built = rebuild_generator(generator, "export")
+    stems = [layer for layer in export_built.submodules if isinstance(layer, SpaceToDepthResBlockDown)]
+    assert len(stems) == 3 and all(layer.impl == "export" for layer in stems)
+    exported = export_built(inputs).numpy()
     np.testing.assert_allclose(exported, training, atol=1e-4, rtol=0)

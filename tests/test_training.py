@@ -5,28 +5,25 @@ import os
 import subprocess
 import sys
 import textwrap
+from functools import partial
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrf.config import ModelConfig
 from tfrf.training import LossWeights, TrainConfig, TrainingModel
 from tfrf.training import runner
 from tfrf.training.callbacks import NonFiniteLossError, RaiseAtStep
-from tfrf.training.model import build_networks
+from tfrf.training import build_networks
+
+from helpers import tiny_train_config
 
 SIZE, K, BATCH = 64, 2, 2  # 64: at 32 px the H/32 maps are 1x1 and instance norm leaves the layers before it no gradient
 
-
-def tiny_config(**changes):
-    model = ModelConfig.preset("synthetic", image_height=SIZE, image_width=SIZE, width_multiplier=0.125,
-                               warp_backend="gather")
-    values = dict(name="tiny", model=model, vgg_weights=None, batch_size=BATCH, num_sources=K, flow_steps=2,
-                  full_steps=2, steps_per_epoch=2, checkpoint_every=2, summary_every=1, learning_rate=1e-3,
-                  discriminator_learning_rate=1e-3)
-    values.update(changes)
-    return TrainConfig(**values)
+# The synthetic preset at SIZE, 1/8 width, the gather warp, no VGG weights; keyword arguments override these.
+train_config = partial(tiny_train_config, SIZE, name="tiny", batch_size=BATCH, num_sources=K, flow_steps=2,
+                       full_steps=2, steps_per_epoch=2, checkpoint_every=2, summary_every=1, learning_rate=1e-3,
+                       discriminator_learning_rate=1e-3)
 
 
 def random_batch(seed=0, batch=BATCH):
@@ -59,20 +56,28 @@ def compiled(stage, config, networks):
     return runner.compile_stage(stage, networks, config)
 
 
-@pytest.fixture(scope="module")
-def networks():
-    return runner.create_networks(tiny_config())
-
-
-def test_flow_stage_changes_only_the_flow_extractor(networks):
-    config = tiny_config()
-    model = compiled("flow", config, networks)
+def fit_one_step(stage, networks, seed):
+    """`stage` compiled on `networks` and fitted one step on `random_batch(seed)`: (the model, the
+    fit's history, the five parts (flow, source, predictor, discriminator, vgg), the weights of
+    each part before and after the step)."""
+    model = compiled(stage, train_config(), networks)
     generator = networks.generator
     parts = {"flow": generator.flow_extractor, "source": generator.source_extractor,
              "predictor": generator.predictor, "discriminator": networks.discriminator, "vgg": networks.vgg}
     before = {name: snapshot(layer) for name, layer in parts.items()}
-    history = model.fit(dataset_of([random_batch(0)]).repeat(), steps_per_epoch=1, epochs=1, verbose=0)
+    history = model.fit(dataset_of([random_batch(seed)]).repeat(), steps_per_epoch=1, epochs=1, verbose=0)
     after = {name: snapshot(layer) for name, layer in parts.items()}
+    return model, history, parts, before, after
+
+
+@pytest.fixture(scope="module")
+def networks():
+    return runner.create_networks(train_config())
+
+
+def test_flow_stage_changes_only_the_flow_extractor(networks):
+    model, history, parts, before, after = fit_one_step("flow", networks, 0)
+    generator = networks.generator
     trained = {v.ref() for v in model.generator_variables()}
     flow_weights = generator.flow_extractor.weights
     heads = [name for name, v in zip([v.name for v in flow_weights], flow_weights) if v.ref() not in trained]
@@ -93,14 +98,8 @@ def test_flow_stage_changes_only_the_flow_extractor(networks):
 
 
 def test_full_stage_changes_generator_and_discriminator_not_vgg(networks):
-    config = tiny_config()
-    model = compiled("full", config, networks)
+    model, history, parts, before, after = fit_one_step("full", networks, 1)
     generator = networks.generator
-    parts = {"flow": generator.flow_extractor, "source": generator.source_extractor,
-             "predictor": generator.predictor, "discriminator": networks.discriminator, "vgg": networks.vgg}
-    before = {name: snapshot(layer) for name, layer in parts.items()}
-    history = model.fit(dataset_of([random_batch(1)]).repeat(), steps_per_epoch=1, epochs=1, verbose=0)
-    after = {name: snapshot(layer) for name, layer in parts.items()}
     trainable = {v.ref() for v in generator.trainable_variables + networks.discriminator.trainable_variables}
     for name in ("flow", "source", "predictor", "discriminator"):
         weights = parts[name].weights
@@ -122,7 +121,7 @@ def test_full_stage_changes_generator_and_discriminator_not_vgg(networks):
 
 
 def test_test_step_reuses_the_loss_code_and_changes_nothing(networks):
-    config = tiny_config(loss_weights=LossWeights(perceptual=0.0, style=0.0))
+    config = train_config(loss_weights=LossWeights(perceptual=0.0, style=0.0))
     model = compiled("full", config, networks)
     batch = random_batch(2)
     before = snapshot(networks.generator) + snapshot(networks.discriminator)
@@ -164,7 +163,7 @@ _DISTRIBUTED_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, sys.argv[1])
-    from test_training import tiny_config, random_batch, dataset_of
+    from test_training import train_config, random_batch, dataset_of
     from tfrf.training import runner
     from tfrf.training.config import LossWeights
     from tfrf.training.model import TrainingModel
@@ -179,7 +178,7 @@ _DISTRIBUTED_SCRIPT = textwrap.dedent("""
     out = {}
     for name, strategy in (("default", tf.distribute.get_strategy()),
                            ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
-        config = tiny_config(batch_size=4, loss_weights=LossWeights(perceptual=0.0, style=0.0))
+        config = train_config(batch_size=4, loss_weights=LossWeights(perceptual=0.0, style=0.0))
         networks = runner.create_networks(config, strategy)
         record = {}
         for stage in ("full",):  # stage 2 has both optimisers and every L_flow term too
@@ -224,7 +223,7 @@ def test_mirrored_strategy_matches_default_strategy(tmp_path):
 def test_mixed_precision_step(networks):
     tf.keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        config = tiny_config(loss_weights=LossWeights(perceptual=0.0, style=0.0))
+        config = train_config(loss_weights=LossWeights(perceptual=0.0, style=0.0))
         wrapped = runner.compile_stage("full", runner.Networks(networks.generator, networks.discriminator, None),
                                        config.replace(loss_weights=LossWeights(perceptual=0.0, style=0.0,
                                                                                correctness=0.0)))
@@ -266,8 +265,8 @@ class CountSteps(tf.keras.callbacks.Callback):
 
 
 def test_killed_run_resumes_at_the_step_it_reached(tmp_path):
-    config = tiny_config(flow_steps=7, checkpoint_every=2, steps_per_epoch=3,
-                         loss_weights=LossWeights(perceptual=0.0, style=0.0))
+    config = train_config(flow_steps=7, checkpoint_every=2, steps_per_epoch=3,
+                          loss_weights=LossWeights(perceptual=0.0, style=0.0))
     out = str(tmp_path)
     with pytest.raises(KeyboardInterrupt):
         runner.train_stage("flow", runner.create_networks(config), config, _fixed_dataset_fn, out,
@@ -292,8 +291,8 @@ def test_killed_run_resumes_at_the_step_it_reached(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
-    config = tiny_config(full_steps=6, checkpoint_every=1, steps_per_epoch=6,
-                         loss_weights=LossWeights(perceptual=0.0, style=0.0, correctness=0.0))
+    config = train_config(full_steps=6, checkpoint_every=1, steps_per_epoch=6,
+                          loss_weights=LossWeights(perceptual=0.0, style=0.0, correctness=0.0))
     batches = [random_batch(seed) for seed in range(6)]
     batches[2]["target_image"][:] = np.nan  # step 3
 
@@ -315,7 +314,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
 
 
 def test_stage_two_starts_from_stage_one_weights(tmp_path):
-    config = tiny_config(flow_steps=1, loss_weights=LossWeights(perceptual=0.0, style=0.0))
+    config = train_config(flow_steps=1, loss_weights=LossWeights(perceptual=0.0, style=0.0))
     out = str(tmp_path)
     first = runner.create_networks(config)
     runner.train_stage("flow", first, config, _fixed_dataset_fn, out, verbose=0)
@@ -348,7 +347,7 @@ def test_train_config_presets_and_round_trip():
 
 
 def test_build_networks_picks_vgg_layers():
-    config = tiny_config().model
+    config = train_config().model
     _, _, vgg = build_networks(config, None, LossWeights(perceptual=0.0, style=0.0))
     assert vgg.layer_names == ("relu3_1", "relu4_1")
     _, _, none = build_networks(config, None, LossWeights(perceptual=0.0, style=0.0, correctness=0.0))

@@ -1,6 +1,6 @@
 """One loader for every model artefact a command takes: a run, a checkpoint, a weights file.
 
-DESIGN.md, "Runs, weights and data on the command line": every command that needs a model takes
+docs/runs.md: every command that needs a model takes
 `--run RUN` (the run's config and its latest weights) or `--weights W` with `--config C` or
 `--preset NAME`, where
 
@@ -229,18 +229,13 @@ def _resolve_model(run, weights, config_path, preset, untrained) -> Tuple[ModelC
     raise ValueError("no model given: use --run RUN, or --weights W with --config C or --preset NAME")
 
 
-def build_generator(config: ModelConfig):
-    """The generator of `config.architecture`, built (variables created)."""
-    from tfrf.models import build_generator as build
-
-    generator = build(config)
-    generator(generator.dummy_inputs(batch_size=1, num_sources=1), training=False)
-    return generator
-
-
 def load_generator(config: ModelConfig, weights: Optional[str]):
-    """A built generator of `config` with `weights` loaded (None keeps random weights)."""
+    """A built generator of `config` (`tfrf.models.build_generator`, variables created) with
+    `weights` loaded (None keeps its random initial weights)."""
+    from tfrf.models import build_generator
+
     generator = build_generator(config)
+    generator(generator.dummy_inputs(batch_size=1, num_sources=1), training=False)
     if weights is not None:
         load_weights(generator, weights, config)
     return generator

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfrf.layers.activations import LeakyReLU
+from tfrf.layers.impl import check_impl
 from tfrf.layers.normalization import InstanceNormalization
 
 NORMALIZATIONS = ("none", "instance")
@@ -25,9 +26,9 @@ def _conv(filters: int, kernel_size: int, spectral_norm: bool, name: str):
     return conv
 
 
-def _norm(normalization: str, name: str):
+def _norm(normalization: str, name: str, impl: str):
     if normalization == "instance":
-        return InstanceNormalization(name=name)
+        return InstanceNormalization(name=name, impl=impl)
     if normalization == "none":
         return tf.keras.layers.Activation("linear", name=name)
     raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
@@ -42,6 +43,8 @@ _PHASE_TAPS = ([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]], [[0.0, 0.0, 
 def _upsampling_conv(x, conv):
     """`conv(nearest_upsample_2x(x))` for a 3x3 "same" Conv2D, computed at x's resolution:
     `[B, h, w, C]` -> `[B, 2h, 2w, filters]`."""
+    if not conv.built:
+        conv.build(x.shape)
     kernel = conv.kernel  # [3, 3, C, F]
     phases = tf.constant(_PHASE_TAPS, kernel.dtype)  # [2, 3, 3]
     # [a, b, u, v, C, F]: the low-res kernel of output phase (a, b).
@@ -77,9 +80,6 @@ class _ResidualBlock(tf.keras.layers.Layer):
     """Shared anatomy: norm -> act -> [resample] -> conv3x3 -> norm -> act -> conv3x3 (+ shortcut)."""
 
     resample = None  # "down", "up" or None
-    # Set by the TFLite export only (`tfrf.export.tflite.use_export_kernels`): the same function
-    # in cheaper ops, see `_call_export`. Never set in training graphs.
-    export_kernels = False
 
     def __init__(
         self,
@@ -87,9 +87,13 @@ class _ResidualBlock(tf.keras.layers.Layer):
         normalization: str = "none",
         spectral_norm: bool = False,
         leaky_relu_slope: float = 0.1,
+        impl: str = "default",
         **kwargs,
     ):
+        """`impl` (`tfrf.layers.impl`): "export" traces `_call_export`, the same function in cheaper
+        TFLite ops (not with spectral norm), and builds the export kernels of its layers."""
         super().__init__(**kwargs)
+        self.impl = check_impl(impl, self.name)
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"{self.name}: normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
         self.filters = int(filters)
@@ -101,11 +105,11 @@ class _ResidualBlock(tf.keras.layers.Layer):
         in_channels = input_shape[-1]
         if in_channels is None:
             raise ValueError(f"{self.name}: the channel dimension must be known, got {input_shape}")
-        self.norm1 = _norm(self.normalization, "norm1")
+        self.norm1 = _norm(self.normalization, "norm1", self.impl)
         self.conv1 = _conv(self.filters, 3, self.spectral_norm, "conv1")
-        self.norm2 = _norm(self.normalization, "norm2")
+        self.norm2 = _norm(self.normalization, "norm2", self.impl)
         self.conv2 = _conv(self.filters, 3, self.spectral_norm, "conv2")
-        self.activation = LeakyReLU(self.leaky_relu_slope)
+        self.activation = LeakyReLU(self.leaky_relu_slope, impl=self.impl)
         self.learned_shortcut = in_channels != self.filters or self.resample is not None
         if self.learned_shortcut:
             self.conv_shortcut = _conv(self.filters, 1, self.spectral_norm, "conv_shortcut")
@@ -117,7 +121,7 @@ class _ResidualBlock(tf.keras.layers.Layer):
 
     def call(self, inputs):
         """inputs `[B, H, W, C_in]` -> `[B, H', W', filters]` (H' = H/2, H or 2H)."""
-        if self.export_kernels and not self.spectral_norm:
+        if self.impl == "export" and not self.spectral_norm:
             return self._call_export(inputs)
         x = self.activation(self.norm1(inputs))
         if self.resample == "up":
@@ -161,6 +165,7 @@ class _ResidualBlock(tf.keras.layers.Layer):
             "normalization": self.normalization,
             "spectral_norm": self.spectral_norm,
             "leaky_relu_slope": self.leaky_relu_slope,
+            "impl": self.impl,
         }
 
 

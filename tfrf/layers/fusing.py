@@ -13,25 +13,13 @@ order of the sources.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Dict, Tuple, Union
 
 import tensorflow as tf
 
+from tfrf.layers.impl import check_impl
 from tfrf.ops.sources import fold_sources, unfold_sources
 from tfrf.ops.warp import BACKENDS, pad_for_warp, warp, warp_corners, warp_padded
-
-
-@contextlib.contextmanager
-def legacy_fusing():
-    """Trace `ResidualFusingBlock`s with their pre-issue-12 training path inside the block (see
-    `ResidualFusingBlock._call_legacy`): for the reference step of `TrainingModel(step="reference")`."""
-    previous = ResidualFusingBlock.legacy_training
-    ResidualFusingBlock.legacy_training = True
-    try:
-        yield
-    finally:
-        ResidualFusingBlock.legacy_training = previous
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrf")
@@ -50,20 +38,18 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
             sum depends on the order of its terms at the 1e-7 level, which the decoder can
             amplify past 1e-5; in float64 the rounded result no longer depends on the order of
             the sources. TFLite has no float64 kernels, so its export switches this off.
-
-    Attribute `export_kernels` (default False, not part of the config; the TFLite export sets
-    it, see `tfrf.export.tflite.use_export_kernels`): the same function in fewer, larger ops
-    for static shapes. The source map is zero-padded once and both warps are corner gathers
-    (`tfrf.ops.warp.warp_corners`); the residual conv's kernel is split so that the target
-    half runs once per example instead of once per source on a concatenated copy; eq. 6 is
-    folded into the second warp's weights, `out = sum_{k,c} a_k (1 - m_k) w_kc f_k[i_kc] +
-    (sum_k a_k m_k) f_t`, one gather of all 4K corners and one weighted sum. Equal to the
-    default path up to float32 rounding (tested).
+        impl: which path the block traces (`tfrf.layers.impl`), fixed when it is built:
+            - "default": flows in float32 under mixed precision; R's kernel split so that its f_t
+              half runs once per example instead of once per source on a concatenated copy; in
+              training the sum over K in the compute dtype.
+            - "export" (`_call_export`, static shapes): the source map is zero-padded once and
+              both warps are corner gathers (`tfrf.ops.warp.warp_corners`); eq. 6 is folded into
+              the second warp's weights, `out = sum_{k,c} a_k (1 - m_k) w_kc f_k[i_kc] +
+              (sum_k a_k m_k) f_t`, one gather of all 4K corners and one weighted sum.
+            - "reference" (`_call_reference`): the equations as written, flows in the compute
+              dtype, R on concat[f_t, fw_k] per source, float64 fusion also in training.
+            All three are equal up to float32 rounding (tested).
     """
-
-    export_kernels = False
-    # The pre-issue-12 training path (see `_call_legacy`); class-wide, set by `legacy_fusing()`.
-    legacy_training = False
 
     def __init__(
         self,
@@ -73,9 +59,11 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
         warp_backend: str = "tfa",
         residual_init_stddev: float = 1e-3,
         order_invariant: bool = True,
+        impl: str = "default",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.impl = check_impl(impl, self.name)
         if warp_backend not in BACKENDS:
             raise ValueError(f"{self.name}: warp_backend must be one of {BACKENDS}, got {warp_backend!r}")
         self.use_residual_flow = use_residual_flow
@@ -149,7 +137,7 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
             return_intermediates: also return a dict with `residual_flows` `[B, K, h, w, 2]`,
                 `attention` (after the softmax) `[B, K, h, w, 1]` and `occlusions` as used.
             training: in training the sum over K runs in the compute dtype even when
-                `order_invariant` (float64 costs 5-39% of the block and buys nothing there).
+                `order_invariant` (float64 costs time and buys nothing there).
 
         Returns:
             The fused feature `[B, h, w, C]` (before D^i), and the dict when asked.
@@ -158,11 +146,11 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
             tf.convert_to_tensor(x) for x in (target_feature, source_features, flows, attention_logits, occlusions)
         )
         self._check(target_feature, source_features, flows, attention_logits, occlusions)
-        if self.export_kernels:
+        if self.impl == "export":
             return self._call_export(target_feature, source_features, flows, attention_logits, occlusions,
                                      return_intermediates)
-        if self.legacy_training:
-            return self._call_legacy(target_feature, source_features, flows, attention_logits, occlusions,
+        if self.impl == "reference":
+            return self._call_reference(target_feature, source_features, flows, attention_logits, occlusions,
                                      return_intermediates)
         dtype = source_features.dtype
         batch_and_sources = tf.shape(source_features)[:2]
@@ -226,11 +214,10 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
         # (unfold_sources reshapes by a dynamic shape: keep the static h, w, which exports report)
         return tf.ensure_shape(residual, warped.shape[:-1].concatenate([2]))
 
-    def _call_legacy(self, target_feature, source_features, flows, attention_logits, occlusions,
-                     return_intermediates):
-        """The training path before the lean step (issue 12), kept for `python -m
-        tfrf.training.benchmark --steps-compared reference` and the lean-step equality tests: flows in the
-        compute dtype, R on a concatenated copy of f_t per source, float64 fusion in training."""
+    def _call_reference(self, target_feature, source_features, flows, attention_logits, occlusions,
+                        return_intermediates):
+        """The equations as written: flows in the compute dtype, R on a concatenated copy of f_t
+        per source, float64 fusion in training too (`impl="reference"`)."""
         dtype = source_features.dtype
         batch_and_sources = tf.shape(source_features)[:2]
         features = fold_sources(source_features)  # [B*K, h, w, C]
@@ -258,10 +245,9 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
             "occlusions": mask,
         }
 
-
     def _call_export(self, target_feature, source_features, flows, attention_logits, occlusions,
                      return_intermediates):
-        """The `export_kernels` form of `call` (static K, h, w, C; float32)."""
+        """`call` with `impl="export"` (static K, h, w, C; float32)."""
         _, num_sources, height, width, channels = source_features.shape
         if None in (num_sources, height, width, channels):
             raise ValueError(f"export kernels need static [B, K, h, w, C] source_features, got {source_features.shape}")
@@ -313,4 +299,5 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
             "warp_backend": self.warp_backend,
             "residual_init_stddev": self.residual_init_stddev,
             "order_invariant": self.order_invariant,
+            "impl": self.impl,
         }

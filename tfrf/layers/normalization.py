@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfrf.layers.impl import check_impl
+
 
 @tf.keras.utils.register_keras_serializable(package="tfrf")
 class InstanceNormalization(tf.keras.layers.Layer):
@@ -10,22 +12,20 @@ class InstanceNormalization(tf.keras.layers.Layer):
 
     Statistics are computed in float32 under a mixed-precision policy.
 
-    Attribute `export_kernels` (default False; the TFLite export sets it, see
-    `tfrf.export.tflite.use_export_kernels`): fold the normalisation and the affine map into
-    one per-channel scale and shift on `[B, 1, 1, C]`, `x * scale + shift`, two full-size
-    passes after the statistics instead of four. Equal up to float32 rounding (tested).
-
     Args:
         epsilon: added to the variance.
         affine: learn a per-channel scale and offset.
+        impl: "export" (what the TFLite export builds) folds the normalisation and the affine map
+            into one per-channel scale and shift on `[B, 1, 1, C]`, `x * scale + shift`: two
+            full-size passes after the statistics instead of four. Equal up to float32 rounding
+            (tested). See `tfrf.layers.impl`.
     """
 
-    export_kernels = False
-
-    def __init__(self, epsilon: float = 1e-5, affine: bool = True, **kwargs):
+    def __init__(self, epsilon: float = 1e-5, affine: bool = True, impl: str = "default", **kwargs):
         super().__init__(**kwargs)
         self.epsilon = epsilon
         self.affine = affine
+        self.impl = check_impl(impl, self.name)
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -40,7 +40,7 @@ class InstanceNormalization(tf.keras.layers.Layer):
         """inputs `[B, H, W, C]` -> `[B, H, W, C]`."""
         x = tf.cast(inputs, tf.float32)
         mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
-        if self.export_kernels:
+        if self.impl == "export":
             # SUB + MUL instead of SQUARED_DIFFERENCE: the same values, and TFLite's int8
             # SQUARED_DIFFERENCE has no fast kernel (a third of a full-int8 mobile render).
             centred = x - mean
@@ -57,4 +57,4 @@ class InstanceNormalization(tf.keras.layers.Layer):
         return tf.cast(x, self.compute_dtype)
 
     def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon, "affine": self.affine}
+        return {**super().get_config(), "epsilon": self.epsilon, "affine": self.affine, "impl": self.impl}

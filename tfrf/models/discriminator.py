@@ -5,19 +5,18 @@ then gives one realism logit per H/32 patch.
 """
 from __future__ import annotations
 
-from typing import Mapping
-
 import tensorflow as tf
 
 from tfrf.config import ModelConfig
 from tfrf.layers import LeakyReLU, ResBlockDown, SpectralNormalization
+from tfrf.models.base import ConfiguredModel
 from tfrf.ops.snapshot import snapshot
 
 DISCRIMINATOR_WIDTHS = (64, 128, 256, 256, 512)
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrf")
-class Discriminator(tf.keras.Model):
+class Discriminator(ConfiguredModel):
     """Patch discriminator on `[B, H, W, 3]` images in [-1, 1] -> logits `[B, H/32, W/32, 1]`.
 
     Args:
@@ -29,10 +28,8 @@ class Discriminator(tf.keras.Model):
 
     def __init__(self, config: ModelConfig, spectral_norm: bool = True, **kwargs):
         kwargs.setdefault("name", "discriminator")
-        super().__init__(**kwargs)
-        if isinstance(config, Mapping):
-            config = ModelConfig.from_dict(config)
-        self.config = config
+        super().__init__(config, **kwargs)
+        config = self.config
         self.spectral_norm = spectral_norm
         self.blocks = [
             ResBlockDown(
@@ -62,10 +59,5 @@ class Discriminator(tf.keras.Model):
             x = block(x, training=training)
         return self.to_float32(self.head(self.activation(x), training=training))
 
-    def get_config(self):
-        return {"config": self.config.to_dict(), "spectral_norm": self.spectral_norm, "name": self.name}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        return cls(ModelConfig.from_dict(config.pop("config")), **config)
+    def constructor_arguments(self) -> dict:
+        return {"spectral_norm": self.spectral_norm}

@@ -9,20 +9,11 @@ from typing import Dict
 
 import tensorflow as tf
 
-from tfrf.config import ModelConfig
-from tfrf.models.base import ConfiguredLayer, flow_dtype
 from tfrf.layers import LeakyReLU, ResBlockDown, ResBlockUp
-from tfrf.layers.blocks import SpaceToDepthResBlockDown
+from tfrf.layers.impl import check_impl
+from tfrf.models.base import ConfiguredLayer, flow_dtype
 
 LEVELS = ("h8", "h4")
-
-
-def first_block(config: ModelConfig, filters: int, name: str):
-    """The block that takes a network's full-resolution input to H/2: `ResBlockDown` (the paper)
-    or, with `config.full_resolution == "space_to_depth"`, `SpaceToDepthResBlockDown` (the same
-    output shape, its convolutions at H/2)."""
-    block = SpaceToDepthResBlockDown if config.full_resolution == "space_to_depth" else ResBlockDown
-    return block(filters, leaky_relu_slope=config.leaky_relu_slope, name=name)
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrf")
@@ -32,13 +23,12 @@ class SourceAppearanceExtractor(ConfiguredLayer):
     The first block is `first_block`: with `full_resolution="space_to_depth"` it runs at H/2.
     """
 
-    def __init__(self, config: ModelConfig, **kwargs):
-        super().__init__(config, **kwargs)
-        config = self.config
-        c, slope = config.channels, config.leaky_relu_slope
-        self.down1 = first_block(config, c(64), name="down1")
-        self.down2 = ResBlockDown(c(128), leaky_relu_slope=slope, name="down2")
-        self.down3 = ResBlockDown(c(256), leaky_relu_slope=slope, name="down3")
+    def __init__(self, config, impl: str = "default", **kwargs):
+        super().__init__(config, impl, **kwargs)
+        c = self.config.channels
+        self.down1 = self.first_block(c(64), name="down1")
+        self.down2 = self.block(ResBlockDown, c(128), name="down2")
+        self.down3 = self.block(ResBlockDown, c(256), name="down3")
 
     def call(self, images) -> Dict[str, tf.Tensor]:
         """images `[N, H, W, 3]` -> {"h4": `[N, H/4, W/4, c(128)]`, "h8": `[N, H/8, W/8, c(256)]`}."""
@@ -46,17 +36,18 @@ class SourceAppearanceExtractor(ConfiguredLayer):
         return {"h4": h4, "h8": self.down3(h4)}
 
 
-
 @tf.keras.utils.register_keras_serializable(package="tfrf")
 class FlowHeads(tf.keras.layers.Layer):
     """Three 3x3 convs on one decoder level: flow (2), attention logit (1), occlusion (1, sigmoid)."""
 
-    def __init__(self, leaky_relu_slope: float = 0.1, flow_init_stddev: float = 1e-3, **kwargs):
+    def __init__(self, leaky_relu_slope: float = 0.1, flow_init_stddev: float = 1e-3, impl: str = "default",
+                 **kwargs):
         super().__init__(**kwargs)
         self.leaky_relu_slope = leaky_relu_slope
         self.flow_init_stddev = flow_init_stddev
+        self.impl = check_impl(impl, self.name)
         small = tf.keras.initializers.RandomNormal(stddev=flow_init_stddev)
-        self.activation = LeakyReLU(leaky_relu_slope)
+        self.activation = LeakyReLU(leaky_relu_slope, impl=impl)
         self.flow = tf.keras.layers.Conv2D(2, 3, padding="same", kernel_initializer=small, name="flow",
                                            dtype=flow_dtype())
         self.attention = tf.keras.layers.Conv2D(1, 3, padding="same", name="attention_logit")
@@ -76,6 +67,7 @@ class FlowHeads(tf.keras.layers.Layer):
             **super().get_config(),
             "leaky_relu_slope": self.leaky_relu_slope,
             "flow_init_stddev": self.flow_init_stddev,
+            "impl": self.impl,
         }
 
 
@@ -89,18 +81,17 @@ class FlowConfidenceExtractor(ConfiguredLayer):
     `first_block`: with `full_resolution="space_to_depth"` it runs at H/2.
     """
 
-    def __init__(self, config: ModelConfig, **kwargs):
-        super().__init__(config, **kwargs)
-        config = self.config
-        c, slope = config.channels, config.leaky_relu_slope
-        self.encoder = [first_block(config, c(32), name="down1")] + [
-            ResBlockDown(c(width), leaky_relu_slope=slope, name=f"down{i + 2}")
-            for i, width in enumerate((64, 128, 256, 512))
+    def __init__(self, config, impl: str = "default", **kwargs):
+        super().__init__(config, impl, **kwargs)
+        c = self.config.channels
+        self.encoder = [self.first_block(c(32), name="down1")] + [
+            self.block(ResBlockDown, c(width), name=f"down{i + 2}") for i, width in enumerate((64, 128, 256, 512))
         ]
-        self.up16 = ResBlockUp(c(256), leaky_relu_slope=slope, name="up16")
-        self.up8 = ResBlockUp(c(128), leaky_relu_slope=slope, name="up8")
-        self.up4 = ResBlockUp(c(64), leaky_relu_slope=slope, name="up4")
-        self.heads = {level: FlowHeads(slope, name=f"heads_{level}") for level in LEVELS}
+        self.up16 = self.block(ResBlockUp, c(256), name="up16")
+        self.up8 = self.block(ResBlockUp, c(128), name="up8")
+        self.up4 = self.block(ResBlockUp, c(64), name="up4")
+        self.heads = {level: FlowHeads(self.config.leaky_relu_slope, impl=self.impl, name=f"heads_{level}")
+                      for level in LEVELS}
 
     levels = LEVELS  # the levels with a flow, coarse first
 

@@ -10,11 +10,13 @@ from typing import Dict, Mapping
 
 import tensorflow as tf
 
-from tfrf.ops.sources import fold_sources, unfold_sources
 from tfrf.config import ModelConfig
+from tfrf.layers.impl import check_impl
+from tfrf.models.base import ConfiguredModel
 from tfrf.models.extractors import LEVELS, FlowConfidenceExtractor, SourceAppearanceExtractor
 from tfrf.models.predictor import TargetImagePredictor
 from tfrf.ops.snapshot import snapshot
+from tfrf.ops.sources import fold_sources, unfold_sources
 
 INPUT_KEYS = ("source_images", "source_poses", "target_pose")
 
@@ -77,16 +79,61 @@ def validate_inputs(inputs: Mapping[str, tf.Tensor], config: ModelConfig) -> Non
                 raise ValueError(f"target_pose must be [B, H, W, {cp}] matching source_images {images}, got {target}")
 
 
+class GeneratorModel(ConfiguredModel):
+    """What every generator architecture shares: the config, the `impl` its layers trace
+    (`tfrf.layers.impl`), input checks and the forward pass
 
+        source features = encode_sources(source images)
+        flow outputs    = extract_flows(inputs)            per level
+        image, fused    = predictor(target pose, source features, flow outputs)
 
+    with `intermediates(flow_outputs, fused)` naming what `return_intermediates=True` returns per
+    level. Subclasses build `source_extractor`, `flow_extractor` and `predictor`.
+    """
+
+    def __init__(self, config: ModelConfig, impl: str = "default", **kwargs):
+        super().__init__(config, **kwargs)
+        self.impl = check_impl(impl, self.name)
+
+    def constructor_arguments(self) -> dict:
+        return {"impl": self.impl}
+
+    def check_inputs(self, inputs) -> None:
+        """Raise a ValueError naming a tensor of the wrong shape."""
+        validate_inputs(inputs, self.config)
+
+    def call(self, inputs, training=None, return_intermediates: bool = False):
+        self.check_inputs(inputs)
+        # One single-output node per input (Snapshot, which grappler keeps; Identity it would
+        # remove). Without it TF 2.15's oneDNN rewrite of the inference graph feeds the wrong
+        # output of a multi-output producer (`IteratorGetNext` in `predict`/`evaluate`) to the
+        # pose encoder: "input depth must be evenly divisible by filter depth: 3 vs 21".
+        inputs = {key: snapshot(inputs[key]) for key in INPUT_KEYS}
+        source_features = self.encode_sources(inputs["source_images"])
+        flow_outputs = self.extract_flows(inputs)
+        image, fused = self.predictor(
+            tf.cast(inputs["target_pose"], source_features["h8"].dtype),
+            source_features,
+            flow_outputs,
+            return_intermediates=True,
+        )
+        if not return_intermediates:
+            return image
+        return {"image": image, **self.intermediates(flow_outputs, fused)}
+
+    def dummy_inputs(self, batch_size: int = 1, num_sources: int = 1, dtype=tf.float32) -> Dict[str, tf.Tensor]:
+        """Zero inputs of the configured size, e.g. to build the weights."""
+        return dummy_inputs(self.config, batch_size, num_sources, dtype)
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrf")
-class Generator(tf.keras.Model):
+class Generator(GeneratorModel):
     """Source appearance extractor + flow confidence extractor + target image predictor.
 
     Args:
         config: a `tfrf.ModelConfig` (e.g. `ModelConfig.preset("deepfashion")`).
+        impl: the implementation its layers trace (`tfrf.layers.impl`): "default", "export"
+            (what the TFLite export builds) or "reference".
 
     Call:
         `generator({"source_images": [B,K,H,W,3], "source_poses": [B,K,H,W,Cp],
@@ -96,15 +143,13 @@ class Generator(tf.keras.Model):
         `occlusions` `[B,K,h,w,1]`.
     """
 
-    def __init__(self, config: ModelConfig, **kwargs):
+    def __init__(self, config: ModelConfig, impl: str = "default", **kwargs):
         kwargs.setdefault("name", "generator")
-        super().__init__(**kwargs)
-        if isinstance(config, Mapping):
-            config = ModelConfig.from_dict(config)
-        self.config = config
-        self.source_extractor = SourceAppearanceExtractor(config, name="source_appearance_extractor")
-        self.flow_extractor = FlowConfidenceExtractor(config, name="flow_confidence_extractor")
-        self.predictor = TargetImagePredictor(config, name="target_image_predictor")
+        super().__init__(config, impl, **kwargs)
+        config = self.config
+        self.source_extractor = SourceAppearanceExtractor(config, impl, name="source_appearance_extractor")
+        self.flow_extractor = FlowConfidenceExtractor(config, impl, name="flow_confidence_extractor")
+        self.predictor = TargetImagePredictor(config, impl, name="target_image_predictor")
 
     def extract_flows(self, inputs: Mapping[str, tf.Tensor]) -> Dict[str, Dict[str, tf.Tensor]]:
         """Flow confidence extractor on every source: per level flow, attention logit, occlusion
@@ -128,44 +173,16 @@ class Generator(tf.keras.Model):
         features = self.source_extractor(fold_sources(source_images))
         return {level: unfold_sources(features[level], batch_and_sources) for level in LEVELS}
 
-    def call(self, inputs, training=None, return_intermediates: bool = False):
-        validate_inputs(inputs, self.config)
-        # One single-output node per input (Snapshot, which grappler keeps; Identity it would
-        # remove). Without it TF 2.15's oneDNN rewrite of the inference graph feeds the wrong
-        # output of a multi-output producer (`IteratorGetNext` in `predict`/`evaluate`) to the
-        # pose encoder: "input depth must be evenly divisible by filter depth: 3 vs 21".
-        inputs = {key: snapshot(inputs[key]) for key in INPUT_KEYS}
-        source_features = self.encode_sources(inputs["source_images"])
-        flow_outputs = self.extract_flows(inputs)
-        image, fusing = self.predictor(
-            tf.cast(inputs["target_pose"], source_features["h8"].dtype),
-            source_features,
-            flow_outputs,
-            return_intermediates=True,
-        )
-        if not return_intermediates:
-            return image
-        result = {"image": image}
-        for level in LEVELS:
-            result[level] = {
+    def intermediates(self, flow_outputs, fused) -> Dict[str, Dict[str, tf.Tensor]]:
+        return {
+            level: {
                 "flows": flow_outputs[level]["flow"],
-                "residual_flows": fusing[level]["residual_flows"],
-                "attention": fusing[level]["attention"],
-                "occlusions": fusing[level]["occlusions"],
+                "residual_flows": fused[level]["residual_flows"],
+                "attention": fused[level]["attention"],
+                "occlusions": fused[level]["occlusions"],
             }
-        return result
-
-    def dummy_inputs(self, batch_size: int = 1, num_sources: int = 1, dtype=tf.float32) -> Dict[str, tf.Tensor]:
-        """Zero inputs of the configured size, e.g. to build the weights."""
-        return dummy_inputs(self.config, batch_size, num_sources, dtype)
-
-    def get_config(self):
-        return {"config": self.config.to_dict(), "name": self.name}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        return cls(ModelConfig.from_dict(config.pop("config")), **config)
+            for level in LEVELS
+        }
 
 
 def dummy_inputs(config: ModelConfig, batch_size: int = 1, num_sources: int = 1, dtype=tf.float32) -> Dict[str, tf.Tensor]:

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tfrf.layers.activations import LeakyReLU
 from tfrf.layers.spectral_norm import SpectralNormalization
+from tfrf.ops.shapes import check_rank
 from tfrf.ops.snapshot import snapshot
 
 
@@ -123,10 +124,8 @@ class GFLADiscriminator(tf.keras.Model):
 
     def call(self, images, training=None):
         """images `[B, H, W, C]` -> realism logits `[B, H/2^n, W/2^n, 1]` (float32)."""
-        if images.shape.rank is not None and (images.shape.rank != 4 or images.shape[-1] not in (None, self.input_channels)):
-            raise ValueError(
-                f"GFLADiscriminator: images must be [B, H, W, {self.input_channels}], got shape {images.shape}"
-            )
+        channels = self.input_channels
+        check_rank(images, 4, "GFLADiscriminator", "images", f"[B, H, W, {channels}]", last=channels)
         # A single-output copy of the input: TF 2.15's oneDNN rewrite otherwise lets the fused
         # LeakyReLU read another output of a multi-output `IteratorGetNext` (see `Generator`).
         x = snapshot(images)

@@ -15,26 +15,23 @@ tanh (sub-pixel convolution, Shi et al. 2016).
 """
 from __future__ import annotations
 
-
 import tensorflow as tf
 
-from tfrf.config import ModelConfig
-from tfrf.models.base import ConfiguredLayer
 from tfrf.layers import LeakyReLU, ResBlock, ResBlockDown, ResBlockUp, ResidualFusingBlock
-from tfrf.models.extractors import LEVELS, first_block
+from tfrf.models.base import ConfiguredLayer
+from tfrf.models.extractors import LEVELS
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrf")
 class TargetImagePredictor(ConfiguredLayer):
     """Pose encoder, two residual fusing blocks and the image decoder."""
 
-    def __init__(self, config: ModelConfig, **kwargs):
-        super().__init__(config, **kwargs)
+    def __init__(self, config, impl: str = "default", **kwargs):
+        super().__init__(config, impl, **kwargs)
         config = self.config
-        c, slope = config.channels, config.leaky_relu_slope
-        self.pose_encoder = [first_block(config, c(64), name="pose_down1")] + [
-            ResBlockDown(c(width), leaky_relu_slope=slope, name=f"pose_down{i + 2}")
-            for i, width in enumerate((128, 256))
+        c = config.channels
+        self.pose_encoder = [self.first_block(c(64), name="pose_down1")] + [
+            self.block(ResBlockDown, c(width), name=f"pose_down{i + 2}") for i, width in enumerate((128, 256))
         ]
         self.fusing = {
             level: ResidualFusingBlock(
@@ -43,24 +40,21 @@ class TargetImagePredictor(ConfiguredLayer):
                 use_attention=config.use_attention,
                 warp_backend=config.warp_backend,
                 order_invariant=config.order_invariant_fusion,
+                impl=impl,
                 name=f"fusing_{level}",
             )
             for level in LEVELS
         }
-        self.decode_h8 = [
-            ResBlock(c(256), leaky_relu_slope=slope, name="decode_h8_res"),
-            ResBlockUp(c(128), leaky_relu_slope=slope, name="decode_h8_up"),
-        ]
-        self.decode_h4 = [
-            ResBlock(c(128), leaky_relu_slope=slope, name="decode_h4_res"),
-            ResBlockUp(c(64), leaky_relu_slope=slope, name="decode_h4_up"),
-        ]
+        self.decode_h8 = [self.block(ResBlock, c(256), name="decode_h8_res"),
+                          self.block(ResBlockUp, c(128), name="decode_h8_up")]
+        self.decode_h4 = [self.block(ResBlock, c(128), name="decode_h4_res"),
+                          self.block(ResBlockUp, c(64), name="decode_h4_up")]
         # The last block: up to H, or (space_to_depth) kept at H/2 with a sub-pixel to_rgb.
         self.pixel_shuffle = config.full_resolution == "space_to_depth"
-        last = (ResBlock(c(64), leaky_relu_slope=slope, name="decode_h2_head") if self.pixel_shuffle
-                else ResBlockUp(c(64), leaky_relu_slope=slope, name="decode_h2_up"))
-        self.decode_h2 = [ResBlock(c(64), leaky_relu_slope=slope, name="decode_h2_res"), last]
-        self.output_activation = LeakyReLU(slope)
+        last = (self.block(ResBlock, c(64), name="decode_h2_head") if self.pixel_shuffle
+                else self.block(ResBlockUp, c(64), name="decode_h2_up"))
+        self.decode_h2 = [self.block(ResBlock, c(64), name="decode_h2_res"), last]
+        self.output_activation = LeakyReLU(config.leaky_relu_slope, impl=impl)
         rgb_channels = 4 * 3 if self.pixel_shuffle else 3  # depth_to_space: channel (a*2+b)*3+c -> pixel (2i+a, 2j+b)
         self.to_rgb = tf.keras.layers.Conv2D(rgb_channels, 3, padding="same", name="to_rgb")
         self.tanh = tf.keras.layers.Activation("tanh", dtype="float32", name="tanh")

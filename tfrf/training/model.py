@@ -16,17 +16,14 @@ As in keras-io's GauGAN example, `compile()` takes both optimisers, `train_step`
 (the discriminator trains on the same, gradient-stopped, fake batch), no fixed batch size,
 and `test_step` runs the very same loss code.
 
-The step is lean (`step="lean"`, the default; issue 12): VGG19 runs with a gradient on the
-generated images only, and each part of the batch only as deep as its losses read (sources to
-relu4_1 for the correctness loss; the targets on to relu5_1 where the perceptual and style losses
-need it); the correctness loss's best match is computed in tiles of target positions, as a
-constant; the fusing blocks sum over K in the compute dtype in training and run R without a
-concatenated copy of f_t per source; flows stay float32 under mixed precision. `step="reference"`
-is the straightforward step it replaced — one VGG19 pass, inside the tape, on
-`concat([target, generated, sources])` to the deepest layer, the whole similarity matrix, and the
-fusing blocks' previous training path (`tfrf.layers.fusing.legacy_fusing`) — kept to check that
-the lean step computes the same losses and gradients and to measure the gain
-(`python -m tfrf.training.benchmark --steps-compared lean reference`).
+The step is lean: VGG19 runs with a gradient on the generated images only, and each part of the
+batch only as deep as its losses read (sources to relu4_1 for the correctness loss; the targets on
+to relu5_1 where the perceptual and style losses need it); the correctness loss's best match is
+computed in tiles of target positions, as a constant; the fusing blocks sum over K in the compute
+dtype in training and run R without a concatenated copy of f_t per source; flows stay float32
+under mixed precision. `tfrf.benchmarks.reference_step` holds the straightforward step (one VGG19
+pass over everything, the whole similarity matrix, the fusing blocks' "reference" path), which
+tests hold this one to and the train-step benchmark times beside it.
 
 Under `tf.distribute`, every loss is a mean over the replica's batch; the optimised totals are
 divided by `num_replicas_in_sync`, so the summed replica gradients are those of the global
@@ -34,22 +31,18 @@ mean. Under a `mixed_float16` policy the optimisers are wrapped in `LossScaleOpt
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import inspect
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Mapping, Tuple
 
 import tensorflow as tf
 
 from tfrf import losses
-from tfrf.layers.fusing import legacy_fusing
 from tfrf.models.generator import INPUT_KEYS
 from tfrf.ops import fold_sources, unfold_sources, warp
 from tfrf.training.config import CORRECTNESS_SAMPLERS, STAGES, LossWeights
 
-STEPS = ("lean", "reference")
-# Target positions per tile of the lean step's correctness loss (see sampling_correctness_loss).
+# Target positions per tile of the correctness loss's best match (see sampling_correctness_loss).
 CORRECTNESS_TILE = 512
 FLOW_TERMS = ("correctness", "regularization")
 CONTENT_TERMS = ("l1", "perceptual", "style")
@@ -83,7 +76,7 @@ def _loss_scaled(optimizer):
 
 
 def split_example(data) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
-    """An example dict (DESIGN.md) -> (generator inputs, target image)."""
+    """An example dict (docs/conventions.md) -> (generator inputs, target image)."""
     if isinstance(data, (tuple, list)):  # keras may wrap the dict as (x,)
         data = data[0]
     missing = [key for key in (*INPUT_KEYS, "target_image") if key not in data]
@@ -102,19 +95,17 @@ class TrainingModel(tf.keras.Model):
         vgg: a `tfrf.losses.VGGFeatures` holding the layers the non-zero VGG losses read
             (relu3_1 and relu4_1 for correctness; relu1_1..relu5_1 for perceptual/style).
         stage: "flow" or "full".
-        step: "lean" (default) or "reference" (the straightforward step; see the module docstring).
 
     Call: `model(inputs)` -> the generated image, inference only.
     """
 
-    def __init__(self, generator, discriminator=None, vgg=None, stage: str = "full", step: str = "lean", **kwargs):
+    correctness_tile = CORRECTNESS_TILE  # target positions per tile of the correctness loss
+
+    def __init__(self, generator, discriminator=None, vgg=None, stage: str = "full", **kwargs):
         kwargs.setdefault("name", f"training_{stage}")
         super().__init__(**kwargs)
         if stage not in STAGES:
             raise ValueError(f"TrainingModel: stage must be one of {STAGES}, got {stage!r}")
-        if step not in STEPS:
-            raise ValueError(f"TrainingModel: step must be one of {STEPS}, got {step!r}")
-        self.step = step
         self.generator = generator
         self.discriminator = discriminator
         self.vgg = vgg
@@ -143,9 +134,6 @@ class TrainingModel(tf.keras.Model):
         if correctness_sampler not in CORRECTNESS_SAMPLERS:
             raise ValueError(f"compile: correctness_sampler must be one of {CORRECTNESS_SAMPLERS}, "
                              f"got {correctness_sampler!r}")
-        if correctness_sampler != "bilinear" and not correctness_sampler_available():
-            raise ValueError(f"compile: correctness_sampler {correctness_sampler!r} needs the sampler option of "
-                             "tfrf.losses.sampling_correctness_loss, which this installation lacks")
         if self.stage == "flow":
             # Stage 1 trains on L_flow alone, whatever the content and adversarial weights say.
             weights = dataclasses.replace(weights, l1=0.0, perceptual=0.0, style=0.0, adversarial=0.0)
@@ -236,8 +224,6 @@ class TrainingModel(tf.keras.Model):
         """VGG features of the targets, the generated images (when given) and the sources.
 
         Returns (target, generated or None, sources `[B, K, h, w, C]` per layer) feature dicts."""
-        if self.step == "reference":
-            return self._reference_vgg_features(target, sources, generated)
         weights = self.loss_weights_
         correctness = sorted({losses.CORRECTNESS_LAYERS[level] for level in self.levels}, key=_depth) \
             if weights.correctness > 0 else []
@@ -265,18 +251,6 @@ class TrainingModel(tf.keras.Model):
             generated_features = self.vgg.features(tf.cast(generated, tf.float32), content)
         return target_features, generated_features, source_features
 
-    def _reference_vgg_features(self, target, sources, generated=None):
-        """The reference step's one VGG pass over concat([target, generated?, sources])."""
-        parts = [target] + ([generated] if generated is not None else []) + [fold_sources(sources)]
-        parts = [tf.cast(part, tf.float32) for part in parts]
-        sizes = [tf.shape(part)[0] for part in parts]
-        features = losses.split_features(self.vgg(tf.concat(parts, axis=0)), sizes)
-        target_features, source_features = features[0], features[-1]
-        generated_features = features[1] if generated is not None else None
-        batch_and_sources = tf.shape(sources)[:2]
-        source_features = {name: unfold_sources(value, batch_and_sources) for name, value in source_features.items()}
-        return target_features, generated_features, source_features
-
     def flow_losses(self, flows: Mapping[str, tf.Tensor], target_features, source_features) -> Dict[str, tf.Tensor]:
         """L_flow and its unweighted terms, summed over the generator's flow levels.
 
@@ -299,7 +273,7 @@ class TrainingModel(tf.keras.Model):
                     source_features[losses.CORRECTNESS_LAYERS[level]],
                     target_features[losses.CORRECTNESS_LAYERS[level]],
                     flows[level],
-                    tile_size=CORRECTNESS_TILE if self.step == "lean" else None,
+                    tile_size=self.correctness_tile,
                     **sampling,
                 )
                 for level in self.levels
@@ -325,8 +299,7 @@ class TrainingModel(tf.keras.Model):
             flows = {level: outputs["flow"] for level, outputs in self.generator.extract_flows(inputs).items()}
             generated = None
         else:
-            with legacy_fusing() if self.step == "reference" else contextlib.nullcontext():
-                outputs = self.generator(inputs, training=training, return_intermediates=True)
+            outputs = self.generator(inputs, training=training, return_intermediates=True)
             flows = {level: outputs[level]["flows"] for level in self.levels}
             generated = outputs["image"]
 
@@ -423,59 +396,3 @@ class TrainingModel(tf.keras.Model):
 def _depth(name: str) -> Tuple[int, int]:
     """Order of a VGG19 activation `relu<block>_<conv>` in the network."""
     return int(name[4]), int(name[6])
-
-
-def correctness_sampler_available() -> bool:
-    """Whether `tfrf.losses.sampling_correctness_loss` takes `sampler=` (GFLA's Gaussian sampler)."""
-    return "sampler" in inspect.signature(losses.sampling_correctness_loss).parameters
-
-
-def build_discriminator(model_config, kind: str = "rf", num_blocks: Optional[int] = None):
-    """The discriminator `kind` ("rf": the paper's `Discriminator`; "gfla": `GFLADiscriminator`
-    with `num_blocks` residual down blocks, None for its default), not yet built."""
-    if kind == "rf":
-        from tfrf.models import Discriminator
-
-        return Discriminator(model_config)
-    if kind == "gfla":
-        from tfrf.models.gfla_discriminator import GFLADiscriminator
-
-        return GFLADiscriminator(**({} if num_blocks is None else {"num_blocks": num_blocks}))
-    raise ValueError(f"unknown discriminator {kind!r}; choose 'rf' or 'gfla'")
-
-
-def vgg_layers(loss_weights: Sequence[LossWeights], levels: Sequence[str]) -> Tuple[str, ...]:
-    """The VGG19 layers the non-zero VGG losses of any of `loss_weights` read, shallow first."""
-    layers = set()
-    for weights in loss_weights:
-        if weights.correctness > 0:
-            layers |= {losses.CORRECTNESS_LAYERS[level] for level in levels}
-        if weights.perceptual > 0 or weights.style > 0:
-            layers |= set(losses.PERCEPTUAL_LAYERS)
-    return tuple(name for name in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1") if name in layers)
-
-
-def build_networks(model_config, vgg_weights: Optional[str] = None,
-                   loss_weights: Union[None, LossWeights, Sequence[LossWeights]] = None, num_sources: int = 1,
-                   discriminator: str = "rf", discriminator_blocks: Optional[int] = None):
-    """Generator (`tfrf.models.build_generator`), discriminator (`discriminator`: "rf" or "gfla")
-    and the VGG extractor the loss weights need (None if none), built.
-
-    `loss_weights` may be one `LossWeights` or those of both stages (the VGG serves their union).
-    The generator is built with min(num_sources, its `max_sources`) sources. Create them under
-    the strategy's scope when training distributed.
-    """
-    from tfrf.models import build_generator
-
-    if loss_weights is None:
-        loss_weights = [LossWeights()]
-    elif isinstance(loss_weights, LossWeights):
-        loss_weights = [loss_weights]
-    generator = build_generator(model_config)
-    limit = getattr(generator, "max_sources", None)
-    generator(generator.dummy_inputs(1, num_sources if limit is None else min(num_sources, limit)))
-    critic = build_discriminator(model_config, discriminator, discriminator_blocks)
-    critic(tf.zeros([1, model_config.image_height, model_config.image_width, 3]))
-    layers = vgg_layers(loss_weights, generator.flow_extractor.levels)
-    vgg = losses.VGGFeatures(list(layers), weights=vgg_weights) if layers else None
-    return generator, critic, vgg

@@ -99,6 +99,43 @@ def resolve_preset(preset: Optional[str], data_dir: str, dataset: Optional[str] 
     return preset
 
 
+def resolve_config(preset: Optional[str], data_dir: str, dataset: Optional[str] = None, *,
+                   stages: Sequence[str] = STAGES, k: Optional[int] = None, steps: Optional[int] = None,
+                   vgg_weights: Optional[str] = None, architecture: Optional[str] = None,
+                   width_multiplier: Optional[float] = None, image_size: Optional[Sequence[int]] = None,
+                   warp_backend: Optional[str] = None, **fields) -> TrainConfig:
+    """The training preset of the run (`resolve_preset`) with overrides, as `tfrf train` takes them.
+
+    Args:
+        stages: the stages `steps` sets the step count of.
+        k: sources per training tuple.
+        vgg_weights: "imagenet", a local VGG19 file, or "none" (random weights).
+        width_multiplier, image_size (H, W), warp_backend: overrides of the model.
+        **fields: TrainConfig fields; None values are ignored. `learning_rate` sets both
+            optimisers' rate.
+    """
+    overrides = {name: value for name, value in fields.items() if value is not None}
+    if k is not None:
+        overrides["num_sources"] = k
+    if "learning_rate" in overrides:
+        overrides["discriminator_learning_rate"] = overrides["learning_rate"]
+    if steps is not None:
+        overrides.update({f"{stage}_steps": steps for stage in stages})
+    if vgg_weights is not None:
+        overrides["vgg_weights"] = None if vgg_weights.lower() == "none" else vgg_weights
+    model = {}
+    if width_multiplier is not None:
+        model["width_multiplier"] = width_multiplier
+    if image_size is not None:
+        model["image_height"], model["image_width"] = image_size
+    if warp_backend is not None:
+        model["warp_backend"] = warp_backend
+    preset = resolve_preset(preset, data_dir, dataset, architecture, model, overrides)
+    if model:
+        overrides["model"] = model
+    return TrainConfig.preset(preset, **overrides)
+
+
 @dataclasses.dataclass
 class ExecutionOptions:
     """How a run executes, not what it computes: a run may be resumed with other options.

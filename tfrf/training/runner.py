@@ -20,7 +20,6 @@ part of the config.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -33,34 +32,15 @@ from tfrf.io import atomic_write, atomic_write_text
 from tfrf.training import distribute
 from tfrf.training.callbacks import StepCheckpoint, StopOnNonFiniteLoss, TensorBoardSummaries, training_step
 from tfrf.training.config import STAGES, TrainConfig
-from tfrf.training.model import TrainingModel, build_networks
-
-
-@dataclasses.dataclass
-class Networks:
-    """The networks of a run, built (under the strategy's scope when distributed)."""
-
-    generator: tf.keras.Model
-    discriminator: tf.keras.Model
-    vgg: Optional[tf.keras.layers.Layer]
-
-
-def create_networks(config: TrainConfig, strategy: Optional[tf.distribute.Strategy] = None) -> Networks:
-    """Generator, discriminator and the VGG features the loss weights need, seeded by `config.seed`."""
-    strategy = strategy or tf.distribute.get_strategy()
-    tf.keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
-        return Networks(*build_networks(config.model, config.vgg_weights,
-                                        [config.stage_loss_weights(stage) for stage in STAGES], config.num_sources,
-                                        discriminator=config.discriminator,
-                                        discriminator_blocks=config.discriminator_blocks))
+from tfrf.training.model import TrainingModel
+from tfrf.training.networks import Networks, create_networks  # noqa: F401  (runner.create_networks)
 
 
 def compile_stage(stage: str, networks: Networks, config: TrainConfig,
                   strategy: Optional[tf.distribute.Strategy] = None, *, jit_compile: bool = False,
-                  steps_per_execution: int = 1) -> TrainingModel:
-    """A `TrainingModel` of `stage` with fresh Adam optimisers from `config`; `jit_compile` and
-    `steps_per_execution` go to `keras.Model.compile`."""
+                  steps_per_execution: int = 1, model_class=None) -> TrainingModel:
+    """A `TrainingModel` (or `model_class`, a subclass) of `stage` with fresh Adam optimisers from
+    `config`; `jit_compile` and `steps_per_execution` go to `keras.Model.compile`."""
     strategy = strategy or tf.distribute.get_strategy()
     execution = {}
     if jit_compile:
@@ -68,7 +48,7 @@ def compile_stage(stage: str, networks: Networks, config: TrainConfig,
     if steps_per_execution != 1:
         execution["steps_per_execution"] = steps_per_execution
     with strategy.scope():
-        model = TrainingModel(networks.generator, networks.discriminator, networks.vgg, stage=stage)
+        model = (model_class or TrainingModel)(networks.generator, networks.discriminator, networks.vgg, stage=stage)
         model.compile(
             generator_optimizer=tf.keras.optimizers.Adam(config.learning_rate, config.beta_1, config.beta_2),
             discriminator_optimizer=tf.keras.optimizers.Adam(config.discriminator_learning_rate, config.beta_1,

@@ -2,7 +2,8 @@
 paper, runnable on CPU, in TF-Serving and TFLite (its CUDA-only layers are pure-TF ops here).
 
 `GFLAGenerator` is the model; the blocks, the local attention and the three sub-networks live in
-their own modules. `tfrf.models.gfla_convert` loads GFLA's official `latest_net_G.pth`.
+their own modules. `GFLAGenerator.load_torch_weights` (`tfrf.models.gfla.torch_state`) loads GFLA's
+official `latest_net_G.pth`; `tfrf.models.gfla_convert` builds a generator holding it.
 """
 from tfrf.models.gfla.attention import LocalAttention
 from tfrf.models.gfla.blocks import DecoderBlock, EncoderBlock, JumpBlock, ResidualBlock

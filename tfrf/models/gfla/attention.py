@@ -16,6 +16,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfrf.layers.activations import LeakyReLU
+from tfrf.layers.impl import check_impl
 from tfrf.models.gfla.blocks import conv
 from tfrf.ops.block_extraction import extract_blocks
 from tfrf.ops.local_attention import local_attention_reshape
@@ -31,8 +32,10 @@ class LocalAttention(tf.keras.layers.Layer):
         leaky_relu_slope: slope of its LeakyReLU.
     """
 
-    def __init__(self, kernel_size: int, hidden_filters: int = 128, leaky_relu_slope: float = 0.1, **kwargs):
+    def __init__(self, kernel_size: int, hidden_filters: int = 128, leaky_relu_slope: float = 0.1,
+                 impl: str = "default", **kwargs):
         super().__init__(**kwargs)
+        self.impl = check_impl(impl, self.name)
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
             raise ValueError(f"{self.name}: kernel_size must be a positive int, got {kernel_size!r}")
         self.kernel_size = kernel_size
@@ -41,7 +44,7 @@ class LocalAttention(tf.keras.layers.Layer):
         self.block_conv = conv(
             self.hidden_filters, kernel_size, strides=kernel_size, padding="valid", name="block_conv"
         )
-        self.activation = LeakyReLU(leaky_relu_slope, name="activation")
+        self.activation = LeakyReLU(leaky_relu_slope, impl=impl, name="activation")
         self.coefficient_conv = conv(kernel_size * kernel_size, 1, name="coefficient_conv")
 
     def call(self, source, target, flow, return_coefficients: bool = False):
@@ -74,4 +77,5 @@ class LocalAttention(tf.keras.layers.Layer):
             "kernel_size": self.kernel_size,
             "hidden_filters": self.hidden_filters,
             "leaky_relu_slope": self.leaky_relu_slope,
+            "impl": self.impl,
         }

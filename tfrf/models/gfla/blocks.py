@@ -21,6 +21,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfrf.layers.activations import LeakyReLU
+from tfrf.layers.impl import check_impl
 from tfrf.layers.normalization import InstanceNormalization
 
 _PACKAGE = "tfrf.gfla"
@@ -56,12 +57,14 @@ def _channels(input_shape, name: str) -> int:
 class _GFLABlock(tf.keras.layers.Layer):
     """Holds `filters`, `hidden_filters` and `leaky_relu_slope` and their config."""
 
-    def __init__(self, filters: int, hidden_filters=None, leaky_relu_slope: float = 0.1, **kwargs):
+    def __init__(self, filters: int, hidden_filters=None, leaky_relu_slope: float = 0.1, impl: str = "default",
+                 **kwargs):
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.hidden_filters = None if hidden_filters is None else int(hidden_filters)
         self.leaky_relu_slope = leaky_relu_slope
-        self.activation = LeakyReLU(leaky_relu_slope, name="activation")
+        self.impl = check_impl(impl, self.name)
+        self.activation = LeakyReLU(leaky_relu_slope, impl=impl, name="activation")
 
     def get_config(self):
         return {
@@ -69,6 +72,7 @@ class _GFLABlock(tf.keras.layers.Layer):
             "filters": self.filters,
             "hidden_filters": self.hidden_filters,
             "leaky_relu_slope": self.leaky_relu_slope,
+            "impl": self.impl,
         }
 
 
@@ -77,9 +81,9 @@ class EncoderBlock(_GFLABlock):
     """N -> A -> conv 4x4 stride 2 -> N -> A -> conv 3x3: `[B, H, W, Cin]` -> `[B, H/2, W/2, filters]`."""
 
     def build(self, input_shape):
-        self.norm_in = InstanceNormalization(name="norm_in")
+        self.norm_in = InstanceNormalization(name="norm_in", impl=self.impl)
         self.conv_down = conv(self.filters, 4, strides=2, name="conv_down")
-        self.norm_hidden = InstanceNormalization(name="norm_hidden")
+        self.norm_hidden = InstanceNormalization(name="norm_hidden", impl=self.impl)
         self.conv = conv(self.filters, 3, name="conv")
         super().build(input_shape)
 
@@ -95,9 +99,9 @@ class ResidualBlock(_GFLABlock):
     def build(self, input_shape):
         in_channels = _channels(input_shape, self.name)
         hidden = self.hidden_filters or in_channels
-        self.norm_in = InstanceNormalization(name="norm_in")
+        self.norm_in = InstanceNormalization(name="norm_in", impl=self.impl)
         self.conv1 = conv(hidden, 3, name="conv1")
-        self.norm_hidden = InstanceNormalization(name="norm_hidden")
+        self.norm_hidden = InstanceNormalization(name="norm_hidden", impl=self.impl)
         self.conv2 = conv(self.filters, 3, name="conv2")
         self.shortcut = (
             conv(self.filters, 1, name="shortcut") if in_channels != self.filters else None
@@ -122,9 +126,9 @@ class DecoderBlock(_GFLABlock):
 
     def build(self, input_shape):
         hidden = self.hidden_filters or _channels(input_shape, self.name)
-        self.norm_in = InstanceNormalization(name="norm_in")
+        self.norm_in = InstanceNormalization(name="norm_in", impl=self.impl)
         self.conv = conv(hidden, 3, name="conv")
-        self.norm_hidden = InstanceNormalization(name="norm_hidden")
+        self.norm_hidden = InstanceNormalization(name="norm_hidden", impl=self.impl)
         self.conv_up = transposed_conv(self.filters, name="conv_up")
         self.shortcut = transposed_conv(self.filters, name="shortcut")
         super().build(input_shape)
@@ -140,9 +144,10 @@ class JumpBlock(_GFLABlock):
     """A -> reflection pad 1 -> conv 3x3 'VALID': `[B, H, W, Cin]` -> `[B, H, W, filters]`.
     With `tanh=True` it is GFLA's `Output` layer."""
 
-    def __init__(self, filters: int, leaky_relu_slope: float = 0.1, tanh: bool = False, **kwargs):
+    def __init__(self, filters: int, leaky_relu_slope: float = 0.1, tanh: bool = False, impl: str = "default",
+                 **kwargs):
         kwargs.pop("hidden_filters", None)
-        super().__init__(filters, None, leaky_relu_slope, **kwargs)
+        super().__init__(filters, None, leaky_relu_slope, impl, **kwargs)
         self.tanh = tanh
         self.conv = conv(filters, 3, padding="valid", name="conv")
 

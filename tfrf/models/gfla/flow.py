@@ -39,26 +39,26 @@ def tile_vector(vector, height, width):
 class GFLAFlowNetwork(ConfiguredLayer):
     """Flow fields and masks at `config.gfla_attention_levels`."""
 
-    def __init__(self, config: ModelConfig, **kwargs):
-        super().__init__(config, **kwargs)
+    def __init__(self, config: ModelConfig, impl: str = "default", **kwargs):
+        super().__init__(config, impl, **kwargs)
         config = self.config
         c, slope = config.channels, config.leaky_relu_slope
         self.levels = tuple(config.gfla_attention_levels)
         self.encoder = [
-            EncoderBlock(c(width), leaky_relu_slope=slope, name=f"encoder{index}")
+            EncoderBlock(c(width), leaky_relu_slope=slope, impl=impl, name=f"encoder{index}")
             for index, width in enumerate(ENCODER_WIDTHS)
         ]
         # GFLA's ResBlocks(1, 256 + Cp, 256): hidden width = its input width.
         self.pose_fusion = (
-            ResidualBlock(c(256), leaky_relu_slope=slope, name="pose_fusion") if config.gfla_view_synthesis else None
+            ResidualBlock(c(256), leaky_relu_slope=slope, impl=impl, name="pose_fusion") if config.gfla_view_synthesis else None
         )
         depth = max(DECODER_LEVELS.index(level) for level in self.levels) + 1
         self.decoders = [
-            DecoderBlock(c(width), hidden_filters=c(width), leaky_relu_slope=slope, name=f"decoder_{level}")
+            DecoderBlock(c(width), hidden_filters=c(width), leaky_relu_slope=slope, impl=impl, name=f"decoder_{level}")
             for level, width in zip(DECODER_LEVELS[:depth], DECODER_WIDTHS)
         ]
         self.jumps = [
-            JumpBlock(c(width), leaky_relu_slope=slope, name=f"jump_{level}")
+            JumpBlock(c(width), leaky_relu_slope=slope, impl=impl, name=f"jump_{level}")
             for level, width in zip(DECODER_LEVELS[:depth], DECODER_WIDTHS)
         ]
         self.flow_heads = {level: conv(2, 3, name=f"flow_{level}", dtype=flow_dtype()) for level in self.levels}

@@ -17,11 +17,11 @@ from typing import Dict, Mapping
 import tensorflow as tf
 
 from tfrf.config import ModelConfig
-from tfrf.models.generator import INPUT_KEYS, dummy_inputs, validate_inputs
+from tfrf.models.generator import GeneratorModel, validate_inputs
 from tfrf.models.gfla.flow import GFLAFlowNetwork
 from tfrf.models.gfla.source import GFLASourceEncoder
 from tfrf.models.gfla.target import GFLATargetNetwork, pose_vector
-from tfrf.ops.snapshot import snapshot
+from tfrf.models.gfla.torch_state import load_torch_weights
 
 
 def single_source(tensor: tf.Tensor, name: str) -> tf.Tensor:
@@ -42,7 +42,7 @@ def single_source(tensor: tf.Tensor, name: str) -> tf.Tensor:
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrf")
-class GFLAGenerator(tf.keras.Model):
+class GFLAGenerator(GeneratorModel):
     """GFLA: source encoder + global flow field estimator + target network with local attention.
 
     Args:
@@ -61,15 +61,13 @@ class GFLAGenerator(tf.keras.Model):
 
     max_sources = 1  # GFLA is a single-source model; callers can check K before tracing
 
-    def __init__(self, config: ModelConfig, **kwargs):
+    def __init__(self, config: ModelConfig, impl: str = "default", **kwargs):
         kwargs.setdefault("name", "gfla_generator")
-        super().__init__(**kwargs)
-        if isinstance(config, Mapping):
-            config = ModelConfig.from_dict(config)
-        self.config = config
-        self.source_extractor = GFLASourceEncoder(config, name="source")
-        self.flow_extractor = GFLAFlowNetwork(config, name="flow_net")
-        self.predictor = GFLATargetNetwork(config, name="target")
+        super().__init__(config, impl, **kwargs)
+        config = self.config
+        self.source_extractor = GFLASourceEncoder(config, impl, name="source")
+        self.flow_extractor = GFLAFlowNetwork(config, impl, name="flow_net")
+        self.predictor = GFLATargetNetwork(config, impl, name="target")
 
     @property
     def levels(self):
@@ -95,23 +93,12 @@ class GFLAGenerator(tf.keras.Model):
             outputs = self.flow_extractor(tf.concat([source_image, source_pose, target_pose], axis=-1))
         return {level: {name: value[:, None] for name, value in values.items()} for level, values in outputs.items()}
 
-    def call(self, inputs, training=None, return_intermediates: bool = False):
+    def check_inputs(self, inputs) -> None:
         validate_inputs(inputs, self.config)
         single_source(tf.convert_to_tensor(inputs["source_images"]), "source_images")  # K = 1, statically
-        # One single-output node per input, as `Generator` does (TF 2.15 oneDNN rewrite in
-        # predict/evaluate otherwise feeds the wrong output of IteratorGetNext).
-        inputs = {key: snapshot(inputs[key]) for key in INPUT_KEYS}
-        source_features = self.encode_sources(inputs["source_images"])
-        flow_outputs = self.extract_flows(inputs)
-        image, coefficients = self.predictor(
-            tf.cast(inputs["target_pose"], source_features["h8"].dtype),
-            source_features,
-            flow_outputs,
-            return_intermediates=True,
-        )
-        if not return_intermediates:
-            return image
-        result = {"image": image}
+
+    def intermediates(self, flow_outputs, coefficients) -> Dict[str, Dict[str, tf.Tensor]]:
+        result = {}
         for level in self.levels:
             mask = flow_outputs[level]["mask"]
             result[level] = {
@@ -122,10 +109,6 @@ class GFLAGenerator(tf.keras.Model):
             }
         return result
 
-    def dummy_inputs(self, batch_size: int = 1, num_sources: int = 1, dtype=tf.float32) -> Dict[str, tf.Tensor]:
-        """Zero inputs of the configured size, e.g. to build the weights (K must be 1)."""
-        return dummy_inputs(self.config, batch_size, num_sources, dtype)
-
     def load_torch_weights(self, state) -> None:
         """Load GFLA's own generator state dict (`latest_net_G.pth`, or the same as `.npz` or a
         mapping of numpy arrays in PyTorch layout); builds the model first if needed.
@@ -134,14 +117,5 @@ class GFLAGenerator(tf.keras.Model):
             ValueError: missing, unused or mis-shaped keys (named), or duplicated Jump/Output
                 convolutions that differ.
         """
-        from tfrf.models.gfla_convert import load_torch_weights
-
         load_torch_weights(self, state)
 
-    def get_config(self):
-        return {"config": self.config.to_dict(), "name": self.name}
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        return cls(ModelConfig.from_dict(config.pop("config")), **config)

@@ -20,11 +20,11 @@ SOURCE_WIDTHS = (64, 128, 256)
 class GFLASourceEncoder(ConfiguredLayer):
     """Three EncoderBlocks on the source image (widths scaled by `config.width_multiplier`)."""
 
-    def __init__(self, config: ModelConfig, **kwargs):
-        super().__init__(config, **kwargs)
+    def __init__(self, config: ModelConfig, impl: str = "default", **kwargs):
+        super().__init__(config, impl, **kwargs)
         c, slope = self.config.channels, self.config.leaky_relu_slope
         self.blocks = [
-            EncoderBlock(c(width), leaky_relu_slope=slope, name=f"block{index}")
+            EncoderBlock(c(width), leaky_relu_slope=slope, impl=impl, name=f"block{index}")
             for index, width in enumerate(SOURCE_WIDTHS)
         ]
 

@@ -35,35 +35,35 @@ def pose_vector(pose_map):
 class GFLATargetNetwork(ConfiguredLayer):
     """Target pose encoder, local attention at `config.gfla_attention_levels`, image decoder."""
 
-    def __init__(self, config: ModelConfig, **kwargs):
-        super().__init__(config, **kwargs)
+    def __init__(self, config: ModelConfig, impl: str = "default", **kwargs):
+        super().__init__(config, impl, **kwargs)
         config = self.config
         c, slope = config.channels, config.leaky_relu_slope
         self.view_synthesis = config.gfla_view_synthesis
         if self.view_synthesis:
             # GFLA's ShapeNet target net: hidden widths default to each block's input width.
             self.pose_blocks = [
-                DecoderBlock(c(64), leaky_relu_slope=slope, name="pose_block0"),
-                DecoderBlock(c(256), leaky_relu_slope=slope, name="pose_block1"),
+                DecoderBlock(c(64), leaky_relu_slope=slope, impl=impl, name="pose_block0"),
+                DecoderBlock(c(256), leaky_relu_slope=slope, impl=impl, name="pose_block1"),
             ]
         else:
             self.pose_blocks = [
-                EncoderBlock(c(width), leaky_relu_slope=slope, name=f"pose_block{index}")
+                EncoderBlock(c(width), leaky_relu_slope=slope, impl=impl, name=f"pose_block{index}")
                 for index, width in enumerate(POSE_ENCODER_WIDTHS)
             ]
         kernel_sizes = config.gfla_kernel_sizes
         self.attention = {
-            level: LocalAttention(kernel_sizes[level], c(ATTENTION_HIDDEN), slope, name=f"attention_{level}")
+            level: LocalAttention(kernel_sizes[level], c(ATTENTION_HIDDEN), slope, impl=impl, name=f"attention_{level}")
             for level in config.gfla_attention_levels
         }
         self.residual_blocks = [
-            ResidualBlock(c(width), leaky_relu_slope=slope, name=f"residual_{level}") for level, width, _ in STAGES
+            ResidualBlock(c(width), leaky_relu_slope=slope, impl=impl, name=f"residual_{level}") for level, width, _ in STAGES
         ]
         self.up_blocks = [
-            DecoderBlock(c(out), hidden_filters=c(width), leaky_relu_slope=slope, name=f"up_{level}")
+            DecoderBlock(c(out), hidden_filters=c(width), leaky_relu_slope=slope, impl=impl, name=f"up_{level}")
             for level, width, out in STAGES
         ]
-        self.output_block = JumpBlock(3, leaky_relu_slope=slope, tanh=True, name="output")
+        self.output_block = JumpBlock(3, leaky_relu_slope=slope, tanh=True, impl=impl, name="output")
 
     def encode_pose(self, target_pose):
         """`[B, H, W, Cp]` -> the target feature at H/8."""
