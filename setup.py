@@ -6,7 +6,7 @@
 """
 from setuptools import find_packages, setup
 
-# Pins that resolve together on Python 3.11 (see DESIGN.md, "Dependencies").
+# Pins that resolve together on Python 3.11.
 INSTALL_REQUIRES = [
     "tensorflow==2.15.1",
     "tensorflow-addons==0.23.0",  # last release supporting TF <2.16: pins TF to 2.15

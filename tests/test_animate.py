@@ -11,16 +11,18 @@ import tensorflow as tf
 from PIL import Image
 
 import tfrf
-from tfrf import animate as animate_lib
-from tfrf import person_animation, photos, runs
+from tfrf import inference, photos, runs
+from tfrf.animation import face as animate_lib
+from tfrf.animation import person as person_animation
 from tfrf.cli import build_parser
 from tfrf.cli import main as cli_main
-from tfrf.commands import generate
 from tfrf.datasets import people_common
-from tfrf.export import build_generator
+from tfrf.export import export_generator
 from tfrf.export.tflite import convert
 from tfrf.pose import face
 from tfrf.pose import keypoints as kp
+
+from helpers import tiny_config
 
 SIZE = 64  # model crop size
 PHOTO = 96  # source photo size
@@ -47,10 +49,10 @@ def driving_sequence():
 def workspace(tmp_path_factory):
     tf.keras.utils.set_random_seed(3)
     root = tmp_path_factory.mktemp("animate")
-    config = tfrf.ModelConfig.preset("voxceleb2", image_height=SIZE, image_width=SIZE, width_multiplier=0.125)
+    config = tiny_config("voxceleb2", SIZE)
     model = str(root / "face.tflite")
     with open(model, "wb") as stream:
-        stream.write(convert(build_generator(config, tflite=True), K))
+        stream.write(convert(export_generator(config, tflite=True), K))
     rng = np.random.default_rng(0)
     sources, landmark_files, landmarks = [], [], []
     for index in range(K):
@@ -191,7 +193,7 @@ def people(tmp_path_factory):
     sources with pose JSONs, and a poses JSON written by hand in the documented format."""
     root = tmp_path_factory.mktemp("people")
     config = tfrf.ModelConfig.preset("market1501", width_multiplier=0.125)
-    generator = runs.build_generator(config)
+    generator = runs.load_generator(config, None)
     run_dir = root / "run"
     run_dir.mkdir()
     (run_dir / "config.json").write_text(config.to_json())
@@ -229,8 +231,8 @@ def expected_person_frames(people):
     for frame in people["frames"]:
         if frame is not None and kp.present(frame).any():
             last = np.where(frame >= 0, (frame + 0.5) / 2 - 0.5, -1).astype(np.float32)
-        inputs = generate.build_inputs(people["images"], people["keypoints"], last)
-        expected.append(generate.generate_image(people["generator"], inputs))
+        inputs = inference.build_inputs(people["images"], people["keypoints"], last)
+        expected.append(inference.generate_image(people["generator"], inputs))
     return expected
 
 

@@ -7,10 +7,12 @@ import pytest
 from PIL import Image
 
 from tfrf import cli
-from tfrf.commands import generate
+from tfrf import inference, runs
 from tfrf.config import ModelConfig
 from tfrf.datasets import people_common
 from tfrf.pose import keypoints as kp
+
+from helpers import tiny_config
 
 
 def run_command(argv):
@@ -25,7 +27,7 @@ def tiny_model(tmp_path_factory):
     from tfrf.models import Generator
 
     root = tmp_path_factory.mktemp("model")
-    config = ModelConfig.preset("deepfashion", image_height=64, image_width=64, width_multiplier=0.125)
+    config = tiny_config("deepfashion", 64)
     generator = Generator(config)
     generator(generator.dummy_inputs())
     weights = str(root / "generator.weights.h5")
@@ -70,16 +72,16 @@ def test_generate_writes_the_generators_image(tiny_model, photos, tmp_path):
     assert (images[0][:, :9] == 255).all()  # white padding, 40/256 of the width
     target = kp.rescale_keypoints(photos["c"][3], (256, 176), (64, 64), "pad")
     np.testing.assert_allclose(target[1], (photos["c"][3][1] + 0.5) / 4 - 0.5 + [0, 10], atol=1e-5)
-    inputs = generate.build_inputs(images, poses, target)
+    inputs = inference.build_inputs(images, poses, target)
     assert inputs["source_images"].shape == (1, 2, 64, 64, 3)
     assert inputs["source_poses"].shape == (1, 2, 64, 64, 18)
     assert inputs["target_pose"].shape == (1, 64, 64, 18)
     peak = np.unravel_index(inputs["target_pose"][0, ..., 1].argmax(), (64, 64))
     np.testing.assert_allclose(peak, np.rint(target[1]), atol=1)
-    expected = generate.generate_image(generator, inputs)
+    expected = inference.generate_image(generator, inputs)
     np.testing.assert_array_equal(written, expected)  # the saved weights were loaded
-    reloaded = generate.load_generator(ModelConfig.from_dict(json.loads(open(config_path).read())), weights)
-    np.testing.assert_array_equal(generate.generate_image(reloaded, inputs), expected)
+    reloaded = runs.load_generator(ModelConfig.from_dict(json.loads(open(config_path).read())), weights)
+    np.testing.assert_array_equal(inference.generate_image(reloaded, inputs), expected)
 
 
 def test_generate_refuses_bad_inputs(tiny_model, photos, tmp_path):
@@ -99,8 +101,8 @@ def test_generate_refuses_bad_inputs(tiny_model, photos, tmp_path):
     with pytest.raises(ValueError, match="gives 2 poses for 1 --sources"):
         run_command(base + ["--sources", photos["a"][0], "--source-poses", photos["a"][1], photos["b"][1],
                          "--target-pose", photos["c"][1]])
-    with pytest.raises(ValueError, match="keypoint poses"):
-        generate.resolve_config("shapenet_chairs", None)
+    with pytest.raises(ValueError, match="needs a keypoint model"):
+        inference.check_keypoint_model(ModelConfig.preset("shapenet_chairs"))
 
 
 def test_target_photo_without_a_person_is_reported(tiny_model, photos, tmp_path):
@@ -147,7 +149,7 @@ def test_target_pose_from_an_exif_rotated_photo(tiny_model, photos, tmp_path):
     target = kp.rescale_keypoints(upright, (512, 512), (64, 64), "pad")
     np.testing.assert_allclose(target[0], (upright[0] + 0.5) / 8 - 0.5, atol=1e-5)  # 512 -> 64
     image, transform = kp.fit_image(photos["a"][2], (64, 64), "pad")
-    inputs = generate.build_inputs([image], [kp.transform_keypoints(photos["a"][3], transform)], target)
-    np.testing.assert_array_equal(np.asarray(Image.open(out)), generate.generate_image(generator, inputs))
+    inputs = inference.build_inputs([image], [kp.transform_keypoints(photos["a"][3], transform)], target)
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), inference.generate_image(generator, inputs))
     with pytest.raises(kp.NoPersonFoundError, match=r"portrait\.png: no person found .* threshold 1"):
         run_command(command + ["--keypoint-threshold", "1.0"])

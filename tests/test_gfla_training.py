@@ -16,7 +16,7 @@ from tfrf import runs
 from tfrf.cli import main
 from tfrf.training import TrainConfig, runner
 
-from model_inputs import random_inputs
+from helpers import random_inputs, save_photos_and_poses
 
 DATASETS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets")
 SAVED_MODEL_TOLERANCE = 1e-4  # as tests/test_export_saved_model.py
@@ -79,6 +79,17 @@ def moved(before, variables):
     return [not np.array_equal(a, v.numpy()) for a, v in zip(before, variables)]
 
 
+def fit_one_step(model, dataset, variables, trained):
+    """Fits `model` one step on `dataset`: (its history, the names of the `trained` variables (a
+    set of refs) that did not move, the names of the other `variables` that moved)."""
+    before = snapshot(variables)
+    history = model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)
+    changes = moved(before, variables)
+    still = [v.name for v, m in zip(variables, changes) if v.ref() in trained and not m]
+    others = [v.name for v, m in zip(variables, changes) if v.ref() not in trained and m]
+    return history, still, others
+
+
 def people_batch(config, seed=0, batch=1):
     inputs = random_inputs(config, batch=batch, sources=1, seed=seed)
     target = np.random.default_rng(seed + 1).uniform(-1, 1, (batch, config.image_height, config.image_width, 3))
@@ -112,12 +123,8 @@ def test_each_gfla_stage_moves_every_variable_it_trains_and_no_other(gfla_networ
     assert masks and not flow_variables & {v.ref() for v in masks}
     assert flow_variables | {v.ref() for v in masks} == {v.ref() for v in generator.flow_extractor.trainable_variables}
     everything = generator.weights + discriminator.weights
-    before = snapshot(everything)
-    history = model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)
-    changes = moved(before, everything)
-    still = [v.name for v, m in zip(everything, changes) if v.ref() in flow_variables and not m]
+    history, still, others = fit_one_step(model, dataset, everything, flow_variables)
     assert not still, f"stage 1 trains these but they did not move: {still}"
-    others = [v.name for v, m in zip(everything, changes) if v.ref() not in flow_variables and m]
     assert not others, f"stage 1 moved variables it does not train: {others}"
     assert set(history.history) == {"flow_loss", "correctness_loss", "regularization_loss"}
     # GFLA's flow-stage weights: flow_loss = 20 * correctness + 0.01 * regularisation.
@@ -131,12 +138,8 @@ def test_each_gfla_stage_moves_every_variable_it_trains_and_no_other(gfla_networ
     model.run_eagerly = True
     assert model.uses_discriminator and model.gan_form == "lsgan"
     trainable = {v.ref() for v in generator.trainable_variables + discriminator.trainable_variables}
-    before = snapshot(everything)
-    history = model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)
-    changes = moved(before, everything)
-    still = [v.name for v, m in zip(everything, changes) if v.ref() in trainable and not m]
+    history, still, others = fit_one_step(model, dataset, everything, trainable)
     assert not still, f"stage 2 trains these but they did not move: {still}"
-    others = [v.name for v, m in zip(everything, changes) if v.ref() not in trainable and m]
     assert all("/u:" in name or "/v:" in name for name in others), others
     assert all(np.isfinite(v.numpy()).all() for v in everything)
     assert {"generator_loss", "l1_loss", "adversarial_loss", "discriminator_loss"} <= set(history.history)
@@ -188,7 +191,7 @@ def test_train_gfla_on_the_builtin_chairs_and_summarise_the_run(tmp_path, capsys
 
 
 def test_transposed_convolution_flops_are_counted():
-    from tfrf.profiling import transposed_convolution_flops
+    from tfrf.benchmarks.flops import transposed_convolution_flops
 
     layer = tf.keras.layers.Conv2DTranspose(7, 3, strides=2, padding="valid")
     function = tf.function(lambda x: layer(x)).get_concrete_function(tf.TensorSpec([2, 4, 5, 3], tf.float32))
@@ -256,28 +259,21 @@ def test_people_run_tflite_with_two_sources_fails_early(people, tmp_path, capsys
 def test_people_run_generates_from_one_photo(people, tmp_path):
     from PIL import Image
 
-    from tfrf.commands import generate
-    from tfrf.pose import keypoints as keypoints_lib
+    from tfrf import inference
 
     source = people["builder"].as_data_source(split="test")
-    photos, poses = [], []
-    for position in range(2):
-        example = source[position]
-        photos.append(str(tmp_path / f"person{position}.png"))
-        Image.fromarray(example["image"]).save(photos[-1])
-        poses.append(str(tmp_path / f"person{position}.json"))
-        keypoints_lib.save_pose_json(poses[-1], example["keypoints"], example["image"].shape[:2])
+    photos, poses = save_photos_and_poses(source, range(2), tmp_path)
     out = str(tmp_path / "generated.png")
     assert main(["generate", "--run", people["run"], "--sources", photos[0], "--source-poses", poses[0],
                  "--target-pose", poses[1], "--out", out]) == 0
     written = np.asarray(Image.open(out))
     config, weights = runs.read_model_config(people["run"]), runs.latest_run_weights(people["run"])
-    loaded, points = generate.load_source(photos[0], config.image_size, poses[0])
-    inputs = generate.build_inputs([loaded], [points], generate.load_pose(poses[1], config.image_size))
-    np.testing.assert_array_equal(written, generate.generate_image(runs.load_generator(config, weights), inputs))
+    loaded, points = inference.load_source(photos[0], config.image_size, poses[0])
+    inputs = inference.build_inputs([loaded], [points], inference.load_pose(poses[1], config.image_size))
+    np.testing.assert_array_equal(written, inference.generate_image(runs.load_generator(config, weights), inputs))
 
     # Person animation with the one source: two driving frames, the second without a person.
-    from tfrf.person_animation import save_driving_poses
+    from tfrf.animation.person import save_driving_poses
 
     driving = str(tmp_path / "dance.json")
     save_driving_poses(driving, [np.asarray(source[1]["keypoints"]), None], 256, 256)

@@ -10,7 +10,6 @@ server runs in its own process.
 """
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from tfrf import runs
 from tfrf.cli import main
 from tfrf.data.pipeline import make_dataset, table_from_tfds
 from tfrf.export.model import export_config
+
+from helpers import free_port, save_photos_and_poses
 
 DATASETS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets")
 K = 2
@@ -113,18 +114,12 @@ def journey(workspace, name):
     return result
 
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(workspace):
     """`tfrf serve MODELS` in its own process, over the models of every journey."""
     for name in sorted(DATASETS):
         journey(workspace, name)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tfrf", "serve", workspace["models"], "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -217,30 +212,23 @@ def test_train_refuses_data_whose_poses_do_not_fit_the_preset(workspace, capsys)
 def test_deepfashion_generate_and_body_animation_from_the_run(workspace, tmp_path, capsys):
     from PIL import Image
 
-    from tfrf.commands import generate
-    from tfrf.person_animation import save_driving_poses
-    from tfrf.pose import keypoints as keypoints_lib
+    from tfrf import inference
+    from tfrf.animation.person import save_driving_poses
 
     result = journey(workspace, "deepfashion")
     source = result["builder"].as_data_source(split="test")
     tuple_row = np.load(os.path.join(result["version_folder"], f"test_tuples_k{K}.npy"))[0]
-    photos, poses = [], []
-    for position, index in enumerate(tuple_row):
-        example = source[int(index)]
-        photos.append(str(tmp_path / f"person{position}.png"))
-        Image.fromarray(example["image"]).save(photos[-1])
-        poses.append(str(tmp_path / f"person{position}.json"))
-        keypoints_lib.save_pose_json(poses[-1], example["keypoints"], example["image"].shape[:2])
+    photos, poses = save_photos_and_poses(source, tuple_row, tmp_path)
     out = str(tmp_path / "generated.png")
     assert main(["generate", "--run", result["run"], "--sources", *photos[:K], "--source-poses", *poses[:K],
                  "--target-pose", poses[K], "--out", out]) == 0
     written = np.asarray(Image.open(out))
     assert written.shape == (*result["size"], 3)
     config, weights = runs.read_model_config(result["run"]), runs.latest_run_weights(result["run"])
-    sources = [generate.load_source(photo, config.image_size, pose) for photo, pose in zip(photos[:K], poses[:K])]
-    inputs = generate.build_inputs([image for image, _ in sources], [points for _, points in sources],
-                                   generate.load_pose(poses[K], config.image_size))
-    np.testing.assert_array_equal(written, generate.generate_image(runs.load_generator(config, weights), inputs))
+    sources = [inference.load_source(photo, config.image_size, pose) for photo, pose in zip(photos[:K], poses[:K])]
+    inputs = inference.build_inputs([image for image, _ in sources], [points for _, points in sources],
+                                   inference.load_pose(poses[K], config.image_size))
+    np.testing.assert_array_equal(written, inference.generate_image(runs.load_generator(config, weights), inputs))
 
     # Body animation: three driving frames, the middle one without a person.
     target = np.asarray(source[int(tuple_row[K])]["keypoints"])

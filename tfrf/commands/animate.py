@@ -19,8 +19,8 @@ shoulder/elbow/wrist, 5-7 left, 8-10 right hip/knee/ankle, 11-13 left, 14 right 
 16 right ear, 17 left ear), -1 for a missing keypoint; "fps" is optional. A frame that is null or
 has no keypoint, like a video frame where nobody is found, reuses the last pose and is counted.
 
-Photos are read upright (EXIF orientation applied). The library halves are `tfrf.animate`
-(faces and the shared frame loop) and `tfrf.person_animation`.
+Photos are read upright (EXIF orientation applied). The library half is `tfrf.animation`
+(`face`, `person` and the shared frame loop in `video`).
 """
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 def _animate_face(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from tfrf.animate import animate
+    from tfrf.animation.face import animate
 
     landmarks = None
     if args.source_landmarks is not None:
@@ -103,7 +103,7 @@ def load_people_generator(args: argparse.Namespace):
     """The people generator of `--run` / `--weights` (`tfrf.runs`), refused unless it takes
     keypoint heatmaps."""
     from tfrf import runs
-    from tfrf.person_animation import check_people_model
+    from tfrf.animation.person import check_people_model
 
     config, weights = runs.resolve_model(args)
     check_people_model(config)
@@ -111,7 +111,7 @@ def load_people_generator(args: argparse.Namespace):
 
 
 def _animate_person(args: argparse.Namespace) -> int:
-    from tfrf.person_animation import animate_person
+    from tfrf.animation.person import animate_person
 
     if args.source_poses is not None and len(args.source_poses) != len(args.sources):
         raise ValueError(f"--source-poses gives {len(args.source_poses)} poses for {len(args.sources)} --sources")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 
+from tfrf.commands.common import add_budget_arguments
+
 DEFAULT_OUT = os.path.join("runs", "demo")
 
 
@@ -25,15 +27,8 @@ def register(subparsers) -> None:
         description=__doc__.split("\n\n")[0],
     )
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
-    parser.add_argument("--flow-steps", type=int, help="stage-1 steps (default from the demo preset)")
-    parser.add_argument("--full-steps", type=int, help="stage-2 steps (default from the demo preset)")
-    parser.add_argument("--batch-size", type=int, help="training batch")
-    parser.add_argument("--train-objects", type=int, help="synthetic training objects (54 views each)")
-    parser.add_argument("--test-objects", type=int, help="synthetic held-out objects")
     parser.add_argument("--eval-examples", type=int, help="test tuples scored per K")
-    parser.add_argument("--cache-dir", help="where the synthetic data is cached (default ~/.cache/tfrf/synthetic)")
-    parser.add_argument("--seed", type=int, help="seed of data, weights and tuples")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_budget_arguments(parser, "the demo preset's")
     parser.set_defaults(func=run)
 
 

@@ -22,16 +22,14 @@ Weights never download: `--lpips-weights DIR` holds `alexnet-owt-7be5be79.pth` (
 pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (standard) or torchvision's
 `inception_v3_google-0cc3c7bd.pth` (gfla), or `.npz` / `.weights.h5`. `--real-stats` is the FID
 reference: an `.npz` with mu and sigma, or a folder of real images (e.g. the training set, as the
-papers; cached); without it FID compares with the targets scored.
-
-The library half is `tfrf.evaluation`; `run` is the thin command.
+papers; cached); without it FID compares with the targets scored. The library half is
+`tfrf.evaluation`.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
-from typing import List, Optional
+from typing import Optional
+
+from tfrf.commands.common import documented_parser
 
 METRIC_CHOICES = ("fid", "lpips", "mlpips", "ssim", "psnr", "l1")
 
@@ -39,13 +37,8 @@ METRIC_CHOICES = ("fid", "lpips", "mlpips", "ssim", "psnr", "l1")
 def register(subparsers) -> None:
     from tfrf.config import PRESETS
 
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="score runs on the fixed test tuples (FID, LPIPS, Mask-LPIPS, SSIM, PSNR, L1) into one report",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = documented_parser(subparsers, "evaluate", "score runs on the fixed test tuples (FID, LPIPS, Mask-LPIPS, "
+                               "SSIM, PSNR, L1) into one report", __doc__)
     models = parser.add_argument_group("models")
     models.add_argument("--run", action="append", default=[], metavar="RUN",
                         help="a training run directory (repeat for several runs: one table)")
@@ -90,21 +83,6 @@ def _positive(name: str, value: Optional[int]) -> None:
         raise ValueError(f"{name} must be >= 1, got {value}")
 
 
-def _run_training_config(run_dir: Optional[str]) -> dict:
-    """The run's config.json as a dict ({} without one)."""
-    if not run_dir:
-        return {}
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(path):
-        return {}
-    with open(path, encoding="utf-8") as stream:
-        try:
-            values = json.load(stream)
-        except json.JSONDecodeError:
-            return {}
-    return values if isinstance(values, dict) else {}
-
-
 def _check_arguments(args) -> None:
     for name in ("max_examples", "batch_size", "gallery_rows", "test_objects"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
@@ -116,92 +94,40 @@ def _check_arguments(args) -> None:
         raise ValueError("--dataset needs --data-dir (the TFDS data_dir)")
 
 
-def run_directories(args) -> List[Optional[str]]:
-    """The run of every model: each `--run`, and the run holding each `--weights` (or None)."""
-    from tfrf.runs import find_run_directory, is_checkpoint_prefix
-
-    found = list(args.run)
-    for path in args.weights:
-        exists = os.path.exists(path) or is_checkpoint_prefix(path)
-        found.append(find_run_directory(path) if exists else None)
-    return found
-
-
-def resolve_data(args, models, first_run: Optional[str]):
-    """The `EvaluationData` of `--data-dir`, or of what the runs trained on."""
-    from tfrf.evaluation import data as data_lib
-
-    record = None
-    if args.data_dir is None:
-        directories = run_directories(args)
-        record = data_lib.data_of_runs(directories) if all(directories) else None
-        if record is None:
-            raise ValueError("give --data-dir: the run does not record its data (no RUN/data.json)")
-    data_dir = args.data_dir or record["data_dir"]
-    dataset = args.dataset if args.data_dir else record.get("dataset")
-    if data_dir != data_lib.SYNTHETIC:
-        return data_lib.open_data(data_dir, dataset)
-    record = record or {}
-    training = _run_training_config(first_run)
-    seed = record.get("seed", training.get("seed", 0))
-    test_objects = args.test_objects or record.get("test_objects") or training.get("test_objects")
-    image_size = record.get("image_size") or models[0].config.image_height
-    cache_dir = args.cache_dir or record.get("cache_dir")
-    return data_lib.open_data(data_lib.SYNTHETIC, seed=seed, test_objects=test_objects, image_size=image_size,
-                              cache_dir=cache_dir, verbose=not args.quiet)
-
-
-def default_ks(first_run: Optional[str]) -> List[int]:
-    ks = _run_training_config(first_run).get("eval_ks")
-    return [int(k) for k in ks] if ks else [1]
-
-
 def run(args) -> int:
-    from tfrf.evaluation import metric_networks, report
+    from tfrf.evaluation import data as data_lib
+    from tfrf.evaluation import metric_networks, report, tables
 
     _check_arguments(args)
-    if args.lpips_weights and not args.random_metric_weights:
+    random = args.random_metric_weights
+    if args.lpips_weights and not random:
         metric_networks.lpips_weight_files(args.lpips_weights)  # a missing file ends the command now
-    if args.inception_weights and not args.random_metric_weights:
+    if args.inception_weights and not random:
         metric_networks.check_inception_file(args.inception_weights, args.fid_mode)
+    available = dict(lpips_available=bool(args.lpips_weights) or random,
+                     inception_available=bool(args.inception_weights) or random, fid_mode=args.fid_mode)
     # Metrics asked for without their weights end the command before anything loads.
-    metric_networks.select_metrics(args.metrics, lpips_available=bool(args.lpips_weights) or args.random_metric_weights,
-                                   inception_available=bool(args.inception_weights) or args.random_metric_weights,
-                                   has_keypoints=True, fid_mode=args.fid_mode)
+    metric_networks.select_metrics(args.metrics, has_keypoints=True, **available)
     models = report.models_from_sources(args.run, args.weights, args.config, args.preset)
-    first_run = run_directories(args)[0]
-    data = resolve_data(args, models, first_run)
-    metrics, notes = metric_networks.select_metrics(
-        args.metrics, lpips_available=bool(args.lpips_weights) or args.random_metric_weights,
-        inception_available=bool(args.inception_weights) or args.random_metric_weights,
-        has_keypoints=data.has_keypoints, fid_mode=args.fid_mode)
+    directories = data_lib.run_directories(args.run, args.weights)
+    data = data_lib.data_for_runs(directories, args.data_dir, args.dataset, image_size=models[0].config.image_height,
+                                  test_objects=args.test_objects, cache_dir=args.cache_dir, verbose=not args.quiet)
+    metrics, notes = metric_networks.select_metrics(args.metrics, has_keypoints=data.has_keypoints, **available)
     for note in notes:
         print(f"tfrf evaluate: {note}")
     networks = metric_networks.build_metric_networks(
         metrics, lpips_weights=args.lpips_weights, inception_weights=args.inception_weights, fid_mode=args.fid_mode,
-        inception_input_size=args.inception_input_size, random_weights=args.random_metric_weights,
-        cache_dir=args.metrics_cache_dir)
-    if args.random_metric_weights:
+        inception_input_size=args.inception_input_size, random_weights=random, cache_dir=args.metrics_cache_dir)
+    if random:
         notes.append("LPIPS and FID with RANDOM network weights (--random-metric-weights): for testing only")
     real = None
     if args.real_stats and "fid" in metrics:
-        from tfrf.metrics import fid
-
-        if args.real_stats.lower().endswith(".npz"):
-            real = fid.load_statistics(args.real_stats)
-        else:  # GFLA's script used whole batches of 64 only
-            gfla = args.fid_mode == "gfla"
-            count = len(fid.image_files(args.real_stats))
-            if gfla and count < 64:
-                raise ValueError(f"--real-stats {args.real_stats} holds {count} images: GFLA's FID uses whole batches "
-                                 "of 64 only (use --fid-mode standard for a smaller set)")
-            real = fid.real_statistics(args.real_stats, networks["inception"], args.metrics_cache_dir,
-                                       drop_remainder=gfla)
-    settings = report.Settings(ks=args.k or default_ks(first_run), metrics=metrics, batch_size=args.batch_size,
-                               max_examples=args.max_examples, jpeg=args.jpeg, gallery_rows=args.gallery_rows,
-                               progress=not args.quiet, fid_mode=args.fid_mode)
+        real = metric_networks.real_statistics(args.real_stats, networks["inception"], args.fid_mode,
+                                               args.metrics_cache_dir)
+    settings = report.Settings(ks=args.k or data_lib.default_ks(directories[0]), metrics=metrics,
+                               batch_size=args.batch_size, max_examples=args.max_examples, jpeg=args.jpeg,
+                               gallery_rows=args.gallery_rows, progress=not args.quiet, fid_mode=args.fid_mode)
     written = report.write_report(args.out, models, data, settings, networks, real, notes)
-    from tfrf.evaluation import tables
 
     print(tables.markdown(written).split("\n\n")[1])
     print(f"wrote {args.out}/metrics.json, metrics.csv, metrics.md, {len(written['runs'])} run(s) x "

@@ -46,7 +46,7 @@ def register(subparsers) -> None:
 
 def _generator(args: argparse.Namespace, tflite: bool, num_sources: int = 1):
     from tfrf import runs
-    from tfrf.export.model import build_generator
+    from tfrf.export.model import export_generator
     from tfrf.models import GENERATORS
 
     config, weights = runs.resolve_model(args)
@@ -59,7 +59,7 @@ def _generator(args: argparse.Namespace, tflite: bool, num_sources: int = 1):
     overrides = {key: value for key, value in overrides.items() if value is not None}
     if overrides:
         config = config.replace(**overrides)
-    return build_generator(config, weights, tflite=tflite)
+    return export_generator(config, weights, tflite=tflite)
 
 
 def run_saved_model(args: argparse.Namespace) -> int:

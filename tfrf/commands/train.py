@@ -1,36 +1,31 @@
 """`tfrf train`: the two training stages for any preset and data source.
 
     tfrf train --data-dir ~/tensorflow_datasets/deep_fashion_in_shop/256x256/1.0.0 --k 2 --out runs/df
-    tfrf train --data-dir ~/tensorflow_datasets --dataset market1501 --out runs/market
-    tfrf train --preset synthetic --data-dir synthetic --steps 2000 --out runs/chairs
-    tfrf train --preset market1501 --data-dir DIR --dry-run      # print the resolved config
+    tfrf train --data-dir ~/tensorflow_datasets --dataset market1501 --dry-run   # print the resolved config
+    tfrf train --data-dir synthetic --steps 2000 --out runs/chairs               # the built-in chairs
     tfrf train --architecture gfla --data-dir DIR --out runs/gfla  # GFLA (the gfla_* preset of the data)
     tfrf train --strategy mirrored --batch-size 16 --mixed-precision --xla --out runs/gpus   # local GPUs
-    TF_CONFIG='{"cluster": {"worker": ["h1:2222", "h2:2222"]}, "task": {"type": "worker", "index": 0}}' \
-        tfrf train --strategy multi-worker --batch-size 16 --out /shared/runs/df             # on each host
+    TF_CONFIG=... tfrf train --strategy multi-worker --batch-size 16 --out /shared/runs/df  # on each host
 
 `--data-dir` is a prepared TFDS version folder (the one holding dataset_info.json), a TFDS
 data_dir with `--dataset NAME[/CONFIG]`, or `synthetic` for the built-in chairs. What the builder
 knows (pose encoder, grouping, frame window, target eligibility) is read from the prepared data;
-the preset defaults to the dataset's (deep_fashion_in_shop -> deepfashion, ...). The
-resolved config is written to OUT/config.json; checkpoints every `--checkpoint-every` steps
-under OUT/checkpoints; TensorBoard scalars and images under OUT/logs. Rerunning the same
-command after a kill resumes at the last checkpoint. A NaN loss stops the run (exit status 3)
-with a message naming the loss; the last finite checkpoint stays.
+the preset defaults to the dataset's. OUT gets config.json, data.json, checkpoints/ (every
+`--checkpoint-every` steps) and logs/ (TensorBoard). Rerunning the same command after a kill
+resumes at the last checkpoint. A NaN loss stops the run (exit status 3), naming the loss.
 
-`--batch-size` is the global batch, split evenly over the replicas of `--strategy` (it must be
-divisible by their count); the learning rate is that of the global batch (no scaling rule).
-With `--strategy multi-worker` run the same command on every worker with its `TF_CONFIG`; OUT
-must be a directory all of them can read; only the chief writes it, and restarting every worker
-after a preemption resumes at the last checkpoint. `--xla`, `--mixed-precision` and
-`--steps-per-execution` are execution options (recorded in OUT/train_options.json): a run may
-be resumed with or without them.
+`--batch-size` is the global batch, split evenly over the replicas of `--strategy`; the learning
+rate is that of the global batch. With `--strategy multi-worker` run the same command on every
+worker with its `TF_CONFIG`; OUT must be shared; only the chief writes it. `--xla`,
+`--mixed-precision` and `--steps-per-execution` are execution options (OUT/train_options.json):
+a run may be resumed with or without them. The library half is `tfrf.training.run`.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+
+from tfrf.commands.common import add_budget_arguments, documented_parser
 
 STAGE_CHOICES = ("flow", "full", "both")
 # Options that set the TrainConfig field of the same name.
@@ -39,13 +34,9 @@ CONFIG_FIELDS = ("batch_size", "learning_rate", "checkpoint_every", "summary_eve
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "train",
-        help="train the generator (stage 1 flow warm-up, stage 2 full) on a preset's data",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = documented_parser(subparsers, "train", "train the generator (stage 1 flow warm-up, stage 2 full) on a "
+                               "preset's data", __doc__)
+    add_budget_arguments(parser, "the preset's")
     parser.add_argument("--preset",  # checked by TrainConfig.preset: importing the table needs TensorFlow
                         help="training preset (model, loss weights, batch, steps): deepfashion, market1501, "
                              "shapenet_chairs, kitti, voxceleb2, synthetic, demo, gfla_deepfashion, "
@@ -58,10 +49,7 @@ def register(subparsers) -> None:
                                           "deep_fashion_in_shop/256x176")
     parser.add_argument("--k", type=int, help="number of sources per training tuple")
     parser.add_argument("--stage", default="both", choices=STAGE_CHOICES, help="which stage(s) to run")
-    parser.add_argument("--batch-size", type=int, help="global batch size")
     parser.add_argument("--steps", type=int, help="steps of each selected stage (overrides the preset)")
-    parser.add_argument("--flow-steps", type=int, help="stage-1 steps")
-    parser.add_argument("--full-steps", type=int, help="stage-2 steps")
     parser.add_argument("--learning-rate", type=float, help="generator and discriminator Adam learning rate")
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (and images)")
     parser.add_argument("--summary-every", type=int, help="steps between TensorBoard scalars")
@@ -76,10 +64,6 @@ def register(subparsers) -> None:
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
                         help="train at this size (multiples of 32); the data are resized")
     parser.add_argument("--warp-backend", choices=("tfa", "gather"), help="warp implementation")
-    parser.add_argument("--seed", type=int, help="seed of weights and tuple draws")
-    parser.add_argument("--cache-dir", help="cache of the synthetic data")
-    parser.add_argument("--train-objects", type=int, help="synthetic training objects (54 views each)")
-    parser.add_argument("--test-objects", type=int, help="synthetic held-out objects")
     parser.add_argument("--out", default=os.path.join("runs", "train"), help="run directory (default runs/train)")
     parser.add_argument("--strategy", default="default", choices=("default", "mirrored", "multi-worker", "tpu"),
                         help="tf.distribute strategy: default (one device), mirrored (the local GPUs), multi-worker "
@@ -94,37 +78,18 @@ def register(subparsers) -> None:
     parser.add_argument("--steps-per-execution", type=int, default=1,
                         help="train steps per call of the compiled step (default 1)")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
 
 def resolve_config(args):
     """The preset with the command line's overrides: a `TrainConfig`."""
-    from tfrf.training.config import TrainConfig
-    from tfrf.training.run import resolve_preset
+    from tfrf.training.run import resolve_config as resolve
 
-    overrides = {field: getattr(args, field) for field in CONFIG_FIELDS if getattr(args, field, None) is not None}
-    if args.k is not None:
-        overrides["num_sources"] = args.k
-    if args.learning_rate is not None:
-        overrides["discriminator_learning_rate"] = args.learning_rate
-    if args.steps is not None:
-        for stage in selected_stages(args.stage):
-            overrides[f"{stage}_steps"] = args.steps
-    if args.vgg_weights is not None:
-        overrides["vgg_weights"] = None if args.vgg_weights.lower() == "none" else args.vgg_weights
-    model = {}
-    if args.width_multiplier is not None:
-        model["width_multiplier"] = args.width_multiplier
-    if args.image_size is not None:
-        model["image_height"], model["image_width"] = args.image_size
-    if args.warp_backend is not None:
-        model["warp_backend"] = args.warp_backend
-    preset = resolve_preset(args.preset, args.data_dir, args.dataset, getattr(args, "architecture", None), model,
-                            overrides)
-    if model:
-        overrides["model"] = model
-    return TrainConfig.preset(preset, **overrides)
+    fields = {field: getattr(args, field) for field in CONFIG_FIELDS}
+    return resolve(args.preset, args.data_dir, args.dataset, stages=selected_stages(args.stage), k=args.k,
+                   steps=args.steps, vgg_weights=args.vgg_weights, architecture=getattr(args, "architecture", None),
+                   width_multiplier=args.width_multiplier, image_size=args.image_size,
+                   warp_backend=args.warp_backend, **fields)
 
 
 def selected_stages(stage: str):

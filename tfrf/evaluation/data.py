@@ -1,6 +1,6 @@
 """The held-out data a report scores: the test split, its fixed test tuples per K, target keypoints.
 
-The data is named as on every command line (DESIGN.md, "Runs, weights and data"): a prepared TFDS
+The data is named as on every command line (docs/runs.md): a prepared TFDS
 version folder, a TFDS data_dir with `--dataset NAME`, or `synthetic` for the built-in chairs. When
 no `--data-dir` is given, the data a run trained on is read from `RUN/data.json` (`write_run_data`;
 written by the ablation benchmark, and by `tfrf train` once it records its data).
@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -155,3 +155,67 @@ def data_of_runs(run_dirs: Sequence[str]) -> Optional[Dict[str, Any]]:
             raise ValueError(f"runs {run_dirs[0]} and {run} trained on different data ({first['data_dir']} vs "
                              f"{record['data_dir']}); give --data-dir")
     return records[0]
+
+
+# --- the data of the runs a report scores ----------------------------------------------------
+
+
+def run_training_config(run_dir: Optional[str]) -> Dict[str, Any]:
+    """The run's `config.json` as a dict ({} without one)."""
+    if not run_dir:
+        return {}
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as stream:
+        try:
+            values = json.load(stream)
+        except json.JSONDecodeError:
+            return {}
+    return values if isinstance(values, dict) else {}
+
+
+def default_ks(run_dir: Optional[str]) -> List[int]:
+    """The K values the run's config asks to evaluate (`eval_ks`), else [1]."""
+    ks = run_training_config(run_dir).get("eval_ks")
+    return [int(k) for k in ks] if ks else [1]
+
+
+def run_directories(run_dirs: Sequence[str], weights: Sequence[str] = ()) -> List[Optional[str]]:
+    """The run of every model: each run directory, then the run holding each weights path (or None)."""
+    from tfrf.runs import find_run_directory, is_checkpoint_prefix
+
+    found: List[Optional[str]] = list(run_dirs)
+    for path in weights:
+        exists = os.path.exists(path) or is_checkpoint_prefix(path)
+        found.append(find_run_directory(path) if exists else None)
+    return found
+
+
+def data_for_runs(run_dirs: Sequence[Optional[str]], data_dir: Optional[str] = None, dataset: Optional[str] = None,
+                  *, image_size: int, test_objects: Optional[int] = None, cache_dir: Optional[str] = None,
+                  verbose: bool = True) -> EvaluationData:
+    """The `EvaluationData` of `data_dir`, or (None) of what the runs trained on (`RUN/data.json`).
+
+    For the built-in chairs the seed, held-out objects, size and cache come from the record, then
+    the first run's config; `test_objects` and `cache_dir` given here win, `image_size` is the
+    fall-back size (the model's).
+
+    Raises:
+        ValueError: no `data_dir` and a run that does not record its data, or runs that trained on
+            different data.
+    """
+    record = None
+    if data_dir is None:
+        record = data_of_runs(run_dirs) if all(run_dirs) else None
+        if record is None:
+            raise ValueError("give --data-dir: the run does not record its data (no RUN/data.json)")
+        data_dir, dataset = record["data_dir"], record.get("dataset")
+    if data_dir != SYNTHETIC:
+        return open_data(data_dir, dataset)
+    record = record or {}
+    training = run_training_config(run_dirs[0] if run_dirs else None)
+    return open_data(SYNTHETIC, seed=record.get("seed", training.get("seed", 0)),
+                     test_objects=test_objects or record.get("test_objects") or training.get("test_objects"),
+                     image_size=record.get("image_size") or image_size, cache_dir=cache_dir or record.get("cache_dir"),
+                     verbose=verbose)

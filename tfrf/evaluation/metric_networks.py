@@ -146,3 +146,22 @@ def build_metric_networks(metrics: Sequence[str], *, lpips_weights: Optional[str
             inception.load(check_inception_file(inception_weights, fid_mode))
         networks["inception"] = inception
     return networks
+
+
+def real_statistics(real_stats: str, inception, fid_mode: str, cache_dir=None):
+    """FID's reference statistics: an `.npz` with mu and sigma, or those of a folder of real
+    images (cached under a key of its content). GFLA's script used whole batches of 64 only.
+
+    Raises:
+        ValueError: `fid_mode="gfla"` with fewer than 64 images.
+    """
+    from tfrf.metrics import fid
+
+    if real_stats.lower().endswith(".npz"):
+        return fid.load_statistics(real_stats)
+    gfla = fid_mode == "gfla"
+    count = len(fid.image_files(real_stats))
+    if gfla and count < 64:
+        raise ValueError(f"--real-stats {real_stats} holds {count} images: GFLA's FID uses whole batches of 64 only "
+                         "(use --fid-mode standard for a smaller set)")
+    return fid.real_statistics(real_stats, inception, cache_dir, drop_remainder=gfla)

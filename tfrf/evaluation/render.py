@@ -19,6 +19,7 @@ from typing import Dict
 
 import numpy as np
 
+from tfrf.inference import prediction_function
 from tfrf.visualize import to_uint8
 
 GALLERY_SCALE = 2
@@ -47,24 +48,6 @@ def read_image(path: str) -> np.ndarray:
 
 def image_path(image_dir: str, row: int, jpeg: bool) -> str:
     return os.path.join(image_dir, f"{row:05d}.{'jpg' if jpeg else 'png'}")
-
-
-def prediction_function(generator, batch_size: int, k: int):
-    """`generator(inputs, training=False)` traced for batches of exactly `batch_size` examples of
-    K sources: inputs `[B, K, H, W, 3]`, `[B, K, H, W, Cp]`, `[B, H, W, Cp]`.
-
-    Every shape is static: with an unknown batch dimension, TF 2.15's oneDNN remapper aborts the
-    process ("libprotobuf FATAL ... key not found") on the ablation baseline's graph, whose
-    target-pose branch feeds nothing. `render_and_score` pads the last batch instead.
-    """
-    import tensorflow as tf
-
-    config = generator.config
-    height, width, channels = config.image_height, config.image_width, config.pose_channels
-    signature = {"source_images": tf.TensorSpec([batch_size, k, height, width, 3], tf.float32),
-                 "source_poses": tf.TensorSpec([batch_size, k, height, width, channels], tf.float32),
-                 "target_pose": tf.TensorSpec([batch_size, height, width, channels], tf.float32)}
-    return tf.function(lambda inputs: generator(inputs, training=False), input_signature=[signature])
 
 
 def _padded(tensor, rows: int):

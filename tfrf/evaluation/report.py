@@ -3,7 +3,7 @@
 For each model (a run, or weights with a config) and each K, the fixed test tuples are rendered
 batch by batch (`tfrf.evaluation.render`), written as images, re-read and scored with
 `tfrf.metrics.MetricSuite` (L1, PSNR, SSIM, LPIPS, Mask-LPIPS, FID; definitions in
-shared/METRICS.md). The report folder:
+docs/metrics.md). The report folder:
 
     REPORT/metrics.json          every figure, per run and K, with the data, tuples and settings
     REPORT/metrics.csv           run,k,examples,<metric columns>
