@@ -8,7 +8,7 @@ scores every run at K = 1, 2, 4 on the held-out objects' fixed test tuples with
 the wall time of each row; the last row, for reference, copies the source view nearest the target
 in azimuth (no training).
 
-    python -m tfrf.benchmarks.ablation --out runs/ablation            # ~20-30 min on 2 CPU cores
+    python -m tfrf.benchmarks.ablation --out runs/ablation
     python -m tfrf.benchmarks.ablation --full-steps 300 --out runs/ablation_short
     python -m tfrf.benchmarks.ablation --quick --out /tmp/ablation     # smoke test, ~1 min
 
@@ -37,9 +37,7 @@ LABELS = {"full": "full model", "no_residual_flow": "w/o residual flow", "no_att
           "no_occlusion": "w/o occlusion", "baseline": "baseline (all off)", "gfla": "GFLA (K = 1)",
           "nearest_view": "copy the nearest source view"}
 EVAL_KS = (1, 2, 4)
-# 5 variants x 700 stage-2 steps (the demo's) of batch 8 at 64x64, width x0.25: at the demo's rate on two quiet
-# cores (~0.25 s a stage-2 step) ~20 min in all, ~30 min under moderate load. Measured: --full-steps 300 took
-# 41 min on the shared machine at load 3-10 (1.2-2 s a step).
+# 5 variants x 700 stage-2 steps (the demo's) of batch 8 at 64x64, width x0.25 (wall times: README, "Ablation").
 DEFAULTS = dict(flow_steps=150, full_steps=700, train_objects=200, test_objects=50, width=0.25, image_size=64,
                 batch_size=8, eval_examples=200)
 QUICK = dict(flow_steps=2, full_steps=2, train_objects=2, test_objects=1, width=0.125, image_size=32, batch_size=2,

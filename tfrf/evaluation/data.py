@@ -2,8 +2,8 @@
 
 The data is named as on every command line (docs/runs.md): a prepared TFDS
 version folder, a TFDS data_dir with `--dataset NAME`, or `synthetic` for the built-in chairs. When
-no `--data-dir` is given, the data a run trained on is read from `RUN/data.json` (`write_run_data`;
-written by the ablation benchmark, and by `tfrf train` once it records its data).
+no `--data-dir` is given, the data a run trained on is read from `RUN/data.json` (`write_run_data`,
+which every `tfrf.training.run.TrainingRun` calls: `tfrf train`, `tfrf demo`, the ablation).
 
 Test tuples: the fixed, seeded ones stored beside prepared data (`test_tuples_k{K}.npy`, what
 everyone scores); for the built-in chairs, or a K not stored, drawn with seed 0 / the run's seed

@@ -8,8 +8,9 @@ Layout of a run directory `OUT`:
     OUT/generator_{flow,full}.weights.h5 the generator at the end of each stage
 
 Each stage resumes from its latest checkpoint (a killed run loses at most `checkpoint_every`
-steps and continues at the step it had saved); stage "full" starts from the generator of the
-latest stage-1 checkpoint when it has none of its own, so stage 2 starts from stage-1 weights.
+steps and continues at the step it had saved); stage "full", when it has no checkpoint of its
+own, starts with the flow extractor of the latest stage-1 checkpoint (the rest of the generator
+keeps its seeded initial weights, as stage 1 trains nothing else).
 
 Under a `tf.distribute` strategy (`tfrf.training.distribute`) every worker runs `train_stage`;
 only the chief writes the run directory, the other workers save into temporary directories
