@@ -5,6 +5,8 @@ BatchNorm eps 0.001, `avg_pool2d` with and without `count_include_pad`, padded m
 `F.interpolate(mode="bilinear", align_corners=False)`)."""
 import numpy as np
 
+from helpers import numpy_conv2d
+
 
 # Conv name -> (in, out, (kh, kw), stride, padding), block by block.
 def block_a(cin, pool_features):
@@ -70,21 +72,9 @@ def random_state(convs, rng):
 
 
 # --- numpy reference (NCHW, float64, PyTorch semantics) ------------------------------------------
-def conv(x, weight, stride, padding):
-    x = np.pad(x, ((0, 0), (0, 0), (padding[0], padding[0]), (padding[1], padding[1])))
-    kh, kw = weight.shape[2:]
-    out_h, out_w = (x.shape[2] - kh) // stride + 1, (x.shape[3] - kw) // stride + 1
-    out = np.zeros((x.shape[0], weight.shape[0], out_h, out_w))
-    for u in range(kh):
-        for v in range(kw):
-            patch = x[:, :, u:u + stride * (out_h - 1) + 1:stride, v:v + stride * (out_w - 1) + 1:stride]
-            out += np.tensordot(patch, weight[:, :, u, v].astype(np.float64), axes=([1], [1])).transpose(0, 3, 1, 2)
-    return out
-
-
 def basic_conv(x, state, name, spec):
     _, _, _, stride, padding = spec
-    y = conv(x, state[f"{name}.conv.weight"], stride, padding)
+    y = numpy_conv2d(x, state[f"{name}.conv.weight"], stride, padding)
     bn = {key: state[f"{name}.bn.{key}"].astype(np.float64)[None, :, None, None]
           for key in ("weight", "bias", "running_mean", "running_var")}
     y = (y - bn["running_mean"]) / np.sqrt(bn["running_var"] + 0.001) * bn["weight"] + bn["bias"]

@@ -3,7 +3,6 @@ in a subprocess, and its peak memory."""
 import atexit
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,28 +13,16 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2
 
-import tfrf
-from tfrf.export import build_generator
+from tfrf.export import export_generator
 from tfrf.export.saved_model import export_saved_model, next_version
 
-from model_inputs import random_inputs
-
-SIZE = 64
-
-
-def tiny_config():
-    """voxceleb2 at 64x64 and 1/8 width: Cp = 3, a few MB, a few ms per example."""
-    return tfrf.ModelConfig.preset("voxceleb2", image_height=SIZE, image_width=SIZE, width_multiplier=0.125)
-
-
-def make_inputs(batch, sources, seed):
-    return random_inputs(tiny_config(), batch, sources, seed)
+from helpers import tiny_config
 
 
 def export_tiny(base_path, seed, version=None):
     """Exports a freshly initialised tiny generator (weights from `seed`); returns it."""
     tf.keras.utils.set_random_seed(seed)
-    generator = build_generator(tiny_config())
+    generator = export_generator(tiny_config())
     export_saved_model(generator, str(base_path), version=version)
     return generator
 
@@ -65,12 +52,6 @@ def install(seed, base_path, version=None):
     version = next_version(str(base_path)) if version is None else version
     shutil.copytree(source, os.path.join(str(base_path), str(version)))
     return generator
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def tensor(dims, dtype=types_pb2.DT_FLOAT, content=None, float_values=None):

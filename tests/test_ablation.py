@@ -62,6 +62,7 @@ def test_table_rows_and_times():
     ]
 
 
+@pytest.mark.slow
 def test_smoke_run_at_the_tiniest_budget(tmp_path, capsys):
     from tfrf import runs
     from tfrf.evaluation import data as data_lib

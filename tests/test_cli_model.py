@@ -5,12 +5,13 @@ import pytest
 
 from tfrf.cli import main
 from tfrf.config import ModelConfig
-from tfrf.profiling import build_generator, count_flops
+from tfrf.benchmarks.flops import generator_flops
+from tfrf.benchmarks.summary import built_generator
 
 
 def test_flops_grow_linearly_with_k():
-    generator = build_generator(ModelConfig.preset("synthetic", width_multiplier=0.125, warp_backend="gather"))
-    flops = [count_flops(generator, k) for k in (1, 2, 3)]
+    generator = built_generator(ModelConfig.preset("synthetic", width_multiplier=0.125, warp_backend="gather"))
+    flops = [generator_flops(generator, k) for k in (1, 2, 3)]
     assert flops[0] > 0
     # Per-source work (extractors) is the same for every extra source.
     assert flops[2] - flops[1] == flops[1] - flops[0] > 0
@@ -30,7 +31,7 @@ def test_summary_prints_table_params_and_flops(capsys):
 
 
 def test_bench_worker_measures_and_reports_unsupported_xla():
-    from tfrf.benchmark import measure
+    from tfrf.benchmarks.forward import measure
 
     result = measure("synthetic", 2, "gather", xla=False, repeats=1, warmup=1, width=0.125)
     assert result["median_ms"] > 0 and result["peak_memory_mb"] >= result["baseline_memory_mb"] > 0

@@ -188,55 +188,58 @@ def test_market_identity_parsing():
         DeepFashionInShop.identity_of("fashionWOMENDresses_1front.jpg")
 
 
+def _market_manual(tmp_path, train, test=None):
+    """A Market-1501 raw layout of these image names (no test split when `test` is None) in
+    tmp_path/manual; returns that folder."""
+    names = {"train": train} if test is None else {"train": train, "test": test}
+    people_common.write_dummy_data(Market1501, str(tmp_path / "manual"), names)
+    return tmp_path / "manual"
+
+
+def _expect_market_refused(tmp_path, error, match, manual=None):
+    """Preparing Market-1501 (64x32, no test tuples) from `manual` (default tmp_path/manual) raises
+    `error` with a message matching `match`."""
+    with pytest.raises(error, match=match):
+        _prepare(Market1501, manual or tmp_path / "manual", tmp_path / "data",
+                 _tiny(height=64, width=32, test_tuple_ks=()))
+
+
 def test_empty_or_missing_manual_dir_shows_the_instructions(tmp_path):
     (tmp_path / "empty").mkdir()
     for manual in (tmp_path / "empty", tmp_path / "absent"):
-        with pytest.raises(AssertionError, match="bounding_box_train"):
-            _prepare(Market1501, manual, tmp_path / "data", _tiny(height=64, width=32, test_tuple_ks=()))
+        _expect_market_refused(tmp_path, AssertionError, "bounding_box_train", manual)
 
 
 def test_missing_split_folder_is_named(tmp_path):
-    people_common.write_dummy_data(Market1501, str(tmp_path / "manual"), {"train": ["0002_c1s1_000451_03.jpg"]})
-    with pytest.raises(FileNotFoundError, match=r"bounding_box_test is missing"):
-        _prepare(Market1501, tmp_path / "manual", tmp_path / "data", _tiny(height=64, width=32, test_tuple_ks=()))
+    _market_manual(tmp_path, ["0002_c1s1_000451_03.jpg"])
+    _expect_market_refused(tmp_path, FileNotFoundError, r"bounding_box_test is missing")
 
 
 def test_image_listed_but_missing_is_named(tmp_path):
-    manual = tmp_path / "manual"
-    people_common.write_dummy_data(
-        Market1501, str(manual), {"train": ["0002_c1s1_000451_03.jpg", "0002_c2s1_000301_01.jpg"],
-                                  "test": ["0001_c1s1_001051_00.jpg"]})
+    manual = _market_manual(tmp_path, ["0002_c1s1_000451_03.jpg", "0002_c2s1_000301_01.jpg"],
+                            ["0001_c1s1_001051_00.jpg"])
     os.remove(manual / "bounding_box_train" / "0002_c2s1_000301_01.jpg")
-    with pytest.raises(FileNotFoundError, match=r"0002_c2s1_000301_01\.jpg.*market-annotation-train\.csv is missing"):
-        _prepare(Market1501, manual, tmp_path / "data", _tiny(height=64, width=32, test_tuple_ks=()))
+    _expect_market_refused(tmp_path, FileNotFoundError,
+                           r"0002_c2s1_000301_01\.jpg.*market-annotation-train\.csv is missing")
 
 
 def test_malformed_annotation_row_is_named(tmp_path):
-    manual = tmp_path / "manual"
-    people_common.write_dummy_data(
-        Market1501, str(manual), {"train": ["0002_c1s1_000451_03.jpg"], "test": ["0001_c1s1_001051_00.jpg"]})
+    manual = _market_manual(tmp_path, ["0002_c1s1_000451_03.jpg"], ["0001_c1s1_001051_00.jpg"])
     with open(manual / "market-annotation-test.csv", "a") as stream:
         stream.write("0001_c2s1_000301_00.jpg: [1, 2, 3]: [4]\n")
-    with pytest.raises(ValueError, match=r"market-annotation-test\.csv:3: keypoints_y must be a list of 18"):
-        _prepare(Market1501, manual, tmp_path / "data", _tiny(height=64, width=32, test_tuple_ks=()))
+    _expect_market_refused(tmp_path, ValueError, r"market-annotation-test\.csv:3: keypoints_y must be a list of 18")
 
 
 def test_shared_identities_across_splits_are_refused(tmp_path):
-    manual = tmp_path / "manual"
-    people_common.write_dummy_data(
-        Market1501, str(manual), {"train": ["0002_c1s1_000451_03.jpg"], "test": ["0002_c2s1_000301_01.jpg"]})
-    with pytest.raises(ValueError, match=r"share identities \[2\]"):
-        _prepare(Market1501, manual, tmp_path / "data", _tiny(height=64, width=32, test_tuple_ks=()))
+    _market_manual(tmp_path, ["0002_c1s1_000451_03.jpg"], ["0002_c2s1_000301_01.jpg"])
+    _expect_market_refused(tmp_path, ValueError, r"share identities \[2\]")
 
 
 def test_wrong_raw_image_size_is_named(tmp_path):
-    manual = tmp_path / "manual"
-    people_common.write_dummy_data(
-        Market1501, str(manual), {"train": ["0002_c1s1_000451_03.jpg"], "test": ["0001_c1s1_001051_00.jpg"]})
+    manual = _market_manual(tmp_path, ["0002_c1s1_000451_03.jpg"], ["0001_c1s1_001051_00.jpg"])
     from PIL import Image
     Image.new("RGB", (30, 20)).save(manual / "bounding_box_test" / "0001_c1s1_001051_00.jpg")
-    with pytest.raises(ValueError, match=r"0001_c1s1_001051_00\.jpg is 30x20 \(w x h\)"):
-        _prepare(Market1501, manual, tmp_path / "data", _tiny(height=64, width=32, test_tuple_ks=()))
+    _expect_market_refused(tmp_path, ValueError, r"0001_c1s1_001051_00\.jpg is 30x20 \(w x h\)")
 
 
 @pytest.mark.parametrize("builder_cls, config, counts", [

@@ -20,6 +20,7 @@ def tiny_demo_config():
     )
 
 
+@pytest.mark.slow
 def test_demo_writes_every_artefact(tmp_path):
     out = str(tmp_path / "demo")
     metrics = run_demo(tiny_demo_config(), out, cache_dir=str(tmp_path / "cache"), verbose=0)
@@ -60,6 +61,7 @@ def test_train_dry_run_prints_the_resolved_config(capsys):
     assert config.model.width_multiplier == 0.5 and config.vgg_weights is None
 
 
+@pytest.mark.slow
 def test_train_command_runs_and_resumes(tmp_path, capsys):
     out = str(tmp_path / "run")
     args = ["train", "--preset", "demo", "--data-dir", "synthetic", "--cache-dir", str(tmp_path / "cache"),

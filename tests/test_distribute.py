@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrf.config import ModelConfig
 from tfrf.data.pipeline import ViewTable, make_dataset
-from tfrf.training import LossWeights, TrainConfig, distribute, runner
+from tfrf.training import LossWeights, distribute, runner
 from tfrf.training.callbacks import RaiseAtStep, StepCountingCallback
+
+from helpers import tiny_train_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -107,6 +108,7 @@ def listing(directory):
                   for root, _, names in os.walk(directory) for name in names)
 
 
+@pytest.mark.slow
 def test_two_workers_match_one_process_and_resume_after_a_kill(tmp_path):
     cache, single_out, out = tmp_path / "cache", tmp_path / "single", tmp_path / "multi"
     # The single-process reference runs beside the cluster. Worker 1 dies (SIGKILL) when step 3 ends;
@@ -217,18 +219,11 @@ class Steps(StepCountingCallback):
         self.seen.append((previous, step, int(self.model.generator_optimizer.iterations.numpy())))
 
 
-def tiny_config(**changes):
-    model = ModelConfig.preset("synthetic", image_height=32, image_width=32, width_multiplier=0.125,
-                               warp_backend="gather")
-    values = dict(name="callbacks", model=model, vgg_weights=None, batch_size=2, num_sources=1, flow_steps=8,
-                  full_steps=0, steps_per_epoch=4, checkpoint_every=2, summary_every=2,
-                  loss_weights=LossWeights(perceptual=0.0, style=0.0, correctness=0.0))
-    values.update(changes)
-    return TrainConfig(**values)
-
-
+@pytest.mark.slow
 def test_callbacks_count_steps_with_steps_per_execution_and_a_mid_epoch_resume(tmp_path):
-    config = tiny_config()
+    config = tiny_train_config(32, name="callbacks", batch_size=2, num_sources=1, flow_steps=8, full_steps=0,
+                               steps_per_epoch=4, checkpoint_every=2, summary_every=2,
+                               loss_weights=LossWeights(perceptual=0.0, style=0.0, correctness=0.0))
     dataset_fn = runner.training_dataset_fn(id_table(size=32), config)
     out = str(tmp_path)
     killed = Steps()
@@ -273,6 +268,7 @@ def run_cli(out, cache, *extra, steps=2):
     return recorder.logs
 
 
+@pytest.mark.slow
 def test_xla_and_mixed_precision_options(tmp_path, capsys):
     cache = tmp_path / "cache"
     plain = run_cli(tmp_path / "plain", cache)

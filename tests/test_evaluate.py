@@ -104,6 +104,7 @@ def _scaled_keypoints(table, indices, stored, size):
     return result
 
 
+@pytest.mark.slow
 def test_market_report_equals_the_metrics_of_the_written_images(workspace, market, metric_weights, capsys):
     out = str(workspace / "market_report")
     assert main(["evaluate", "--run", market["run"], "--data-dir", market["version_folder"], "--k", "1", "2",
@@ -168,6 +169,7 @@ def test_market_report_equals_the_metrics_of_the_written_images(workspace, marke
             f"{first['ssim']:.4f} | {first['psnr']:.2f} | {first['l1']:.4f} | {first['examples']} |") in markdown
 
 
+@pytest.mark.slow
 def test_two_chair_models_give_one_table_with_jpeg_images(workspace, chairs, capsys):
     # `tfrf train` records what the run trained on: no --data-dir needed, for --weights inside the run too.
     assert data_lib.read_run_data(chairs["run"]) == {"data_dir": "synthetic", "dataset": None, "seed": 0,
@@ -204,6 +206,7 @@ def test_two_chair_models_give_one_table_with_jpeg_images(workspace, chairs, cap
                                                              ["| 2", "`chairs`"], ["| 2", "`ckpt-1`"]]
 
 
+@pytest.mark.slow
 def test_a_requested_metric_without_its_weights_is_one_line(workspace, market, capsys, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -182,6 +182,7 @@ def run_tflite(flatbuffer, inputs):
     return interpreter.get_signature_runner("render")(**inputs, **encoded)["image"]
 
 
+@pytest.mark.slow
 def test_every_variant_is_builtin_and_matches_keras(variants, record_property):
     examples = [make_inputs(seed=seed) for seed in (31, 32)]
     for name, flatbuffer in variants["flatbuffers"].items():
@@ -218,6 +219,7 @@ def conv_input_sizes(flatbuffer, signature):
 
 
 @pytest.mark.parametrize("name", ["mobile", "mobile-full-int8"])
+@pytest.mark.slow
 def test_mobile_export_has_no_full_resolution_convolution(variants, name):
     flatbuffer = variants["flatbuffers"][name]
     for signature, stems in (("render", 2), ("encode_sources", 1)):
@@ -229,6 +231,7 @@ def test_mobile_export_has_no_full_resolution_convolution(variants, name):
     assert (SIZE, SIZE) in conv_input_sizes(variants["flatbuffers"]["none"], "render")  # the paper's network
 
 
+@pytest.mark.slow
 def test_full_int8_weights_are_int8(variants):
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -266,6 +269,7 @@ def test_profile_times_every_op_and_counts_flops(voxceleb_model):
     assert table["CONV_2D"]["flop_share"] > 0.9
 
 
+@pytest.mark.slow
 def test_runtime_is_reported_by_the_face_renderer(voxceleb_model, tmp_path):
     from tfrf.animation.face import FaceRenderer
 

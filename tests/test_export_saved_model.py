@@ -12,33 +12,19 @@ import tensorflow as tf
 
 import tfrf
 from tfrf.cli import main as cli_main
-from tfrf.export import build_generator
+from tfrf.export import export_generator
 from tfrf.export import saved_model as saved_model_lib
-from tfrf.models import Generator
 
-from model_inputs import random_inputs
+from helpers import SIZE, make_inputs, saved_tfa_generator, tiny_config
 
-SIZE = 64
 TOLERANCE = 1e-4
-
-
-def tiny_config():
-    return tfrf.ModelConfig.preset("voxceleb2", image_height=SIZE, image_width=SIZE, width_multiplier=0.125)
-
-
-def make_inputs(batch, sources, seed):
-    return random_inputs(tiny_config(), batch, sources, seed)
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A generator trained-style with the tfa warp, its weights file, and the CLI export of it."""
-    tf.keras.utils.set_random_seed(7)
     root = tmp_path_factory.mktemp("saved_model")
-    generator = Generator(tiny_config())  # warp_backend="tfa", as training uses
-    generator(generator.dummy_inputs(1, 2))
-    weights = str(root / "generator.weights.h5")
-    generator.save_weights(weights)
+    generator, weights = saved_tfa_generator(root, seed=7)
     base = str(root / "models" / "face")
     assert cli_main([
         "export", "saved-model", "--preset", "voxceleb2", "--image-size", str(SIZE), str(SIZE),
@@ -112,7 +98,7 @@ def test_subprocess_without_addons_or_tfrf_matches_keras(exported, tmp_path):
 
     outputs = np.load(tmp_path / "out.npz")
     tfa_model = exported["generator"]
-    gather_model = build_generator(tiny_config(), exported["weights"])
+    gather_model = export_generator(tiny_config(), exported["weights"])
     for case, inputs in cases.items():
         served = outputs[f"{case}__float"]
         assert served.shape == (inputs["target_pose"].shape[0], SIZE, SIZE, 3)
@@ -126,9 +112,10 @@ def test_subprocess_without_addons_or_tfrf_matches_keras(exported, tmp_path):
         assert np.abs(outputs[f"{case}__uint8"].astype(int) - expected).max() <= 1
 
 
+@pytest.mark.slow
 def test_next_version_and_existing_version(exported, tmp_path):
     base = str(tmp_path / "face")
-    generator = build_generator(tiny_config(), exported["weights"])
+    generator = export_generator(tiny_config(), exported["weights"])
     assert saved_model_lib.next_version(base) == 1
     first = saved_model_lib.export_saved_model(generator, base)
     os.makedirs(os.path.join(base, ".tmp-9-abc"))  # an unfinished export is not a version
@@ -143,7 +130,7 @@ def test_next_version_and_existing_version(exported, tmp_path):
 
 def test_failed_export_leaves_nothing(exported, tmp_path, monkeypatch):
     base = str(tmp_path / "face")
-    generator = build_generator(tiny_config(), exported["weights"])
+    generator = export_generator(tiny_config(), exported["weights"])
 
     def failing_save(*args, **kwargs):
         raise OSError("disk full")
@@ -167,6 +154,6 @@ def test_run_time_checks_and_export_errors(exported):
     with pytest.raises(ValueError, match="gather"):
         saved_model_lib.serving_module(exported["generator"])  # the tfa model itself
     with pytest.raises(FileNotFoundError, match="do not exist"):
-        build_generator(tiny_config(), "/nonexistent/weights.h5")
+        export_generator(tiny_config(), "/nonexistent/weights.h5")
     ops = saved_model_lib.graph_op_types(exported["version_dir"])
     assert ops["GatherV2"] > 0 and not any(op.startswith("Addons>") for op in ops)

@@ -11,38 +11,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tfrf
 from tfrf.cli import main as cli_main
-from tfrf.export import build_generator
+from tfrf.export import export_generator
 from tfrf.export import tflite as tflite_lib
 from tfrf.models import Generator
 
-SIZE = 64
-K = 2
+from helpers import K, SIZE, make_inputs, psnr, saved_tfa_generator, tiny_config
+
 # dynamic-int8: 29.2-30.6 dB measured with the export kernels (the upsampling conv's merged taps
 # quantise per output channel a little coarser than the 3x3 taps alone; 30.1-31 dB without).
 # dynamic-int8 on this random model: 29-31 dB under ai-edge-litert, 26.5-29.8 dB under TF 2.15's
 # tf.lite interpreter (hybrid kernels quantise activations per call): the floor holds for both.
 PSNR_BOUNDS = {"float16": 40.0, "dynamic-int8": 24.0}
-
-
-def tiny_config():
-    return tfrf.ModelConfig.preset("voxceleb2", image_height=SIZE, image_width=SIZE, width_multiplier=0.125)
-
-
-def make_inputs(seed, sources=K):
-    rng = np.random.default_rng(seed)
-    return {
-        "source_images": rng.uniform(-1, 1, (1, sources, SIZE, SIZE, 3)).astype(np.float32),
-        "source_poses": rng.uniform(0, 1, (1, sources, SIZE, SIZE, 3)).astype(np.float32),
-        "target_pose": rng.uniform(0, 1, (1, SIZE, SIZE, 3)).astype(np.float32),
-    }
-
-
-def psnr(images, reference):
-    """PSNR in dB of images in [-1, 1] (peak-to-peak 2)."""
-    mse = np.mean((np.asarray(images, np.float64) - reference) ** 2)
-    return 10.0 * np.log10(4.0 / mse)
 
 
 def run_tflite(interpreter, inputs):
@@ -54,18 +34,14 @@ def run_tflite(interpreter, inputs):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A tfa-warp generator's weights, the CLI's float32 export and the two quantised models."""
-    tf.keras.utils.set_random_seed(5)
     root = tmp_path_factory.mktemp("tflite")
-    trained = Generator(tiny_config())  # warp_backend="tfa", as training uses
-    trained(trained.dummy_inputs(1, K))
-    weights = str(root / "generator.weights.h5")
-    trained.save_weights(weights)
+    trained, weights = saved_tfa_generator(root, seed=5)
     path = str(root / "face.tflite")
     assert cli_main([
         "export", "tflite", "--preset", "voxceleb2", "--image-size", str(SIZE), str(SIZE), "--width-multiplier",
         "0.125", "--weights", weights, "--k", str(K), "--quantize", "none", "--out", path,
     ]) == 0
-    export_model = build_generator(tiny_config(), weights, tflite=True)
+    export_model = export_generator(tiny_config(), weights, tflite=True)
     with open(path, "rb") as stream:
         flatbuffers = {"none": stream.read()}
     for quantize in ("float16", "dynamic-int8"):
@@ -73,6 +49,7 @@ def models(tmp_path_factory):
     return {"trained": trained, "export_model": export_model, "flatbuffers": flatbuffers, "path": path, "root": root}
 
 
+@pytest.mark.slow
 def test_builtin_ops_only(models):
     for quantize, flatbuffer in models["flatbuffers"].items():
         names = tflite_lib.check_builtin_ops(flatbuffer)
@@ -95,6 +72,7 @@ def test_checker_names_flex_ops():
         tflite_lib.check_builtin_ops(flex_model)
 
 
+@pytest.mark.slow
 def test_signatures_bind_inputs_by_name(models):
     interpreter = tflite_lib.load_interpreter(models["path"])
     signatures = interpreter.get_signature_list()
@@ -110,6 +88,7 @@ def test_signatures_bind_inputs_by_name(models):
     assert list(details["target_pose"]["shape"]) == [1, SIZE, SIZE, 3]
 
 
+@pytest.mark.slow
 def test_float32_matches_keras_and_cached_encoding_matches_one_shot(models):
     interpreter = tflite_lib.load_interpreter(models["flatbuffers"]["none"])
     first, second = make_inputs(seed=1), make_inputs(seed=2)
@@ -128,8 +107,9 @@ def test_float32_matches_keras_and_cached_encoding_matches_one_shot(models):
     assert np.abs(cached - image).max() > 0.05  # the target pose does change the image
 
 
+@pytest.mark.slow
 def test_quantized_psnr_bounds(models, record_property):
-    inputs = [make_inputs(seed) for seed in (3, 4, 5)]
+    inputs = [make_inputs(seed=seed) for seed in (3, 4, 5)]
     references = [models["trained"](example).numpy() for example in inputs]
     assert min(reference.std() for reference in references) > 0.2
     for quantize, bound in PSNR_BOUNDS.items():
@@ -148,6 +128,6 @@ def test_export_errors():
     with pytest.raises(ValueError, match="order_invariant_fusion=False"):
         tflite_lib.tflite_module(tfa_model, K)
     with pytest.raises(ValueError, match="quantize must be one of"):
-        tflite_lib.convert(build_generator(tiny_config(), tflite=True), K, quantize="int4")
+        tflite_lib.convert(export_generator(tiny_config(), tflite=True), K, quantize="int4")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         tflite_lib.load_interpreter("/nonexistent/face.tflite")

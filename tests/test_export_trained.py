@@ -1,7 +1,7 @@
 """Every TFLite export variant against its Keras model on TRAINED weights (issue 13).
 
 A random network hides or exaggerates quantization error (its outputs hardly depend on the
-inputs' details), so here the demo recipe (`python -m tfrf.export.mobile_quality`: the built-in
+inputs' details), so here the demo recipe (`python -m tfrf.benchmarks.mobile_quality`: the built-in
 synthetic chairs, 64x64, K = 2, random VGG weights) trains the voxceleb2_mobile network shape
 (space-to-depth stems, 4 channels) for a short budget, and each export variant is scored on
 held-out tuples against the Keras float32 output (mean PSNR, images in [-1, 1]). Floors, against
@@ -20,6 +20,9 @@ import os
 
 import pytest
 
+# Trains the mobile network (5 + 40 steps) and exports it four ways: minutes.
+pytestmark = pytest.mark.slow
+
 FLOORS_DB = {"none": 80.0, "float16": 55.0, "dynamic-int8": 30.0, "full-int8": 25.0}
 VARIANTS = {"mobile": ("none", "float16", "dynamic-int8", "full-int8")}
 # The 4-channel mobile network needs this budget to leave the random regime (at 3 + 25 steps its
@@ -30,7 +33,7 @@ DATA = ["--train-objects", "8", "--test-objects", "3", "--eval-examples", "6", "
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from tfrf.export import mobile_quality
+    from tfrf.benchmarks import mobile_quality
 
     out = tmp_path_factory.mktemp("trained")
     previous = os.environ.get("TFRF_CACHE_DIR")
@@ -53,10 +56,11 @@ def report(tmp_path_factory):
     return reports
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network", sorted(VARIANTS))
 def test_trained_exports_match_keras(report, network, record_property):
     """(The demo network, trained 3 + 25 steps, measured 126 / 81.0 / 49.9 / 33.7 dB in the four
-    variants; it is left out of CI for time: `python -m tfrf.export.mobile_quality --networks demo
+    variants; it is left out of CI for time: `python -m tfrf.benchmarks.mobile_quality --networks demo
     --quantize none float16 dynamic-int8 full-int8` reproduces it.)"""
     results = report[network]
     assert results["keras"]["l1"] < 0.5, results["keras"]

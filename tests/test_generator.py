@@ -6,7 +6,7 @@ import tensorflow as tf
 import tfrf
 from tfrf.models import Generator
 
-from model_inputs import random_inputs
+from helpers import random_inputs
 
 NARROW = 0.125  # channel multiplier for tests: the real topology, few channels
 
@@ -131,6 +131,7 @@ def test_gather_generator_compiles_with_xla():
     np.testing.assert_allclose(compiled(inputs).numpy(), eager, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_save_and_reload_give_identical_outputs(tmp_path):
     generator = small_generator()
     inputs = make_inputs(generator.config, sources=2)

@@ -12,7 +12,7 @@ from tfrf.export.model import export_config
 from tfrf.models import GFLAGenerator, build_generator
 
 from gfla_reference import randomize_weights
-from model_inputs import random_inputs
+from helpers import random_inputs
 
 SAVED_MODEL_TOLERANCE = 1e-4  # as tests/test_export_saved_model.py
 TFLITE_TOLERANCE = 1e-3  # as tests/test_export_tflite.py

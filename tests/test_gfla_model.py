@@ -9,12 +9,12 @@ import tfrf
 from tfrf.models import GFLAGenerator, build_generator
 
 from gfla_reference import randomize_weights
-from model_inputs import random_inputs
+from helpers import random_inputs, tiny_config
 
 
-def tiny_config(preset="deepfashion", **changes):
-    changes = {"architecture": "gfla", "image_height": 64, "image_width": 64, "width_multiplier": 0.125, **changes}
-    return tfrf.ModelConfig.preset(preset, **changes)
+def gfla_config(preset="deepfashion", **changes):
+    """The GFLA architecture of `preset` at 64x64 and 1/8 width."""
+    return tiny_config(preset, **{"architecture": "gfla", **changes})
 
 
 def built(config, seed=0):
@@ -30,18 +30,18 @@ def small_inputs(config, sources=1, seed=0, size=64):
 
 
 def test_build_generator_maps_the_architecture():
-    assert type(build_generator(tiny_config())) is GFLAGenerator
-    assert type(build_generator(tiny_config().replace(architecture="rf"))) is tfrf.models.Generator
+    assert type(build_generator(gfla_config())) is GFLAGenerator
+    assert type(build_generator(gfla_config().replace(architecture="rf"))) is tfrf.models.Generator
     with pytest.raises(ValueError, match="architecture must be one of"):
-        tiny_config(architecture="unet")
+        gfla_config(architecture="unet")
     with pytest.raises(ValueError, match="gfla_attention_kernel_sizes must hold one"):
-        tiny_config(gfla_attention_kernel_sizes=(3,))
+        gfla_config(gfla_attention_kernel_sizes=(3,))
     with pytest.raises(ValueError, match="ordered subset"):
-        tiny_config(gfla_attention_levels=("h4", "h8"))
+        gfla_config(gfla_attention_levels=("h4", "h8"))
 
 
 def test_one_source_only():
-    generator = GFLAGenerator(tiny_config())
+    generator = GFLAGenerator(gfla_config())
     assert generator.max_sources == 1
     with pytest.raises(ValueError, match=r"K = 2"):
         generator(small_inputs(generator.config, sources=2))
@@ -53,7 +53,7 @@ def test_one_source_only():
 @pytest.mark.parametrize("preset,levels,kernels",
                          [("deepfashion", ("h8", "h4"), (3, 5)), ("market1501", ("h4",), (3,))])
 def test_outputs_and_intermediates(preset, levels, kernels):
-    generator = built(tiny_config(preset))
+    generator = built(gfla_config(preset))
     inputs = small_inputs(generator.config)
     out = generator(inputs, return_intermediates=True)
     assert generator.levels == levels and sorted(out) == sorted(("image",) + levels)
@@ -72,7 +72,7 @@ def test_outputs_and_intermediates(preset, levels, kernels):
 
 
 def test_the_target_pose_drives_the_image_and_source_pose_drives_the_flows():
-    generator = built(tiny_config())
+    generator = built(gfla_config())
     inputs = small_inputs(generator.config, seed=1)
     other = small_inputs(generator.config, seed=2)
     first = generator(inputs, return_intermediates=True)
@@ -83,7 +83,7 @@ def test_the_target_pose_drives_the_image_and_source_pose_drives_the_flows():
 
 
 def test_view_synthesis_variant_reads_pose_vectors():
-    config = tiny_config("shapenet_chairs")
+    config = gfla_config("shapenet_chairs")
     assert config.gfla_view_synthesis and config.pose_channels == 21
     generator = built(config)
     one_hot = np.eye(21, dtype=np.float32)
@@ -109,7 +109,7 @@ def test_view_synthesis_variant_reads_pose_vectors():
 
 
 def test_config_round_trip_and_weights_reload(tmp_path):
-    generator = built(tiny_config("market1501", image_height=128, image_width=64))
+    generator = built(gfla_config("market1501", image_height=128, image_width=64))
     inputs = random_inputs(generator.config, batch=1, sources=1, seed=3)
     expected = generator(inputs).numpy()
     clone = GFLAGenerator.from_config(generator.get_config())
@@ -122,7 +122,7 @@ def test_config_round_trip_and_weights_reload(tmp_path):
 
 
 def test_training_step_reaches_every_variable_and_xla_matches():
-    generator = built(tiny_config())
+    generator = built(gfla_config())
     inputs = small_inputs(generator.config, seed=6)
     target = np.random.default_rng(6).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
     with tf.GradientTape() as tape:

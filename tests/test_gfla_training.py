@@ -165,6 +165,7 @@ def test_flow_extractors_name_their_levels_windows_and_variables(gfla_networks):
 # ----------------------------------------------------------------------------- through the CLI
 
 
+@pytest.mark.slow
 def test_train_gfla_on_the_builtin_chairs_and_summarise_the_run(tmp_path, capsys):
     run = str(tmp_path / "chairs")
     assert main(["train", "--data-dir", "synthetic", *TRAIN_FLAGS, "--image-size", "64", "64",
@@ -216,6 +217,7 @@ def people(tmp_path_factory):
     return {"builder": builder, "run": run, "root": root}
 
 
+@pytest.mark.slow
 def test_people_run_is_gfla_deepfashion_with_both_stages(people):
     with open(os.path.join(people["run"], "config.json")) as stream:
         saved = json.load(stream)
@@ -225,6 +227,7 @@ def test_people_run_is_gfla_deepfashion_with_both_stages(people):
     assert runs.latest_run_weights(people["run"]).endswith(os.path.join("full", "ckpt-2"))
 
 
+@pytest.mark.slow
 def test_people_run_exports_saved_model_and_tflite_equal_to_keras(people, tmp_path):
     from tfrf.export import tflite as tflite_lib
 
@@ -248,6 +251,7 @@ def test_people_run_exports_saved_model_and_tflite_equal_to_keras(people, tmp_pa
     np.testing.assert_allclose(image, expected, atol=TFLITE_TOLERANCE, rtol=0)
 
 
+@pytest.mark.slow
 def test_people_run_tflite_with_two_sources_fails_early(people, tmp_path, capsys):
     out = str(tmp_path / "two.tflite")
     status = main(["export", "tflite", "--run", people["run"], "--k", "2", "--out", out])
@@ -256,6 +260,7 @@ def test_people_run_tflite_with_two_sources_fails_early(people, tmp_path, capsys
     assert not os.path.exists(out)
 
 
+@pytest.mark.slow
 def test_people_run_generates_from_one_photo(people, tmp_path):
     from PIL import Image
 

@@ -25,6 +25,9 @@ from tfrf.export.model import export_config
 
 from helpers import free_port, save_photos_and_poses
 
+# Trains, exports and serves (a `tfrf serve` subprocess) on every dataset: minutes.
+pytestmark = pytest.mark.slow
+
 DATASETS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets")
 K = 2
 TRAIN_FLAGS = ["--k", str(K), "--steps", "2", "--batch-size", "2", "--width-multiplier", "0.125",

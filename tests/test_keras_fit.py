@@ -4,6 +4,7 @@ BackupAndRestore, ModelCheckpoint and TensorBoard callbacks."""
 import os
 import re
 
+import pytest
 import tensorflow_datasets as tfds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -15,6 +16,7 @@ def readme_block():
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_readme_keras_fit_block_runs(tmp_path):
     import tfrf.datasets
 

@@ -86,13 +86,14 @@ def relative_error(gradients, reference_gradients):
     return np.linalg.norm(flat - reference) / np.linalg.norm(reference)
 
 
-@pytest.mark.parametrize("stage", ["flow", "full"])
+@pytest.mark.parametrize("stage", ["flow", pytest.param("full", marks=pytest.mark.slow)])
 def test_lean_step_equals_reference_step(stage):
     _, (lean, reference) = two_steps(lean_config(), stage, random_batch(0))
     check_equal(lean, reference, loss_rtol=1e-5, gradient_tolerance=1e-4)
     assert lean[0]["correctness_loss"] > 0
 
 
+@pytest.mark.slow
 def test_lean_step_under_mixed_precision_is_as_close_to_float32_as_the_reference():
     """Under mixed_float16 both steps round; the reference also casts the flows to float16 before
     warping. With the mixed networks' weights copied into float32 networks, the float32 step is

@@ -1,9 +1,12 @@
 """A test that fails if the model stops learning: a short, seeded run on the built-in chairs beats
 the untrained model and the copy-the-nearest-view baseline in L1 on held-out objects."""
+import pytest
+
 from tfrf.training.demo import run_demo
 from tfrf.training import TrainConfig
 
 
+@pytest.mark.slow
 def test_short_synthetic_run_beats_untrained_and_nearest_view(tmp_path):
     # 20 flow + 150 full steps of batch 8 at 32x32, width x0.25 (the demo preset otherwise):
     # measured trained 0.178 / untrained 1.108 / nearest view 0.253 (seed 0), about a minute on

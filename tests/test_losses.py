@@ -5,6 +5,8 @@ import tensorflow as tf
 
 from tfrf import losses
 
+from helpers import numpy_bilinear_warp
+
 # ---------------------------------------------------------------- numpy references
 
 
@@ -25,21 +27,6 @@ def _affine_reference(flow: np.ndarray, k: int) -> float:
     return total / count
 
 
-def _bilinear_reference(features: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    b, h, w, c = features.shape
-    out = np.zeros_like(features)
-    for n in range(b):
-        for y in range(h):
-            for x in range(w):
-                sx, sy = x + flow[n, y, x, 0], y + flow[n, y, x, 1]
-                x0, y0 = int(np.floor(sx)), int(np.floor(sy))
-                for xi, yi in ((x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)):
-                    if 0 <= xi < w and 0 <= yi < h:
-                        weight = (1 - abs(sx - xi)) * (1 - abs(sy - yi))
-                        out[n, y, x] += weight * features[n, yi, xi]
-    return out
-
-
 def _correctness_reference(source: np.ndarray, target: np.ndarray, flow: np.ndarray) -> float:
     eps = 1e-8
     b, h, w, c = source.shape
@@ -48,7 +35,7 @@ def _correctness_reference(source: np.ndarray, target: np.ndarray, flow: np.ndar
     src_unit = src / (np.linalg.norm(src, axis=-1, keepdims=True) + eps)
     tgt_unit = tgt / (np.linalg.norm(tgt, axis=-1, keepdims=True) + eps)
     best = np.einsum("bsc,btc->bst", src_unit, tgt_unit).max(axis=1)
-    sampled = _bilinear_reference(source, flow).reshape(b, -1, c)
+    sampled = numpy_bilinear_warp(source, flow).reshape(b, -1, c)
     sim = (sampled * tgt).sum(-1) / np.maximum(np.linalg.norm(sampled, axis=-1) * np.linalg.norm(tgt, axis=-1), eps)
     return float(np.mean(np.exp(-sim / (best + eps)) - np.exp(-1.0)))
 

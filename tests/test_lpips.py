@@ -8,6 +8,8 @@ import pytest
 from tfrf.metrics import LPIPS
 from tfrf.metrics.lpips import normalize_channels
 
+from helpers import numpy_conv2d
+
 SHIFT = np.array([-0.030, -0.088, -0.188])
 SCALE = np.array([0.458, 0.448, 0.450])
 
@@ -21,16 +23,7 @@ VGG_CONVS = [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256
 # --- numpy reference ---------------------------------------------------------------------------
 def conv2d(x, weight, bias, stride, padding):
     """PyTorch Conv2d on NCHW float64: zero padding, output floor((H + 2p - k) / s) + 1."""
-    x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    kh, kw = weight.shape[2:]
-    out_h = (x.shape[2] - kh) // stride + 1
-    out_w = (x.shape[3] - kw) // stride + 1
-    out = np.zeros((x.shape[0], weight.shape[0], out_h, out_w))
-    for u in range(kh):
-        for v in range(kw):
-            patch = x[:, :, u:u + stride * (out_h - 1) + 1:stride, v:v + stride * (out_w - 1) + 1:stride]
-            out += np.tensordot(patch, weight[:, :, u, v].astype(np.float64), axes=([1], [1])).transpose(0, 3, 1, 2)
-    return out + bias[None, :, None, None]
+    return numpy_conv2d(x, weight, stride, padding) + bias[None, :, None, None]
 
 
 def max_pool(x, kernel, stride):

@@ -1,14 +1,17 @@
 """A run killed mid-epoch resumes at exactly the tuple it had reached: the examples the resumed
 run trains on, after those of the last checkpoint, are those of an uninterrupted run."""
+from functools import partial
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrf.config import ModelConfig
 from tfrf.data.pipeline import ViewTable
-from tfrf.training import LossWeights, TrainConfig, TrainingModel
+from tfrf.training import LossWeights, TrainingModel
 from tfrf.training import runner
 from tfrf.training.callbacks import RaiseAtStep
+
+from helpers import tiny_train_config
 
 SIZE, BATCH = 32, 2
 NUM_IMAGES = 7  # groups of 3, 2, 2: seven K=1 tuples an epoch, so a step of 2 ends mid-epoch
@@ -21,12 +24,10 @@ def id_table():
     return ViewTable(images=images, poses=poses, groups=[0, 0, 0, 1, 1, 2, 2], pose_encoder="view21")
 
 
-def tiny_config():
-    model = ModelConfig.preset("synthetic", image_height=SIZE, image_width=SIZE, width_multiplier=0.125,
-                               warp_backend="gather")
-    return TrainConfig(name="resume", model=model, vgg_weights=None, batch_size=BATCH, num_sources=1, flow_steps=6,
-                       full_steps=0, steps_per_epoch=3, checkpoint_every=2, summary_every=1,
-                       loss_weights=LossWeights(perceptual=0.0, style=0.0))
+# The synthetic preset at SIZE, 1/8 width, the gather warp, no VGG weights; K = 1 tuples.
+resume_config = partial(tiny_train_config, SIZE, name="resume", batch_size=BATCH, num_sources=1, flow_steps=6,
+                        full_steps=0, steps_per_epoch=3, checkpoint_every=2, summary_every=1,
+                        loss_weights=LossWeights(perceptual=0.0, style=0.0))
 
 
 class RecordingTrainingModel(TrainingModel):
@@ -55,8 +56,9 @@ def run_stage(config, table, out, monkeypatch, callbacks=()):
     return seen
 
 
+@pytest.mark.slow
 def test_killed_mid_epoch_run_sees_the_uninterrupted_sequence(tmp_path, monkeypatch):
-    config, table = tiny_config(), id_table()
+    config, table = resume_config(), id_table()
     uninterrupted = run_stage(config, table, str(tmp_path / "straight"), monkeypatch)
     assert len(uninterrupted) == 6 * BATCH
     assert sorted(uninterrupted[:NUM_IMAGES]) == list(range(NUM_IMAGES))  # one epoch: each image a target once
@@ -72,7 +74,7 @@ def test_killed_mid_epoch_run_sees_the_uninterrupted_sequence(tmp_path, monkeypa
 
 
 def test_dataset_stream_skips_to_any_step():
-    config, table = tiny_config(), id_table()
+    config, table = resume_config(), id_table()
     dataset_fn = runner.training_dataset_fn(table, config)
 
     def ids(dataset, steps):

@@ -14,7 +14,8 @@ from tfrf.serving import (BatchingParameters, Client, InvalidRequestError, Local
                           ServerUnavailableError, ServingTimeoutError)
 from tfrf.serving.batching import Batcher, BatchingError
 
-from serving_helpers import SIZE, free_port, install, make_inputs, serve_process, stop_process
+from helpers import SIZE, free_port, make_inputs, random_inputs, tiny_config
+from serving_helpers import install, serve_process, stop_process
 
 SERVING_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "serving")
 
@@ -90,16 +91,7 @@ def test_client_checks_shapes_before_sending(server):
     offline.close()
     with Client(server.address, "face", timeout=30) as online:  # against the served signature
         with pytest.raises(InvalidRequestError, match="source_images must be float32 \\[\\?, \\?, 64, 64, 3\\]"):
-            online.generate(**make_inputs_of_size(32))
-
-
-def make_inputs_of_size(size):
-    rng = np.random.default_rng(5)
-    return {
-        "source_images": rng.uniform(-1, 1, (1, 2, size, size, 3)).astype(np.float32),
-        "source_poses": rng.uniform(0, 1, (1, 2, size, size, 3)).astype(np.float32),
-        "target_pose": rng.uniform(0, 1, (1, size, size, 3)).astype(np.float32),
-    }
+            online.generate(**random_inputs(tiny_config(), seed=5, height=32, width=32))
 
 
 def test_unknown_model_and_version(server):
@@ -216,6 +208,7 @@ def test_batching_parameters_file_and_models_config():
     assert re.search(r"docker run .*tensorflow/serving:2\.15\.1", readme.replace("\\\n", " "))
 
 
+@pytest.mark.slow
 def test_tfrf_serve_command(model_dir):
     port = free_port()
     process, line = serve_process([model_dir["dir"], "--port", str(port), "--poll-seconds", "0"])
@@ -231,9 +224,9 @@ def test_tfrf_serve_command(model_dir):
 
 
 def test_load_test_module_against_a_running_server(server, capsys):
-    from tfrf.serving import load_test
+    from tfrf.benchmarks import serving_load
 
-    assert load_test.main(["--target", server.address, "--model", "face", "--clients", "1", "3",
+    assert serving_load.main(["--target", server.address, "--model", "face", "--clients", "1", "3",
                            "--seconds", "0.5", "--batch", "2", "--sources", "1"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if re.match(r"\| \d+ \|", line)]
     assert [row.split("|")[1].strip() for row in rows] == ["1", "3"]
@@ -243,5 +236,5 @@ def test_load_test_module_against_a_running_server(server, capsys):
         assert errors == "0" and memory == "—"
     result = {"clients": 4, "requests": 10, "seconds": 2.0, "per_second": 5.0, "p50_ms": 12.34, "p99_ms": 56.78,
               "errors": {"DEADLINE_EXCEEDED": 2, "RESOURCE_EXHAUSTED": 1}}
-    assert load_test.format_row(result, 3 * 2 ** 20) == \
+    assert serving_load.format_row(result, 3 * 2 ** 20) == \
         "| 4 | 10 | 5.0 | 12.3 | 56.8 | 3 (DEADLINE_EXCEEDED 2, RESOURCE_EXHAUSTED 1) | 3 |"

@@ -20,8 +20,8 @@ from tfrf.serving.batching import Batcher, BatchingError
 from tfrf.serving.limits import MAX_MESSAGE_BYTES, REQUEST_COPIES, Admission
 from tfrf.serving.model import graph_error_message
 
-from serving_helpers import (SIZE, free_port, install, make_inputs, peak_rss_bytes, predict_request,
-                             serve_process, stop_process, tensor)
+from helpers import SIZE, free_port, make_inputs
+from serving_helpers import install, peak_rss_bytes, predict_request, serve_process, stop_process, tensor
 
 EXAMPLE = [SIZE, SIZE, 3]  # H, W, Cp = 3 of the tiny voxceleb2 model
 EXAMPLE_BYTES = SIZE * SIZE * 3 * 4
@@ -83,6 +83,7 @@ def _dims(proto):
     return [dim.size for dim in proto.tensor_shape.dim]
 
 
+@pytest.mark.slow
 def test_hostile_requests_refused_on_declared_shapes_while_good_traffic_flows(model_dir):
     """`tfrf serve` in a subprocess: its peak RSS (VmHWM) grows by less than 64 MiB over a round
     of hostile requests (they used to take 4-8 GB), and a client beside them gets right answers."""

@@ -15,7 +15,8 @@ import pytest
 
 from tfrf.serving import Client, LocalModelServer, PortInUseError, ServerUnavailableError
 
-from serving_helpers import free_port, install, make_inputs, serve_process, stop_process
+from helpers import free_port, make_inputs
+from serving_helpers import install, serve_process, stop_process
 
 
 def self_signed_certificate(directory, name="tfrf-test"):
@@ -90,6 +91,7 @@ def test_tls_options_need_both_readable_files(model_dir, tmp_path):
         Client("localhost:1", "face", tls_ca=str(tmp_path / "missing.crt"))
 
 
+@pytest.mark.slow
 def test_one_server_per_port(model_dir, tmp_path):
     """`tfrf serve --tls-cert/--tls-key` holds its port; a second `tfrf serve` on it exits with
     status 2 and one line, and the first keeps answering every request."""
@@ -114,6 +116,7 @@ def test_one_server_per_port(model_dir, tmp_path):
         stop_process(first)
 
 
+@pytest.mark.slow
 def test_port_held_by_another_program(model_dir):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))

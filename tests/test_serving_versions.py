@@ -17,7 +17,8 @@ from tfrf.io import atomic_directory
 from tfrf.serving import Client, LocalModelServer, ModelNotFoundError
 from tfrf.serving.repository import fingerprint
 
-from serving_helpers import exported, install, make_inputs, serve_process
+from helpers import make_inputs
+from serving_helpers import exported, install, serve_process
 
 
 def corrupt_versions(base, good_version):
@@ -45,6 +46,7 @@ def assert_serves(address, generator, seed):
         np.testing.assert_allclose(client.generate(**inputs), generator(inputs).numpy(), atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_highest_loadable_version_is_served_and_broken_ones_block_nothing(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="tfrf.serving")
     models = tmp_path / "models"
@@ -96,6 +98,7 @@ def test_highest_loadable_version_is_served_and_broken_ones_block_nothing(tmp_pa
                 client.metadata()
 
 
+@pytest.mark.slow
 def test_start_fails_only_when_no_model_loads(tmp_path):
     base = tmp_path / "models" / "face"
     install(1, base)

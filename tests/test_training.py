@@ -97,6 +97,7 @@ def test_flow_stage_changes_only_the_flow_extractor(networks):
                                               rel=1e-5)
 
 
+@pytest.mark.slow
 def test_full_stage_changes_generator_and_discriminator_not_vgg(networks):
     model, history, parts, before, after = fit_one_step("full", networks, 1)
     generator = networks.generator
@@ -197,6 +198,7 @@ _DISTRIBUTED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_matches_default_strategy(tmp_path):
     """Two logical CPU devices (set before TF initialises them: a subprocess)."""
     script = tmp_path / "distributed.py"
@@ -220,6 +222,7 @@ def test_mirrored_strategy_matches_default_strategy(tmp_path):
         assert abs(default[1]["flow_loss"] - default[0]["flow_loss"]) > 1e-5  # the first step moved
 
 
+@pytest.mark.slow
 def test_mixed_precision_step(networks):
     tf.keras.mixed_precision.set_global_policy("mixed_float16")
     try:
@@ -264,6 +267,7 @@ class CountSteps(tf.keras.callbacks.Callback):
         self.count += 1
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_at_the_step_it_reached(tmp_path):
     config = train_config(flow_steps=7, checkpoint_every=2, steps_per_epoch=3,
                           loss_weights=LossWeights(perceptual=0.0, style=0.0))
@@ -290,6 +294,7 @@ def test_killed_run_resumes_at_the_step_it_reached(tmp_path):
     assert again["start_step"] == again["end_step"] == 7
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     config = train_config(full_steps=6, checkpoint_every=1, steps_per_epoch=6,
                           loss_weights=LossWeights(perceptual=0.0, style=0.0, correctness=0.0))
