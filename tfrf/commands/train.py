@@ -50,6 +50,8 @@ def register(subparsers) -> None:
     parser.add_argument("--k", type=int, help="number of sources per training tuple")
     parser.add_argument("--stage", default="both", choices=STAGE_CHOICES, help="which stage(s) to run")
     parser.add_argument("--steps", type=int, help="steps of each selected stage (overrides the preset)")
+    parser.add_argument("--epochs", type=float, help="passes over the training tuples for each selected stage "
+                                                     "(sets its steps from the data's size)")
     parser.add_argument("--learning-rate", type=float, help="generator and discriminator Adam learning rate")
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (and images)")
     parser.add_argument("--summary-every", type=int, help="steps between TensorBoard scalars")
@@ -102,22 +104,34 @@ def run(args) -> int:
 
 def train(args, extra_callbacks=()) -> int:
     """`tfrf train` with `args`; `extra_callbacks` go to every stage's `fit` (tests)."""
+    if args.steps is not None and args.epochs is not None:
+        raise ValueError("give --steps or --epochs, not both")
     if args.dry_run:
         print(resolve_config(args).to_json())
         return 0
     from tfrf.training import distribute
     from tfrf.training.callbacks import NonFiniteLossError
+    from tfrf.training.networks import check_vgg_weights
+    from tfrf.data.tuples import steps_for_epochs, tuples_per_epoch
     from tfrf.training.run import ExecutionOptions, TrainingRun, load_data, precision_policy
 
     options = ExecutionOptions(distribute.create_strategy(args.strategy, tpu=args.tpu),  # first: before any TF op
                                args.xla, args.mixed_precision, args.steps_per_execution)
     config = resolve_config(args)
+    check_vgg_weights(config)  # before anything is written: nothing downloads
     distribute.check_global_batch(config.batch_size, options.strategy)
     with precision_policy(args.mixed_precision):
         data = load_data(args.data_dir, config, args.dataset, args.cache_dir)
+        per_epoch = tuples_per_epoch(data.train, config.num_sources)
+        if args.epochs is not None:
+            config = config.replace(**{f"{stage}_steps": steps_for_epochs(args.epochs, per_epoch, config.batch_size)
+                                       for stage in selected_stages(args.stage)})
         run = TrainingRun(config, data, args.out, options, verbose=0 if args.quiet else 1)
         try:
             for stage in selected_stages(args.stage):
+                print(f"stage {stage}: {config.steps(stage)} steps of batch {config.batch_size} = "
+                      f"{config.steps(stage) * config.batch_size / max(per_epoch, 1):.4g} passes over the {per_epoch} "
+                      "training tuples (--steps or --epochs to change)")
                 result = run.train_stage(stage, extra_callbacks)
                 print(f"stage {stage}: steps {result['start_step']} -> {result['end_step']} "
                       f"in {result['seconds']:.1f} s")

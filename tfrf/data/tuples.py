@@ -16,6 +16,7 @@ column K is the target.
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Optional, Tuple, Union
 
@@ -238,3 +239,22 @@ def held_out_tuples(table, k: int, seed: int = 0, max_examples: Optional[int] = 
         return thin_tuples(load_tuples(path), max_examples), path
     drawn = fixed_test_tuples(table.groups, k, seed, **table.tuple_kwargs())
     return thin_tuples(drawn, max_examples), f"drawn with seed {seed}"
+
+
+def tuples_per_epoch(table, k: int) -> int:
+    """How many training tuples one epoch of `table` (a `ViewTable`) holds: one per eligible
+    target (an image with at least K candidate sources in its group, within the table's
+    `max_offset` of it where the data has one)."""
+    return len(draw_tuples(table.groups, k, 0, **table.tuple_kwargs(table.max_offset)))
+
+
+def steps_for_epochs(epochs: float, tuples_per_epoch: int, batch_size: int) -> int:
+    """The training steps of batch `batch_size` that make `epochs` passes over `tuples_per_epoch`
+    tuples (at least 1).
+
+    Raises:
+        ValueError: `epochs` is not a positive finite number.
+    """
+    if not 0 < epochs < float("inf"):
+        raise ValueError(f"--epochs must be a positive number, got {epochs}")
+    return max(1, math.ceil(epochs * tuples_per_epoch / batch_size))

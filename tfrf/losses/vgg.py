@@ -111,6 +111,39 @@ def preprocess_images(images: tf.Tensor, preprocessing: str = "caffe") -> tf.Ten
     raise ValueError(f"VGGFeatures: preprocessing must be one of {PREPROCESSING}, got {preprocessing!r}")
 
 
+# What `tf.keras.applications.VGG19(include_top=False, weights="imagenet")` reads from Keras' cache.
+IMAGENET_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def keras_cache_paths(file_name: str):
+    """Where Keras' `get_file` looks for a cached `models/` file: `$KERAS_HOME` or `~/.keras`,
+    and `/tmp/.keras` (its fall-back when that folder is not writable)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return [os.path.join(folder, "models", file_name) for folder in (home, os.path.join("/tmp", ".keras"))]
+
+
+def check_weights_available(weights: Optional[str], flag: str = "--vgg-weights") -> None:
+    """Refuse, before anything is created, VGG19 weights that are not on this machine: "imagenet"
+    without Keras' cached file (Keras would download it), or a path that does not exist.
+
+    Raises:
+        FileNotFoundError: one line naming `flag` and where Keras caches the file.
+    """
+    if weights is None:
+        return
+    if weights != "imagenet":
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"{flag} {weights} does not exist")
+        return
+    cached = keras_cache_paths(IMAGENET_WEIGHTS_FILE)
+    if not any(os.path.isfile(path) for path in cached):
+        raise FileNotFoundError(
+            f"the ImageNet VGG19 weights of the perceptual, style and correctness losses are not on this machine "
+            f"(Keras caches them as {cached[0]}); nothing downloads: put {IMAGENET_WEIGHTS_FILE} there, give "
+            f"{flag} PATH to a local copy (.h5, or torchvision's vgg19-dcbb9e9d.pth), or {flag} none for random "
+            "VGG features")
+
+
 def _is_torch_file(weights: Any) -> bool:
     return isinstance(weights, (str, os.PathLike)) and os.fspath(weights).lower().endswith(_TORCH_WEIGHT_SUFFIXES)
 

@@ -30,6 +30,16 @@ def create_networks(config: TrainConfig, strategy: Optional[tf.distribute.Strate
                                         discriminator_blocks=config.discriminator_blocks))
 
 
+def check_vgg_weights(config: TrainConfig, flag: str = "--vgg-weights") -> None:
+    """Refuse, before anything is created, VGG19 weights the run's losses need and this machine
+    lacks (`tfrf.losses.vgg.check_weights_available`); nothing when no loss reads VGG19."""
+    from tfrf.losses.vgg import check_weights_available
+
+    weights = [config.stage_loss_weights(stage) for stage in STAGES]
+    if any(getattr(w, term) > 0 for w in weights for term in ("correctness", "perceptual", "style")):
+        check_weights_available(config.vgg_weights, flag)
+
+
 def vgg_layers(loss_weights: Sequence[LossWeights], levels: Sequence[str]) -> Tuple[str, ...]:
     """The VGG19 layers the non-zero VGG losses of any of `loss_weights` read, shallow first."""
     layers = set()

@@ -158,9 +158,10 @@ def train_stage(
     strategy = strategy or tf.distribute.get_strategy()
     chief = distribute.is_chief(strategy)
     total = config.steps(stage) if steps is None else steps
-    per_epoch = config.steps_per_epoch
     directory = os.path.join(out_dir, "checkpoints", stage)
     latest = tf.train.latest_checkpoint(directory)
+    # An epoch no longer than the steps left: the progress bar counts the steps that will run.
+    per_epoch = min(config.steps_per_epoch, max(1, total - checkpoint_step(latest)))
     fitting = fitting_steps_per_execution(steps_per_execution, per_epoch, total - checkpoint_step(latest))
     if fitting != steps_per_execution and verbose:
         print(f"stage {stage}: steps_per_execution {steps_per_execution} -> {fitting} (it must divide "
