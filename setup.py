@@ -22,12 +22,14 @@ INSTALL_REQUIRES = [
     "importlib_resources",  # tfds download_and_prepare on Python 3.11
     "h5py",
     "tqdm",
+    # Reading driving videos and writing MP4 (tfrf animate, the VoxCeleb2 builder).
+    "imageio==2.38.1",
+    "imageio-ffmpeg==0.8.1",
 ]
 
 EXTRAS_REQUIRE = {
-    # imageio writes and reads the tiny mp4 files of the VoxCeleb2 builder and animation tests.
     # scikit-image: a second, test-only reference for the Mask-LPIPS mask (the library never imports it).
-    "test": ["pytest>=7", "pytest-timeout", "imageio==2.38.1", "imageio-ffmpeg==0.8.1", "scikit-image<0.25"],
+    "test": ["pytest>=7", "pytest-timeout", "scikit-image<0.25"],
     # MediaPipe carries the pose and face-mesh TFLite models in its wheel (offline).
     # Pinned so that numpy stays <2: an unpinned jax pulls numpy 2 and breaks TF 2.15.
     "mediapipe": [

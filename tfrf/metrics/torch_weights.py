@@ -45,7 +45,9 @@ def _read_torch(path: str, what: str) -> Mapping[str, Any]:
     try:
         import torch  # optional: only .pth files need it
     except ImportError as error:
-        raise ImportError(
+        from tfrf.dependencies import MissingDependency
+
+        raise MissingDependency(
             f"{what}: reading {path} needs PyTorch (pip install torch); or convert the file once, on a "
             f"machine with PyTorch, to .npz: python -c \"import torch, numpy; s = torch.load('{path}', "
             f"map_location='cpu'); numpy.savez('weights.npz', **{{k: v.numpy() for k, v in s.items()}})\" "

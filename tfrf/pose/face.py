@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from tfrf.closeable import Closeable
+from tfrf.dependencies import missing
 from tfrf.photos import as_photo
 
 NUM_LANDMARKS = 68
@@ -216,10 +217,8 @@ def _import_mediapipe():
     try:
         import mediapipe
     except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "face landmark detection needs MediaPipe: pip install mediapipe==0.10.14 "
-            "(or give precomputed 68-point landmarks)"
-        ) from error
+        raise missing("face landmark detection (MediaPipe face mesh)", "mediapipe",
+                      "give precomputed 68-point landmarks") from error
     return mediapipe
 
 

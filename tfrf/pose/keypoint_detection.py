@@ -25,6 +25,7 @@ from typing import Optional
 import numpy as np
 
 from tfrf.closeable import Closeable
+from tfrf.dependencies import missing
 from tfrf.photos import PhotoLike, as_photo
 from tfrf.pose.keypoints import KEYPOINT_NAMES, MISSING, NUM_KEYPOINTS, NoPersonFoundError, shoulders_and_hips
 
@@ -96,10 +97,7 @@ def _import_pose():
     try:
         from mediapipe.python.solutions import pose
     except ImportError as error:
-        raise ImportError(
-            "keypoint detection needs MediaPipe: pip install 'mediapipe==0.10.14' (or tfrf[mediapipe]), "
-            "or give the keypoints as a pose JSON"
-        ) from error
+        raise missing("keypoint detection (MediaPipe pose)", "mediapipe", "give the keypoints as a pose JSON") from error
     return pose
 
 

@@ -133,7 +133,8 @@ def save_pose_json(path: str, keypoints, image_size: Sequence[int]) -> None:
     keypoints = _check_keypoints(keypoints)
     if keypoints.ndim != 2:
         raise ValueError(f"save_pose_json writes one pose [18, 2], got {keypoints.shape}")
-    content = {"keypoints": np.round(keypoints, 3).tolist(), "image_size": [int(v) for v in image_size]}
+    # Full precision: a pose read back draws exactly the heatmaps of the pose written.
+    content = {"keypoints": np.asarray(keypoints, np.float64).tolist(), "image_size": [int(v) for v in image_size]}
     atomic_write_text(os.fspath(path), json.dumps(content))
 
 
