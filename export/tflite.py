@@ -24,11 +24,18 @@ at export) so the interpreter plans its memory once. What `render` cannot skip: 
 and pose concatenated with the target pose, so it runs for every frame; only the source
 appearance extractor is cached. Bind inputs by name (`interpreter.get_signature_runner`): the
 converter may reorder them.
+
+The converter's statistics (C++ output on stderr) are held back (`tfrf.io.held_stderr`) and shown
+only when the conversion fails or in verbose mode. A model is checked before an interpreter sees
+it (`check_flatbuffer`: the TFL3 identifier, the root table, every reference of the model read
+with bounds checks, the buffers stored after the flatbuffer), since the interpreter itself
+crashes on a truncated file.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import struct
 import tempfile
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Union
 
@@ -36,6 +43,7 @@ import numpy as np
 
 import tensorflow as tf
 
+from tfrf.io import atomic_write_bytes, held_stderr
 from tfrf.models import rebuild_generator
 
 QUANTIZATIONS = ("none", "float16", "dynamic-int8", "full-int8")
@@ -171,27 +179,29 @@ def convert(generator, num_sources: int, quantize: str = "none", export_kernels:
     module = tflite_module(generator, num_sources)
     directory = tempfile.mkdtemp(prefix="tfrf-tflite-")
     try:
-        tf.saved_model.save(
-            module,
-            directory,
-            signatures={ENCODE_SIGNATURE: module.encode_sources, RENDER_SIGNATURE: module.render},
-        )
-        converter = tf.lite.TFLiteConverter.from_saved_model(
-            directory, signature_keys=[ENCODE_SIGNATURE, RENDER_SIGNATURE]
-        )
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        converter.allow_custom_ops = False
-        if quantize != "none":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if quantize == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        if quantize == "full-int8":
-            if representative_inputs is None:
-                representative_inputs = random_representative_inputs(generator.config, num_sources)
-            converter.representative_dataset = _representative_dataset(generator, representative_inputs)
-            # int8 kernels wherever they exist; the few ops without one (FLOOR) stay float.
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-        model = converter.convert()
+        with held_stderr():  # the converter's statistics: shown on failure or with --verbose
+            tf.saved_model.save(
+                module,
+                directory,
+                signatures={ENCODE_SIGNATURE: module.encode_sources, RENDER_SIGNATURE: module.render},
+            )
+            converter = tf.lite.TFLiteConverter.from_saved_model(
+                directory, signature_keys=[ENCODE_SIGNATURE, RENDER_SIGNATURE]
+            )
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+            converter.allow_custom_ops = False
+            if quantize != "none":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            if quantize == "float16":
+                converter.target_spec.supported_types = [tf.float16]
+            if quantize == "full-int8":
+                if representative_inputs is None:
+                    representative_inputs = random_representative_inputs(generator.config, num_sources)
+                converter.representative_dataset = _representative_dataset(generator, representative_inputs)
+                # int8 kernels wherever they exist; the few ops without one (FLOOR) stay float.
+                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                                       tf.lite.OpsSet.TFLITE_BUILTINS]
+            model = converter.convert()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     check_builtin_ops(model)
@@ -199,19 +209,10 @@ def convert(generator, num_sources: int, quantize: str = "none", export_kernels:
 
 
 def export_tflite(generator, num_sources: int, path: str, quantize: str = "none", **options) -> str:
-    """Converts (see `convert`; `options` go to it) and writes `path` atomically; returns `path`."""
+    """Converts (see `convert`; `options` go to it) and writes `path` atomically (`tfrf.io`:
+    the umask's mode, nothing left on failure); returns `path`."""
     model = convert(generator, num_sources, quantize, **options)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".tflite")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(model)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    atomic_write_bytes(path, model)
     return path
 
 
@@ -262,6 +263,60 @@ def runtime_name() -> str:
     return f"ai-edge-litert {version}"
 
 
+FILE_IDENTIFIER = b"TFL3"
+
+
+class _BoundedBytes(bytes):
+    """Bytes whose indexing and slicing raise instead of wrapping or clipping, so that reading a
+    flatbuffer through the generated schema code fails at the first reference outside it
+    (`struct` and `numpy.frombuffer` reads already raise past the end)."""
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            if index.start is None or index.stop is None or not 0 <= index.start <= index.stop <= len(self):
+                raise IndexError(f"bytes {index.start}..{index.stop} lie outside the file's {len(self)} bytes")
+        elif not 0 <= index < len(self):
+            raise IndexError(f"byte {index} lies outside the file's {len(self)} bytes")
+        return super().__getitem__(index)
+
+
+def check_flatbuffer(model: Union[bytes, bytearray], name: str = "the model") -> None:
+    """Raises a ValueError naming `name` unless `model` is a whole TFLite flatbuffer.
+
+    The interpreter checks nothing before it follows a model's offsets, and crashes (SIGSEGV) on
+    a truncated file. The checks here: the size and the "TFL3" file identifier (an empty or
+    foreign file), the root table's offset, then every table, vector and string of the model
+    read through TFLite's generated schema code (`ModelT`, all of it that the interpreter reads)
+    with every reference bounds-checked, then the bounds of the buffers that a large model keeps
+    after the flatbuffer. Every prefix of a model fails them. TFLite's C++ flatbuffer verifier is
+    not reachable from Python in TensorFlow 2.15, so a model whose bytes were altered in place
+    (not cut) may still pass.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    size = len(model)
+    if size == 0:
+        raise ValueError(f"{name} is empty, not a TFLite model")
+    if size < 8 or bytes(model[4:8]) != FILE_IDENTIFIER:
+        raise ValueError(f"{name} is not a TFLite model (no {FILE_IDENTIFIER.decode()} file identifier)")
+    (root,) = struct.unpack_from("<I", model, 0)
+    if not 8 <= root <= size - 4:
+        raise ValueError(f"{name} is truncated or corrupt: its root table lies outside its {size} bytes")
+    try:
+        parsed = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(_BoundedBytes(model), 0))
+    except (struct.error, IndexError, ValueError):  # a reference outside the bytes
+        raise ValueError(f"{name} is truncated or corrupt (it refers to data beyond its {size} bytes)") from None
+    except Exception as error:
+        raise ValueError(f"{name} is corrupt ({type(error).__name__}: {error})") from None
+    if not parsed.subgraphs:
+        raise ValueError(f"{name} is not a usable TFLite model: it has no subgraph")
+    for index, buffer in enumerate(parsed.buffers or []):
+        offset, length = getattr(buffer, "offset", 0) or 0, getattr(buffer, "size", 0) or 0
+        if offset > 1 and offset + length > size:
+            raise ValueError(f"{name} is truncated: buffer {index} lies at bytes {offset}..{offset + length} "
+                             f"of its {size} bytes")
+
+
 def load_interpreter(model: Union[str, bytes], num_threads: int = 2):
     """A TFLite interpreter: `ai-edge-litert` (the on-device runtime) when installed,
     otherwise `tf.lite.Interpreter`. Run it through `get_signature_runner(name)`.
@@ -273,15 +328,28 @@ def load_interpreter(model: Union[str, bytes], num_threads: int = 2):
     Args:
         model: a `.tflite` path or the flatbuffer bytes.
         num_threads: CPU threads of the interpreter.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: naming the model when it is empty, foreign, truncated or corrupt
+            (`check_flatbuffer`), or when the interpreter refuses it.
     """
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         Interpreter = tf.lite.Interpreter
     if isinstance(model, (bytes, bytearray)):
-        interpreter = Interpreter(model_content=bytes(model), num_threads=num_threads)
+        name = "the TFLite model"
+        check_flatbuffer(model, name)
+        options = {"model_content": bytes(model)}
     else:
+        name = f"TFLite model {model}"
         if not os.path.isfile(model):
-            raise FileNotFoundError(f"TFLite model {model} does not exist")
-        interpreter = Interpreter(model_path=model, num_threads=num_threads)
-    return interpreter
+            raise FileNotFoundError(f"{name} does not exist")
+        with open(model, "rb") as stream:
+            check_flatbuffer(stream.read(), name)
+        options = {"model_path": model}
+    try:
+        return Interpreter(num_threads=num_threads, **options)
+    except (ValueError, RuntimeError) as error:
+        raise ValueError(f"{name} cannot be loaded: {str(error).strip() or type(error).__name__}") from error

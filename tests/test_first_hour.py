@@ -70,3 +70,18 @@ def test_steps_for_epochs_and_tuples_per_epoch():
     table = ViewTable(images=np.zeros((6, 8, 8, 3), np.uint8), poses=np.zeros((6, 2), np.int32),
                       groups=np.array([0, 0, 0, 1, 2, 2]), pose_encoder="view21")
     assert tuples_per_epoch(table, 2) == 3 and tuples_per_epoch(table, 1) == 5
+
+
+def test_a_missing_optional_package_is_one_line_naming_the_install(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from PIL import Image
+
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # import mediapipe raises ImportError
+    monkeypatch.setitem(sys.modules, "mediapipe.python.solutions", None)
+    photo = tmp_path / "me.png"
+    Image.new("RGB", (64, 128), "white").save(photo)
+    assert main(["pose", str(photo), "--out", str(tmp_path / "me.json")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and 'pip install -e ".[mediapipe]"' in error[0], error
+    assert not (tmp_path / "me.json").exists()

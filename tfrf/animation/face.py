@@ -11,12 +11,12 @@ frame is one `render` call. The model runs through `ai-edge-litert` when install
 applied).
 
 Driving landmarks: a `.npy` of float `[T, 68, 2]` (x, y) pixels of the driving frames (a frame
-of NaNs means "no face"), or a video whose frames MediaPipe reads. Each driving frame is mapped
-into its own face crop (absolute motion), or, with `relative=True`, its motion relative to the
-first driving frame moves the first source's landmarks. A source without a face is an error; a
-driving frame without a face reuses the last landmarks (the first source's for a leading one)
-and is counted in `AnimationResult.missing_frames`. The frame loop and writer are
-`tfrf.animation.video`'s.
+of NaNs means "no face"), or a video or a folder of frames (`tfrf.pose.frames`) whose frames
+MediaPipe reads. Each driving frame is mapped into its own face crop (absolute motion), or, with
+`relative=True`, its motion relative to the first driving frame moves the first source's
+landmarks. A source without a face is an error; a driving frame without a face reuses the last
+landmarks (the first source's for a leading one) and is counted in
+`AnimationResult.missing_frames`. The frame loop and writer are `tfrf.animation.video`'s.
 """
 from __future__ import annotations
 
@@ -26,9 +26,10 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple, Unio
 
 import numpy as np
 
-from tfrf.animation.video import DEFAULT_FPS, VIDEO_SUFFIXES, AnimationResult, read_video, run_animation
+from tfrf.animation.video import DEFAULT_FPS, VIDEO_SUFFIXES, AnimationResult, run_animation
 from tfrf.photos import as_photo
 from tfrf.pose import face
+from tfrf.pose.frames import read_frames
 from tfrf.visualize import to_uint8
 
 Landmarker = Callable[[np.ndarray], Optional[np.ndarray]]
@@ -126,15 +127,18 @@ def driving_landmarks(driving: Union[str, np.ndarray], landmarker: Optional[Land
 
     Args:
         driving: a `.npy` path or array of float [T, 68, 2] (x, y) pixels (a frame with a
-            non-finite value has no face), or a video path (needs `landmarker`).
+            non-finite value has no face), or a video or folder of frames (`tfrf.pose.frames`,
+            needs `landmarker`).
         landmarker: image -> [68, 2] or None, for videos.
     """
     if isinstance(driving, str) and not driving.lower().endswith(".npy"):
-        if not driving.lower().endswith(VIDEO_SUFFIXES):
-            raise ValueError(f"driving {driving} must be a .npy of [T, 68, 2] landmarks or a video {VIDEO_SUFFIXES}")
-        if not os.path.isfile(driving):
+        folder = os.path.isdir(driving)
+        if not folder and not driving.lower().endswith(VIDEO_SUFFIXES):
+            raise ValueError(f"driving {driving} must be a .npy of [T, 68, 2] landmarks or a video {VIDEO_SUFFIXES}, "
+                             "or a folder of frames")
+        if not folder and not os.path.isfile(driving):
             raise FileNotFoundError(f"driving video {driving} does not exist")
-        frames, count, fps = read_video(driving)
+        frames, count, fps = read_frames(driving)
         return (landmarker(frame) for frame in frames), count, fps
     name = driving if isinstance(driving, str) else "driving landmarks"
     if isinstance(driving, str) and not os.path.isfile(driving):
@@ -190,6 +194,7 @@ def animate(model: Union[str, bytes], sources: Sequence[Union[str, np.ndarray]],
 
     Raises:
         NoFaceError: when a source has no face.
+        NoDrivingPoseError: (a ValueError) when no driving frame has a face; nothing is written.
     """
     renderer = FaceRenderer(model, num_threads=num_threads)
     size = renderer.size
@@ -205,6 +210,17 @@ def animate(model: Union[str, bytes], sources: Sequence[Union[str, np.ndarray]],
         owned.append(default_landmarker(static))
         return owned[-1]
 
+    def on_first_frame(static: bool) -> Landmarker:
+        """`detector(static)`, created at the first frame (after the driving video has opened)."""
+        created: list = []
+
+        def detect(image: np.ndarray) -> Optional[np.ndarray]:
+            if not created:
+                created.append(detector(static))
+            return created[0](image)
+
+        return detect
+
     try:
         needs_detection = any(points is None for points in source_landmarks)
         source_detector = detector(True) if needs_detection else None
@@ -218,12 +234,13 @@ def animate(model: Union[str, bytes], sources: Sequence[Union[str, np.ndarray]],
         renderer.set_sources(crops, crop_landmarks)
 
         is_video = isinstance(driving, str) and not driving.lower().endswith(".npy")
-        frames, count, video_fps = driving_landmarks(driving, detector(False) if is_video else None)
+        frames, count, video_fps = driving_landmarks(driving, on_first_frame(False) if is_video else None)
         fps = float(fps or video_fps or DEFAULT_FPS)
         targets = face_targets(frames, size, margin, crop_landmarks[0] if relative else None)
         driving_name = f"driving {driving if isinstance(driving, str) else 'array'}"
         result = run_animation(targets, renderer.render, crop_landmarks[0], total=count, out=out, fps=fps,
-                               progress=progress, return_frames=return_frames, driving_name=driving_name)
+                               progress=progress, return_frames=return_frames, driving_name=driving_name,
+                               subject="face")
         result = dataclasses.replace(result, runtime=renderer.runtime)
     finally:
         for owned_landmarker in owned:

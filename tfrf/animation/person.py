@@ -13,7 +13,8 @@ are (no retargeting). The source images and heatmaps are prepared once; every fr
 generator call with that frame's target heatmaps.
 
 Driving poses:
-- a video (.mp4, .mov, ...): MediaPipe pose in tracking mode on every frame, at
+- a video (.mp4, .mov, ...) or a folder of frames (image files in name order,
+  `tfrf.pose.frames`): MediaPipe pose in tracking mode on every frame, at
   `threshold` visibility; small frames are upsampled for detection (`PoseDetector`);
 - a poses JSON, `POSES_JSON_FORMAT`: `{"height": H, "width": W, "fps": 25, "frames":
   [[[y, x] x 18], ...]}`, (y, x) pixels of an H x W driving frame in CMU OpenPose-18 order, -1 for
@@ -32,9 +33,10 @@ from typing import Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from tfrf import inference
-from tfrf.animation.video import DEFAULT_FPS, VIDEO_SUFFIXES, AnimationResult, read_video, run_animation
+from tfrf.animation.video import DEFAULT_FPS, VIDEO_SUFFIXES, AnimationResult, run_animation
 from tfrf.pose import keypoint_detection
 from tfrf.pose import keypoints as keypoints_lib
+from tfrf.pose.frames import read_frames
 
 POSES_SUFFIX = ".json"
 POSES_JSON_FORMAT = ('{"height": H, "width": W, "fps": 25 (optional), "frames": [[[y, x] x 18] or null, ...]} '
@@ -47,7 +49,7 @@ def save_driving_poses(path: str, frames: Sequence[Optional[np.ndarray]], height
     from tfrf.io import atomic_write_text
 
     content = {"height": int(height), "width": int(width), "frames": [
-        None if frame is None else np.round(np.asarray(frame, np.float64), 3).tolist() for frame in frames
+        None if frame is None else np.asarray(frame, np.float64).tolist() for frame in frames
     ]}
     if fps:
         content["fps"] = float(fps)
@@ -106,7 +108,8 @@ def driving_poses(driving: str, size: Sequence[int], fit: str = "pad",
     without a person; the frame count, 0 if unknown; the driving fps or None).
 
     Args:
-        driving: a poses JSON or a video (MediaPipe pose on every frame).
+        driving: a poses JSON, or a video or folder of frames (`tfrf.pose.frames`, MediaPipe
+            pose on every frame).
         size: the model's (H, W).
         fit: "pad" or "stretch", as the sources are fitted.
         threshold: landmark visibility a detected keypoint needs (videos).
@@ -118,12 +121,14 @@ def driving_poses(driving: str, size: Sequence[int], fit: str = "pad",
         fitted = (None if pose is None else keypoints_lib.rescale_keypoints(pose, frame_size, size, fit)
                   for pose in poses)
         return fitted, len(poses), fps
-    if not lowered.endswith(VIDEO_SUFFIXES):
-        raise ValueError(f"driving {driving} must be a poses {POSES_SUFFIX} or a video {VIDEO_SUFFIXES}")
-    if not os.path.isfile(driving):
+    folder = os.path.isdir(driving)
+    if not folder and not lowered.endswith(VIDEO_SUFFIXES):
+        raise ValueError(f"driving {driving} must be a poses {POSES_SUFFIX} or a video {VIDEO_SUFFIXES}, "
+                         "or a folder of frames")
+    if not folder and not os.path.isfile(driving):
         raise FileNotFoundError(f"driving video {driving} does not exist")
+    frames, count, fps = read_frames(driving)
     detector = keypoint_detection.PoseDetector(threshold, static_image_mode=False)
-    frames, count, fps = read_video(driving)
 
     def detected() -> Iterator[Optional[np.ndarray]]:
         with detector:
@@ -182,6 +187,9 @@ def animate_person(generator, sources: Sequence[Union[str, os.PathLike]], drivin
     Returns:
         AnimationResult: frames, driving frames without a person (`missing_frames`), model and
         pipeline fps, the frames if asked for.
+
+    Raises:
+        NoDrivingPoseError: (a ValueError) when no driving frame has a person; nothing is written.
     """
     config = generator.config
     check_people_model(config)
@@ -198,4 +206,4 @@ def animate_person(generator, sources: Sequence[Union[str, os.PathLike]], drivin
     return run_animation(targets, renderer.render, fitted[0][1], total=count, out=out,
                          fps=float(fps or driving_fps or DEFAULT_FPS), progress=progress,
                          return_frames=return_frames, description="animate person",
-                         driving_name=f"driving {driving}")
+                         driving_name=f"driving {driving}", subject="person")

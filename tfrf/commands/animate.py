@@ -17,7 +17,8 @@ of a driving video, or from a poses JSON:
 (y, x) in pixels of an H x W driving frame, CMU OpenPose-18 order (0 nose, 1 neck, 2-4 right
 shoulder/elbow/wrist, 5-7 left, 8-10 right hip/knee/ankle, 11-13 left, 14 right eye, 15 left eye,
 16 right ear, 17 left ear), -1 for a missing keypoint; "fps" is optional. A frame that is null or
-has no keypoint, like a video frame where nobody is found, reuses the last pose and is counted.
+has no keypoint, like a video frame where nobody is found, reuses the last pose and is counted;
+when no driving frame has a face or person, nothing is written and the command fails (status 2).
 
 Photos are read upright (EXIF orientation applied). The library half is `tfrf.animation`
 (`face`, `person` and the shared frame loop in `video`).
@@ -37,8 +38,8 @@ def register(subparsers) -> None:
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sources", nargs="+", required=True, help="K source photos of one face or person")
     parser.add_argument("--driving", required=True,
-                        help="a driving video; or, for faces, a .npy of [T, 68, 2] landmarks, for people a "
-                             "poses .json (format above)")
+                        help="a driving video or a folder of frames (in name order); or, for faces, a .npy of "
+                             "[T, 68, 2] landmarks, for people a poses .json (format above; tfrf pose writes both)")
     parser.add_argument("--out", required=True, help="output .gif or .mp4")
     parser.add_argument("--fps", type=float, help="output frame rate (default: the driving video's, else 25)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -69,6 +70,12 @@ def _misused(args: argparse.Namespace, names) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
+    from tfrf.animation.video import OUTPUT_SUFFIXES
+
+    if os.path.splitext(args.out)[1].lower() not in OUTPUT_SUFFIXES:  # before any model is loaded
+        raise ValueError(f"output {args.out} must end with one of {OUTPUT_SUFFIXES}")
     people_model = bool(args.run or args.weights)
     if args.model and people_model:
         raise ValueError("give --model (a face .tflite) or --run/--weights (a people model), not both")
@@ -89,7 +96,7 @@ def _animate_face(args: argparse.Namespace) -> int:
     landmarks = None
     if args.source_landmarks is not None:
         if len(args.source_landmarks) != len(args.sources):
-            raise SystemExit(f"--source-landmarks gives {len(args.source_landmarks)} files for "
+            raise ValueError(f"--source-landmarks gives {len(args.source_landmarks)} files for "
                              f"{len(args.sources)} --sources")
         landmarks = [np.load(path) for path in args.source_landmarks]
     result = animate(args.model, args.sources, args.driving, args.out, source_landmarks=landmarks, fps=args.fps,

@@ -1,6 +1,6 @@
 """`tfrf generate`: a person in a new pose from K photos of them, with a trained generator.
 
-    tfrf generate --run runs/df --sources a.jpg b.jpg --target-pose c.jpg|pose.json --out out.png
+    tfrf generate --run runs/df --sources a.jpg b.jpg --target-pose c.jpg|pose.json --out out.png|out.jpg
     tfrf generate --preset deepfashion --weights CKPT --sources a.jpg b.jpg \\
         --target-pose c.jpg|pose.json --out out.png
 
@@ -34,7 +34,8 @@ def register(subparsers) -> None:
     parser.add_argument("--source-poses", nargs="+",
                         help="pose JSONs of the sources, in the same order (default: MediaPipe on each photo)")
     parser.add_argument("--target-pose", required=True, help="a pose JSON, or a photo whose pose to take")
-    parser.add_argument("--out", required=True, help="the PNG to write")
+    parser.add_argument("--out", required=True,
+                        help="the image to write, in the format its extension names: .png, .jpg/.jpeg or .webp")
     parser.add_argument("--fit", default="pad", choices=FIT_MODES,
                         help="how photos are fitted to the preset's size (default pad, with white)")
     keypoint_detection.add_keypoint_threshold_argument(parser)
@@ -43,8 +44,9 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tfrf import inference, runs
-    from tfrf.io import atomic_save_image
+    from tfrf.io import atomic_save_image, image_format
 
+    image_format(args.out)  # an unknown extension fails before any work
     config, weights = runs.resolve_model(args)
     inference.check_keypoint_model(config)
     if args.source_poses is not None and len(args.source_poses) != len(args.sources):

@@ -16,11 +16,12 @@ from typing import Dict, Optional
 import tensorflow as tf
 
 from tfrf import visualize
+from tfrf.data import synthetic
 from tfrf.evaluation.scores import evaluate
 from tfrf.io import atomic_write_text
 from tfrf.models.generator import INPUT_KEYS
 from tfrf.training.config import STAGES
-from tfrf.training.run import SYNTHETIC, TrainingRun, load_data
+from tfrf.training.run import SYNTHETIC, RunData, TrainingRun
 
 # Examples in the gallery (and the TensorBoard previews).
 PREVIEW_SIZE = 6
@@ -42,7 +43,10 @@ def run_demo(config, out_dir: str, cache_dir: Optional[str] = None, verbose: int
     began = time.perf_counter()
     say = print if verbose else (lambda *a, **k: None)
     start = time.perf_counter()
-    data = load_data(SYNTHETIC, config, cache_dir=cache_dir, verbose=bool(verbose))
+    # The chairs at the renderer's own size; the pipeline resizes them to the model's.
+    tables = [synthetic.load_table(split, cache_dir=cache_dir, seed=config.seed, verbose=bool(verbose),
+                                   num_objects=getattr(config, f"{split}_objects")) for split in ("train", "test")]
+    data = RunData(*tables, data_dir=SYNTHETIC, cache_dir=cache_dir)
     data_seconds = time.perf_counter() - start
     say(f"data: {len(data.train)} training and {len(data.preview)} held-out views ({data_seconds:.1f} s)")
 
