@@ -4,6 +4,8 @@ bilinear warp, PyTorch's conv2d), a saved tfa-warp generator, people photos with
 and a free TCP port.
 
 Each test keeps its own sizes and settings; they are passed here as arguments."""
+import os
+
 import numpy as np
 
 import tfrf
@@ -129,3 +131,19 @@ def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def save_tiny_people_model(root, size=64):
+    """A tiny deepfashion generator (size x size, random weights) saved under `root`:
+    (generator, weights path, config.json path)."""
+    from tfrf.models import Generator
+
+    config = tiny_config("deepfashion", size)
+    generator = Generator(config)
+    generator(generator.dummy_inputs())
+    weights = os.path.join(str(root), "generator.weights.h5")
+    generator.save_weights(weights)
+    config_path = os.path.join(str(root), "config.json")
+    with open(config_path, "w", encoding="utf-8") as stream:
+        stream.write(config.to_json())
+    return generator, weights, config_path

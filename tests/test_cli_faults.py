@@ -27,7 +27,7 @@ from tfrf.export.tflite import convert
 from tfrf.pose import face
 from tfrf.pose import keypoints as kp
 
-from helpers import tiny_config
+from helpers import save_tiny_people_model, tiny_config
 
 K = 2
 PHOTO = 96
@@ -252,14 +252,8 @@ def test_disk_full_is_one_line_and_leaves_nothing(faces, full_disk, tmp_path, ca
 @pytest.fixture(scope="module")
 def generate_inputs(tmp_path_factory):
     """A tiny deepfashion generator (64x64) saved with its config, a photo with a pose JSON."""
-    from tfrf.models import Generator
-
     root = tmp_path_factory.mktemp("generate")
-    config = tiny_config("deepfashion", 64)
-    generator = Generator(config)
-    generator(generator.dummy_inputs())
-    generator.save_weights(str(root / "generator.weights.h5"))
-    (root / "config.json").write_text(config.to_json())
+    save_tiny_people_model(root)
     image, points = people_common.stick_figure(np.random.default_rng(0), 64, 64)
     Image.fromarray(image).save(root / "a.png")
     kp.save_pose_json(str(root / "a.json"), points, (64, 64))

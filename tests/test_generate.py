@@ -12,7 +12,7 @@ from tfrf.config import ModelConfig
 from tfrf.datasets import people_common
 from tfrf.pose import keypoints as kp
 
-from helpers import tiny_config
+from helpers import save_tiny_people_model
 
 
 def run_command(argv):
@@ -24,17 +24,7 @@ def run_command(argv):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from tfrf.models import Generator
-
-    root = tmp_path_factory.mktemp("model")
-    config = tiny_config("deepfashion", 64)
-    generator = Generator(config)
-    generator(generator.dummy_inputs())
-    weights = str(root / "generator.weights.h5")
-    generator.save_weights(weights)
-    config_path = root / "config.json"
-    config_path.write_text(config.to_json())
-    return generator, weights, str(config_path)
+    return save_tiny_people_model(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")

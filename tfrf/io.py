@@ -122,17 +122,13 @@ def atomic_write(path: str, write: Callable[[BinaryIO], None]) -> None:
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, file_mode())
-        os.replace(temporary, path)
     except OSError as error:
         _remove(temporary)
         raise naming_target(error, path) from error
     except BaseException:
         _remove(temporary)
         raise
-    fsync_directory(directory)
+    publish_file(temporary, path)
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:

@@ -12,6 +12,7 @@ ffmpeg cannot read is a ValueError naming it, with ffmpeg's reason.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import os
@@ -246,6 +247,21 @@ class VideoWriter:
             os.remove(self.temporary)
 
 
+@contextlib.contextmanager
+def video_output(path: Optional[str], fps: float) -> Iterator[Optional["VideoWriter"]]:
+    """A `VideoWriter` for `path` (None when `path` is None): the file is written when the block
+    ends normally, and nothing is left behind when it raises."""
+    writer = VideoWriter(path, fps) if path is not None else None
+    try:
+        yield writer
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    if writer is not None:
+        writer.close()
+
+
 def run_animation(targets: Iterable[Optional[Target]], render: Callable[[Target], np.ndarray], first: Target, *,
                   total: Optional[int] = None, out: Optional[str] = None, fps: float = DEFAULT_FPS,
                   progress: bool = True, return_frames: bool = False, description: str = "animate",
@@ -276,7 +292,6 @@ def run_animation(targets: Iterable[Optional[Target]], render: Callable[[Target]
     """
     from tqdm import tqdm
 
-    writer = VideoWriter(out, fps) if out is not None else None
     images: List[np.ndarray] = []
     last, missing, render_seconds, renders, written = first, 0, 0.0, 0, 0
     leading = 0  # driving frames before the first with a pose: rendered once one is found
@@ -299,7 +314,7 @@ def run_animation(targets: Iterable[Optional[Target]], render: Callable[[Target]
         return frame
 
     start = time.perf_counter()
-    try:
+    with video_output(out, fps) as writer:
         for index, target in enumerate(tqdm(targets, total=total or None, unit="frame", disable=not progress,
                                             desc=description)):
             if target is None:
@@ -318,12 +333,6 @@ def run_animation(targets: Iterable[Optional[Target]], render: Callable[[Target]
         if written == 0:
             raise NoDrivingPoseError(f"{driving_name}: none of its {leading} frames has a {subject} "
                                      "(nothing to follow, nothing written)")
-        if writer is not None:
-            writer.close()
-            writer = None
-    finally:
-        if writer is not None:
-            writer.discard()
     seconds = time.perf_counter() - start
     return AnimationResult(
         path=out,

@@ -25,7 +25,7 @@ import numpy as np
 
 from tfrf.animation.face import NoFaceError
 from tfrf.animation.person import save_driving_poses
-from tfrf.animation.video import DEFAULT_FPS, OUTPUT_SUFFIXES, VideoWriter
+from tfrf.animation.video import DEFAULT_FPS, OUTPUT_SUFFIXES, video_output
 from tfrf.io import atomic_save_image, atomic_write
 from tfrf.photos import read_photo
 from tfrf.pose import face as face_lib
@@ -117,9 +117,8 @@ def extract(path: str, out: str, overlay: Optional[str] = None, face: bool = Fal
 def _extract_sequence(path: str, out: str, overlay: Optional[str], face: bool, threshold: float) -> ExtractResult:
     frames, _, fps = read_frames(path)
     draw = overlay_lib.draw_face if face else overlay_lib.draw_keypoints
-    writer = VideoWriter(overlay, fps or DEFAULT_FPS) if overlay else None
     found, size = [], None
-    try:
+    with video_output(overlay or None, fps or DEFAULT_FPS) as writer:
         detector = (face_lib.MediaPipeFaceLandmarker(static_image_mode=False) if face
                     else keypoint_detection.PoseDetector(threshold, static_image_mode=False))
         with detector:
@@ -136,12 +135,6 @@ def _extract_sequence(path: str, out: str, overlay: Optional[str], face: bool, t
             atomic_write(out, lambda stream: np.save(stream, array))
         else:
             save_driving_poses(out, found, *size, fps=fps)
-        if writer is not None:
-            writer.close()
-            writer = None
-    finally:
-        if writer is not None:
-            writer.discard()
     missing_count = sum(points is None for points in found)
     return ExtractResult(out, overlay, True, len(found), missing_count, len(found) - missing_count, *size, fps=fps)
 
