@@ -1,6 +1,5 @@
 """A new user's first `tfrf train`: nothing downloads, the progress bar counts the steps that run,
 and the training length can follow the data (`--epochs`)."""
-import os
 
 import numpy as np
 import pytest
