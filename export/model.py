@@ -37,8 +37,24 @@ def export_generator(config: ModelConfig, weights: Optional[str] = None, tflite:
 
     Raises:
         FileNotFoundError: when `weights` names no file or checkpoint.
-        ValueError: when the weights do not fit the config.
+        ValueError: when the weights do not fit the config, or a weight is NaN or infinite (the
+            error names the first such variable and the weights).
     """
     from tfrf import runs
 
-    return runs.load_generator(export_config(config, tflite=tflite), weights)
+    generator = runs.load_generator(export_config(config, tflite=tflite), weights)
+    if weights is not None:
+        check_finite(generator, runs.resolve_weights(weights))
+    return generator
+
+
+def check_finite(generator, weights: str) -> None:
+    """Raises a ValueError naming the first variable of `generator` that holds a NaN or an
+    infinity, and `weights`, where it was loaded from."""
+    import tensorflow as tf
+
+    for variable in generator.variables:
+        if variable.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(variable))):
+            name = variable.name[:-2] if variable.name.endswith(":0") else variable.name
+            raise ValueError(f"weights {weights}: {name} holds NaN or inf values (a diverged run); nothing is "
+                             "exported. Export an earlier checkpoint (--weights RUN/checkpoints/STAGE/ckpt-N)")

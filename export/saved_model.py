@@ -16,12 +16,20 @@ The version directory is written under a temporary name that TF-Serving ignores 
 loads directories whose name is an integer) and renamed when complete, so a server watching
 `MODEL_DIR/NAME` never loads half a model. `assets.extra/tfrf_config.json` records the
 ModelConfig.
+
+Exports into one `MODEL_DIR/NAME` take turns (an exclusive `flock` on that folder, where the file
+system has them): an export first removes the `.tmp-VERSION-*` folders that killed exports left
+there, then picks its version. A failed write (a full disk) leaves no temporary folder and raises
+an OSError naming the version folder.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
-from typing import Dict, Optional
+import shutil
+from typing import Dict, Iterator, List, Optional
 
 import tensorflow as tf
 
@@ -31,6 +39,7 @@ DEFAULT_SIGNATURE = "serving_default"
 UINT8_SIGNATURE = "serving_uint8"
 CONFIG_ASSET = os.path.join("assets.extra", "tfrf_config.json")
 _VERSION = re.compile(r"^\d+$")
+_TEMPORARY = re.compile(r"^\.tmp-\d+-")  # `tfrf.io.atomic_directory`'s name for version VERSION: .tmp-VERSION-RANDOM
 
 
 def _input_specs(config, image_dtype: tf.DType):
@@ -108,6 +117,48 @@ def next_version(base_path: str) -> int:
     return max(versions, default=0) + 1
 
 
+@contextlib.contextmanager
+def exclusive(base_path: str) -> Iterator[bool]:
+    """Holds an exclusive `flock` on the folder `base_path` for the block; yields whether it got
+    one (False where the file system has no such locks)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover  (not POSIX)
+        yield False
+        return
+    handle = os.open(base_path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            locked = True
+        except OSError:
+            locked = False
+        yield locked
+    finally:
+        os.close(handle)  # (releases the lock)
+
+
+def remove_temporaries(base_path: str) -> List[str]:
+    """Delete the `.tmp-VERSION-*` folders of killed exports in `base_path`; returns their names.
+    Call it only while holding `exclusive(base_path)`: then no export is writing one."""
+    removed = []
+    for name in sorted(os.listdir(base_path)):
+        path = os.path.join(base_path, name)
+        if _TEMPORARY.match(name) and os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
+def _write_failure(path: str, error: Exception) -> OSError:
+    """A TensorFlow write error as an OSError naming `path` (errno ENOSPC for a full disk)."""
+    text = str(getattr(error, "message", None) or error).strip()
+    if "No space left on device" in text:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+    code = errno.EACCES if isinstance(error, tf.errors.PermissionDeniedError) else errno.EIO
+    return OSError(code, text.splitlines()[0] if text else type(error).__name__, path)
+
+
 def export_saved_model(generator, base_path: str, version: Optional[int] = None) -> str:
     """Writes `base_path/VERSION/` (TF-Serving layout `MODEL_DIR/NAME/VERSION`) atomically.
 
@@ -121,16 +172,24 @@ def export_saved_model(generator, base_path: str, version: Optional[int] = None)
 
     Raises:
         FileExistsError: when that version exists already.
+        OSError: the write failed (e.g. a full disk), naming the version folder; nothing is left.
     """
-    version = next_version(base_path) if version is None else int(version)
-    if version <= 0:
+    if version is not None and int(version) <= 0:
         raise ValueError(f"a SavedModel version must be a positive integer, got {version}")
-    os.makedirs(base_path, exist_ok=True)
-    final = os.path.join(base_path, str(version))
-    if os.path.exists(final):
-        raise FileExistsError(f"model version {final} exists already")
     module = serving_module(generator)
+    os.makedirs(base_path, exist_ok=True)
+    with exclusive(base_path) as locked:
+        if locked:
+            remove_temporaries(base_path)
+        version = next_version(base_path) if version is None else int(version)
+        final = os.path.join(base_path, str(version))
+        if os.path.exists(final):
+            raise FileExistsError(f"model version {final} exists already")
+        _write_version(module, generator.config, final)
+    return final
 
+
+def _write_version(module: tf.Module, config, final: str) -> None:
     def write(temporary: str) -> None:
         tf.saved_model.save(
             module,
@@ -139,12 +198,14 @@ def export_saved_model(generator, base_path: str, version: Optional[int] = None)
         )
         os.makedirs(os.path.join(temporary, "assets.extra"), exist_ok=True)
         with open(os.path.join(temporary, CONFIG_ASSET), "w", encoding="utf-8") as stream:
-            stream.write(generator.config.to_json())
+            stream.write(config.to_json())
 
-    # Written under `.tmp-VERSION-*`, flushed, files 0644 and folders 0755 (not mkdtemp's 0700: a
-    # server running as another user must read them), then renamed into place.
-    atomic_directory(final, write)
-    return final
+    # Written under `.tmp-VERSION-*`, flushed with the umask's modes (not mkdtemp's 0700: a server
+    # running as another user must read them), then renamed into place.
+    try:
+        atomic_directory(final, write)
+    except tf.errors.OpError as error:
+        raise _write_failure(final, error) from None
 
 
 def graph_op_types(saved_model_dir: str) -> Dict[str, int]:

@@ -21,11 +21,13 @@ import argparse
 import gc
 import json
 import os
+import re
 from typing import Optional, Tuple
 
 from tfrf.config import PRESETS, ModelConfig
 
 CONFIG_FILE = "config.json"
+_CHECKPOINT_INDEX = re.compile(r"^ckpt-(\d+)\.index$")
 STAGE_ORDER = ("full", "flow")  # the latest stage first
 
 
@@ -94,13 +96,23 @@ def is_checkpoint_prefix(path: str) -> bool:
     return os.path.isfile(path + ".index")
 
 
-def latest_run_weights(run_dir: str) -> str:
-    """The latest generator weights of a run: the newest checkpoint of the latest stage, else
-    that stage's `generator_STAGE.weights.h5`."""
+def latest_checkpoint(directory: str) -> Optional[str]:
+    """The checkpoint a stage directory's state file names (`tf.train.latest_checkpoint`), or,
+    when that file is missing or unreadable, its `ckpt-N` with the largest N that has an index."""
     import tensorflow as tf
 
+    checkpoint = tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
+    if checkpoint or not os.path.isdir(directory):
+        return checkpoint
+    steps = [int(match.group(1)) for match in map(_CHECKPOINT_INDEX.match, os.listdir(directory)) if match]
+    return os.path.join(directory, f"ckpt-{max(steps)}") if steps else None
+
+
+def latest_run_weights(run_dir: str) -> str:
+    """The latest generator weights of a run: the newest checkpoint of the latest stage
+    (`latest_checkpoint`), else that stage's `generator_STAGE.weights.h5`."""
     for stage in STAGE_ORDER:
-        checkpoint = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints", stage))
+        checkpoint = latest_checkpoint(os.path.join(run_dir, "checkpoints", stage))
         if checkpoint:
             return checkpoint
         weights = os.path.join(run_dir, f"generator_{stage}.weights.h5")
@@ -112,14 +124,12 @@ def latest_run_weights(run_dir: str) -> str:
 
 def resolve_weights(path: str) -> str:
     """A weights file or checkpoint prefix from a run dir, a checkpoint dir, a prefix or a file."""
-    import tensorflow as tf
-
     if is_checkpoint_prefix(path) or os.path.isfile(path):
         return path
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, CONFIG_FILE)):
             return latest_run_weights(path)
-        checkpoint = tf.train.latest_checkpoint(path)
+        checkpoint = latest_checkpoint(path)
         if checkpoint:
             return checkpoint
         raise FileNotFoundError(f"{path} is a directory with neither a run's config.json nor checkpoints")

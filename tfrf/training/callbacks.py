@@ -9,13 +9,14 @@ mid-way and `steps_per_execution` > 1 included). They take Keras's logs as tenso
 (`_supports_tf_logs`) and convert them only at their own intervals; the NaN check runs at those
 intervals and at each epoch's end. The reported losses are means since the epoch began, so a
 NaN of any step since then shows at the next check, and a checkpoint is never written from
-non-finite logs.
+non-finite logs. A finite loss does not make finite weights (a step's loss is computed before
+its update), so `StepCheckpoint` also checks every variable it is about to save.
 """
 from __future__ import annotations
 
 import math
 import sys
-from typing import Dict, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -41,6 +42,58 @@ def non_finite(logs: Optional[Mapping[str, float]]) -> Dict[str, float]:
         if not math.isfinite(number):
             bad[name] = number
     return bad
+
+
+def checkpointed_variables(model) -> List[tf.Variable]:
+    """The variables a stage checkpoint of a `TrainingModel` holds (`tfrf.training.checkpoints.checkpoint_of`): the
+    generator's, the discriminator's and both optimisers' (slots and step), the optimisers' named
+    `generator_optimizer/...` and `discriminator_optimizer/...` by `variable_name`."""
+    variables = list(model.generator.variables)
+    if getattr(model, "discriminator", None) is not None:
+        variables += list(model.discriminator.variables)
+    for attribute in ("generator_optimizer", "discriminator_optimizer"):
+        optimizer = getattr(model, attribute, None)
+        if optimizer is not None:
+            variables += list(getattr(optimizer, "inner_optimizer", optimizer).variables)
+    return variables
+
+
+def variable_name(variable, model=None) -> str:
+    """A variable's name, with the optimiser it belongs to when it is an optimiser's slot or step."""
+    name = variable.name[:-2] if variable.name.endswith(":0") else variable.name
+    for attribute in ("generator_optimizer", "discriminator_optimizer"):
+        optimizer = getattr(model, attribute, None)
+        if optimizer is not None and any(variable is other
+                                         for other in getattr(optimizer, "inner_optimizer", optimizer).variables):
+            return f"{attribute}/{name}"
+    return name
+
+
+def _floating(variables: Sequence[tf.Variable]) -> List[tf.Variable]:
+    return [variable for variable in variables if variable.dtype.is_floating]
+
+
+def first_non_finite(variables: Sequence[tf.Variable]) -> Optional[tf.Variable]:
+    """The first of `variables` holding a NaN or an infinity (None when all are finite)."""
+    for variable in _floating(variables):
+        if not bool(tf.reduce_all(tf.math.is_finite(variable))):
+            return variable
+    return None
+
+
+def all_finite(variables: Sequence[tf.Variable], strategy: Optional[tf.distribute.Strategy] = None) -> bool:
+    """Whether every float variable of `variables` is finite: one host sync.
+
+    Under `MultiWorkerMirroredStrategy` the workers' answers are summed in an all-reduce, so every
+    worker decides the same (every worker must call it at the same point)."""
+    floating = _floating(variables)
+    finite = bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(variable)) for variable in floating])) \
+        if floating else True
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        bad = tf.constant(0.0 if finite else 1.0)
+        total = strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(bad)), axis=None)
+        finite = float(total) == 0.0
+    return finite
 
 
 def crossed(previous: int, step: int, every: int) -> bool:
@@ -140,30 +193,64 @@ class StepCheckpoint(StepCountingCallback):
     run when the step reaches `total_steps`.
 
     A checkpoint is written only when the reported losses (means since the epoch began) are
-    finite, checked at the save and at each epoch's end, so a NaN never overwrites the last
-    good state.
+    finite, checked at the save and at each epoch's end, and when every variable it would hold
+    is finite (`checkpointed_variables`, checked at the save): a NaN never overwrites the last
+    good state. Non-finite weights stop the run; after `fit`, `message` names the first
+    non-finite variable and `raise_if_stopped()` raises it as a `NonFiniteLossError`.
 
     Args:
         manager: the `tf.train.CheckpointManager` of the stage (or anything with its
             `save(checkpoint_number=...)`, e.g. `tfrf.training.distribute.ChiefCheckpointManager`).
         every: steps between checkpoints.
         total_steps: the stage's last step.
+        check_weights: check the variables before each save (a model without `generator` and
+            `generator_optimizer` is checked through `model.variables`).
     """
 
-    def __init__(self, manager, every: int, total_steps: int):
+    def __init__(self, manager, every: int, total_steps: int, check_weights: bool = True):
         super().__init__()
         if every < 1:
             raise ValueError(f"StepCheckpoint: every must be >= 1, got {every}")
         self.manager = manager
         self.every = every
         self.total_steps = total_steps
+        self.check_weights = check_weights
         self.last_saved: Optional[int] = None
+        self.message: Optional[str] = None
         self._finite = True
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.message = None
+
+    def _variables(self) -> List[tf.Variable]:
+        if hasattr(self.model, "generator") and hasattr(self.model, "generator_optimizer"):
+            return checkpointed_variables(self.model)
+        return list(self.model.variables)
+
+    def _weights_finite(self, step: int) -> bool:
+        if not self.check_weights:
+            return True
+        variables = self._variables()
+        if all_finite(variables, self.model.distribute_strategy):
+            return True
+        variable = first_non_finite(variables)
+        name = variable_name(variable, self.model) if variable is not None else "a variable of another worker"
+        latest = getattr(self.manager, "latest_checkpoint", None)
+        kept = f"the last finite checkpoint {latest} is kept" if latest else "no checkpoint of this stage is written"
+        self.message = (f"non-finite weights at step {step}: {name} holds NaN or inf (the loss was still finite); "
+                        f"training stopped, {kept}")
+        print(f"\n{self.message}", file=sys.stderr)
+        self.model.stop_training = True
+        return False
 
     def _save(self, step: int, logs=None) -> None:
         if non_finite(logs):
             self._finite = False
         if self._finite and step != self.last_saved:
+            if not self._weights_finite(step):
+                self._finite = False
+                return
             self.manager.save(checkpoint_number=step)
             self.last_saved = step
 
@@ -179,6 +266,10 @@ class StepCheckpoint(StepCountingCallback):
 
     def on_train_end(self, logs=None):
         self._save(self.step, logs)
+
+    def raise_if_stopped(self) -> None:
+        if self.message:
+            raise NonFiniteLossError(self.message)
 
 
 class TensorBoardSummaries(StepCountingCallback):

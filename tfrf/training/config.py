@@ -10,7 +10,8 @@ The `demo` preset is sized for `tfrf demo` on two CPU cores (see its comment).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Optional, Tuple
+import math
+from typing import Any, Dict, List, Optional, Tuple
 
 from tfrf.config import ModelConfig, SerializableConfig
 from tfrf.data.augment import AugmentConfig
@@ -40,8 +41,8 @@ class LossWeights:
     def __post_init__(self):
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if value < 0:
-                raise ValueError(f"LossWeights.{field.name} must be >= 0, got {value}")
+            if not _is_finite(value) or value < 0:
+                raise ValueError(f"LossWeights.{field.name} must be a finite number >= 0, got {value}")
 
     def to_dict(self) -> Dict[str, float]:
         return dataclasses.asdict(self)
@@ -138,8 +139,13 @@ class TrainConfig(SerializableConfig):
         for field in ("flow_steps", "full_steps"):
             if getattr(self, field) < 0:
                 raise ValueError(f"TrainConfig.{field} must be >= 0, got {getattr(self, field)}")
-        if self.learning_rate <= 0 or self.discriminator_learning_rate <= 0:
-            raise ValueError("TrainConfig learning rates must be positive")
+        non_finite = non_finite_fields(self)
+        if non_finite:
+            name = non_finite[0]
+            raise ValueError(f"TrainConfig.{name} must be a finite number, got {_lookup_field(self, name)}")
+        for field in ("learning_rate", "discriminator_learning_rate"):
+            if getattr(self, field) <= 0:
+                raise ValueError(f"TrainConfig.{field} must be a finite number > 0, got {getattr(self, field)}")
         if not self.eval_ks or min(self.eval_ks) < 1:
             raise ValueError(f"TrainConfig.eval_ks must be K values >= 1, got {self.eval_ks}")
         limit = max_sources(self.model)
@@ -184,6 +190,35 @@ class TrainConfig(SerializableConfig):
         if name not in TRAIN_PRESETS:
             raise ValueError(f"unknown training preset {name!r}; choose one of {sorted(TRAIN_PRESETS)}")
         return TRAIN_PRESETS[name].replace(**overrides)
+
+
+def _is_finite(value: Any) -> bool:
+    try:
+        return math.isfinite(value)
+    except TypeError:
+        return True
+
+
+def non_finite_fields(config: Any, prefix: str = "") -> List[str]:
+    """The dotted names of the float fields of a config dataclass (nested configs and tuples
+    included, e.g. `loss_weights.l1`, `augment.scale_range`) that hold NaN or an infinity."""
+    names = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            names += non_finite_fields(value, f"{prefix}{field.name}.")
+        elif isinstance(value, (tuple, list)):
+            if not all(_is_finite(item) for item in value if isinstance(item, (int, float))):
+                names.append(f"{prefix}{field.name}")
+        elif isinstance(value, float) and not math.isfinite(value):
+            names.append(f"{prefix}{field.name}")
+    return names
+
+
+def _lookup_field(config: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = getattr(config, part)
+    return config
 
 
 def max_sources(model: ModelConfig) -> Optional[int]:

@@ -29,11 +29,14 @@ file system) so that all of them restore the same checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import fnmatch
 import json
 import os
+import re
 import shutil
 import tempfile
-from typing import Callable, Dict, Optional, Union
+from typing import Callable, Dict, List, Optional, Union
 
 import tensorflow as tf
 
@@ -200,12 +203,82 @@ class WorkerWrites:
             shutil.rmtree(temporary, ignore_errors=True)
 
 
+CHECKPOINT_STATE = "checkpoint"  # the state file tf.train.CheckpointManager keeps in its directory
+# What a killed or failed tf.train checkpoint write leaves in the directory: the shards' folder
+# `PREFIX_temp/` (older TF: `PREFIX_temp_UUID/`), the state file's `checkpoint.tmpUUID`, and the
+# `*.tempstate*` files TF's file writers rename into place.
+CHECKPOINT_TEMPORARIES = ("*_temp", "*_temp_*", CHECKPOINT_STATE + ".tmp*", "*.tempstate*")
+
+
+def remove_checkpoint_temporaries(directory: str) -> List[str]:
+    """Delete what killed checkpoint writes left in `directory` (`CHECKPOINT_TEMPORARIES`); returns
+    the names removed. Only for a directory no other process is writing."""
+    removed = []
+    if not os.path.isdir(directory):
+        return removed
+    for name in sorted(os.listdir(directory)):
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in CHECKPOINT_TEMPORARIES):
+            path = os.path.join(directory, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.remove(path)
+                except FileNotFoundError:
+                    pass
+            removed.append(name)
+    return removed
+
+
+def recorded_checkpoints(directory: str) -> List[str]:
+    """The checkpoint prefixes (`ckpt-N` basenames) that `directory`'s state file records; none
+    when it is missing or unreadable."""
+    path = os.path.join(directory, CHECKPOINT_STATE)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    except (OSError, UnicodeDecodeError):
+        return []
+    return [os.path.basename(name) for name in
+            re.findall(r'^\s*(?:model_checkpoint_path|all_model_checkpoint_paths)\s*:\s*"([^"]*)"', text, re.M)]
+
+
+def sync_checkpoint(prefix: str) -> None:
+    """fsync a written checkpoint's files, its directory's state file and the directory."""
+    directory = os.path.dirname(os.path.abspath(prefix))
+    base = os.path.basename(prefix)
+    for name in os.listdir(directory):
+        if name == CHECKPOINT_STATE or name == base + ".index" or name.startswith(base + ".data-"):
+            with open(os.path.join(directory, name), "rb") as stream:
+                os.fsync(stream.fileno())
+    from tfrf.io import fsync_directory
+
+    fsync_directory(directory)
+
+
+_ERROR_CODES = {"PermissionDeniedError": errno.EACCES, "NotFoundError": errno.ENOENT,
+                "AlreadyExistsError": errno.EEXIST}
+
+
+def write_failure(path: str, error: BaseException, what: str = "write") -> OSError:
+    """An OSError naming `path` for a failed write (`error`: a TensorFlow OpError or an OSError),
+    e.g. "[Errno 28] checkpoint write failed: No space left on device: 'RUN/checkpoints/full/ckpt-4'"."""
+    text = str(getattr(error, "message", None) or error).strip()
+    code = getattr(error, "errno", None) if isinstance(error, OSError) else None
+    if code is None:
+        code = errno.ENOSPC if "No space left on device" in text else _ERROR_CODES.get(type(error).__name__)
+    reason = os.strerror(code) if code else (text.splitlines()[0] if text else type(error).__name__)
+    return OSError(code or errno.EIO, f"{what} failed: {reason}", path)
+
+
 class ChiefCheckpointManager:
     """A `tf.train.CheckpointManager` for the chief; on the other workers, the same `save` calls
     write into a temporary directory that is deleted after each save.
 
     Every worker must call `save` at the same steps. `latest_checkpoint` is the run directory's
-    on every worker (they all restore the chief's checkpoints).
+    on every worker (they all restore the chief's checkpoints). The chief's checkpoints are
+    fsynced once written; a failed write (a full disk) leaves none of its files and raises
+    `write_failure`'s OSError naming the checkpoint.
     """
 
     def __init__(self, checkpoint: tf.train.Checkpoint, directory: str, max_to_keep: int = 3, chief: bool = True):
@@ -222,7 +295,15 @@ class ChiefCheckpointManager:
 
     def save(self, checkpoint_number: Optional[int] = None) -> Optional[str]:
         if self.manager is not None:
-            return self.manager.save(checkpoint_number=checkpoint_number)
+            number = int(self.checkpoint.save_counter) + 1 if checkpoint_number is None else checkpoint_number
+            prefix = os.path.join(self.directory, f"ckpt-{number}")
+            try:
+                path = self.manager.save(checkpoint_number=checkpoint_number)
+            except (tf.errors.OpError, OSError) as error:
+                self._remove_partial(prefix)
+                raise write_failure(prefix, error, "checkpoint write") from None
+            sync_checkpoint(path)
+            return path
         temporary = tempfile.mkdtemp(prefix="tfrf-worker-")
         try:  # the very calls of the chief (its first save creates the checkpoint's save counter everywhere)
             manager = tf.train.CheckpointManager(self.checkpoint, temporary, max_to_keep=1)
@@ -230,6 +311,18 @@ class ChiefCheckpointManager:
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
         return None
+
+    def _remove_partial(self, prefix: str) -> None:
+        remove_checkpoint_temporaries(self.directory)
+        base = os.path.basename(prefix)
+        if base in recorded_checkpoints(self.directory):
+            return
+        for name in os.listdir(self.directory):
+            if name == base + ".index" or name.startswith(base + ".data-"):
+                try:
+                    os.remove(os.path.join(self.directory, name))
+                except FileNotFoundError:
+                    pass
 
 
 def describe(strategy: Optional[tf.distribute.Strategy] = None) -> Dict[str, object]:

@@ -21,13 +21,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 from typing import Dict, Iterator, Optional, Sequence
 
 import tensorflow as tf
 
 from tfrf.io import atomic_write_text
-from tfrf.training import distribute, runner
+from tfrf.training import checkpoints, distribute, run_config, runner
 from tfrf.training.config import STAGES, TRAIN_PRESETS, TrainConfig
 
 SYNTHETIC = "synthetic"
@@ -114,6 +115,9 @@ def resolve_config(preset: Optional[str], data_dir: str, dataset: Optional[str] 
         **fields: TrainConfig fields; None values are ignored. `learning_rate` sets both
             optimisers' rate.
     """
+    for flag, value in (("learning-rate", fields.get("learning_rate")), ("width-multiplier", width_multiplier)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"--{flag} must be a finite number > 0, got {value}")
     overrides = {name: value for name, value in fields.items() if value is not None}
     if k is not None:
         overrides["num_sources"] = k
@@ -187,16 +191,70 @@ def precision_policy(mixed_precision: Optional[str]) -> Iterator[None]:
         tf.keras.mixed_precision.set_global_policy(previous)
 
 
+# The fields of `OUT/data.json` a resumed run must keep, with the flag that sets each.
+DATA_FIELDS = {"data_dir": "--data-dir", "dataset": "--dataset", "seed": "--seed", "test_objects": "--test-objects",
+               "image_size": "--image-size"}
+
+
+def run_data_record(config: TrainConfig, data: RunData) -> Dict[str, object]:
+    """The `DATA_FIELDS` of the `OUT/data.json` record that `write_run_files` writes for `data`."""
+    record = {"data_dir": data.data_dir if data.data_dir == SYNTHETIC else os.path.abspath(data.data_dir),
+              "dataset": data.dataset}
+    if data.data_dir == SYNTHETIC:
+        synthetic = {"seed": config.seed, "test_objects": config.test_objects, "image_size": config.model.image_height}
+        record.update({key: value for key, value in synthetic.items() if value is not None})
+    return record
+
+
+def check_run_data(config: TrainConfig, data: RunData, out_dir: str) -> None:
+    """A resumed run (one with a completed step, `checkpoints.run_has_progress`) trains on the data its
+    `OUT/data.json` records; a run with no checkpoint yet may change it.
+
+    Raises:
+        ValueError: the run has a completed step and its data.json is unreadable or names other
+            data (the differing fields, by flag).
+    """
+    from tfrf.evaluation.data import RUN_DATA_FILE, read_run_data
+
+    path = os.path.join(out_dir, RUN_DATA_FILE)
+    if not os.path.isfile(path) or not checkpoints.run_has_progress(out_dir):
+        return
+    try:
+        previous = read_run_data(out_dir)
+    except ValueError as error:
+        raise ValueError(f"{error}; the run's data record is unreadable: use a new --out") from None
+    record = run_data_record(config, data)
+
+    def same(key: str) -> bool:
+        old, new = previous.get(key), record.get(key)
+        if key == "data_dir" and isinstance(old, str) and old != SYNTHETIC and new != SYNTHETIC:
+            return os.path.realpath(old) == os.path.realpath(new)
+        return old == new
+
+    differing = [key for key in DATA_FIELDS if (key in previous or key in ("data_dir", "dataset")) and not same(key)]
+    if differing:
+        shown = ", ".join(f"{DATA_FIELDS[key]} ({previous.get(key)!r} -> {record.get(key)!r})" for key in differing)
+        raise ValueError(f"run {out_dir} was trained on other data ({path}): {shown}. Resume with the same data "
+                         "or use a new --out")
+
+
 def write_run_files(config: TrainConfig, data: RunData, out_dir: str, options: ExecutionOptions,
                     strategy: tf.distribute.Strategy, warp_backend: str) -> None:
     """`OUT/config.json`, `OUT/data.json` and `OUT/train_options.json` (the chief's writes; another
-    worker only checks that the run's config is this one)."""
+    worker only checks that the run's config and data are these).
+
+    Both are checked before anything is written (`run_config.check_config`, `check_run_data`): a
+    resumed run with another config or other data is refused with the run untouched. The chief
+    first removes what killed writes of these files left (`checkpoints.remove_run_temporaries`).
+    """
+    run_config.check_config(config, out_dir)
+    check_run_data(config, data, out_dir)
     if not distribute.is_chief(strategy):
-        runner.check_config(config, out_dir)
         return
     from tfrf.evaluation.data import write_run_data
 
-    runner.write_config(config, out_dir)
+    checkpoints.remove_run_temporaries(out_dir)
+    run_config.write_config(config, out_dir)
     write_run_data(out_dir, data.data_dir, data.dataset, seed=config.seed, test_objects=config.test_objects,
                    image_size=config.model.image_height, cache_dir=data.cache_dir)
     atomic_write_text(os.path.join(out_dir, OPTIONS_FILE),
@@ -207,7 +265,7 @@ class TrainingRun:
     """The networks of a run directory, ready to train its stages.
 
     Creating one checks the data against the config, writes the run files (a resumed run must
-    keep its config: `tfrf.training.runner.write_config`) and builds the networks seeded by
+    keep its config: `tfrf.training.run_config.write_config`) and builds the networks seeded by
     `config.seed`, under the strategy's scope. Build it under the precision policy the run
     trains with (`precision_policy`).
 
