@@ -84,3 +84,17 @@ def test_a_missing_optional_package_is_one_line_naming_the_install(tmp_path, mon
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and 'pip install -e ".[mediapipe]"' in error[0], error
     assert not (tmp_path / "me.json").exists()
+
+
+def test_truncated_weights_are_reported_as_unreadable(tmp_path, capsys):
+    from helpers import save_tiny_people_model
+
+    _, weights, config_path = save_tiny_people_model(tmp_path)
+    data = open(weights, "rb").read()
+    truncated = tmp_path / "truncated.weights.h5"
+    truncated.write_bytes(data[: len(data) // 2])
+    assert main(["export", "saved-model", "--config", config_path, "--weights", str(truncated),
+                 "--out", str(tmp_path / "models" / "people")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "cannot be read" in error[0] and "does not fit" not in error[0], error
+    assert not (tmp_path / "models" / "people").exists() or not os.listdir(tmp_path / "models" / "people")

@@ -142,11 +142,15 @@ def load_weights(generator, weights: str, config: Optional[ModelConfig] = None) 
 
     Raises:
         FileNotFoundError: nothing at `weights`.
+        OSError: the file cannot be read (truncated, damaged, not weights).
         ValueError: the weights do not fit the generator's config (one line naming both).
     """
     import tensorflow as tf
 
     weights = resolve_weights(weights)
+    damage = unreadable(weights)
+    if damage is not None:
+        raise OSError(f"weights {weights} cannot be read ({damage}); is the file truncated or damaged?")
     described = _describe(config or getattr(generator, "config", None))
     logger = tf.get_logger()
     level = logger.level
@@ -161,6 +165,27 @@ def load_weights(generator, weights: str, config: Optional[ModelConfig] = None) 
         logger.setLevel(level)
     if problem is not None:
         raise ValueError(f"weights {weights} do not fit config {described}: {problem[:300]}")
+
+
+def unreadable(weights: str) -> Optional[str]:
+    """Why the file(s) at `weights` (a `.h5` or a checkpoint prefix) cannot be read back whole,
+    or None: every array is read once (a checkpoint's checksums are checked)."""
+    import tensorflow as tf
+
+    try:
+        if is_checkpoint_prefix(weights):
+            reader = tf.train.load_checkpoint(weights)
+            for name in reader.get_variable_to_shape_map():
+                reader.get_tensor(name)
+            return None
+        import h5py
+
+        with h5py.File(weights, "r") as stream:
+            stream.visititems(lambda name, item: item[()] if isinstance(item, h5py.Dataset) else None)
+    except (OSError, ValueError, KeyError, IndexError, RuntimeError, tf.errors.OpError) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        return (lines[0] if lines else type(error).__name__)[:200]
+    return None
 
 
 def _restore(generator, weights: str) -> None:
