@@ -99,3 +99,14 @@ def test_truncated_weights_are_reported_as_unreadable(tmp_path, capsys):
     assert len(error) == 1 and "cannot be read" in error[0] and "does not fit" not in error[0], error
     exported = tmp_path / "models" / "people"
     assert not exported.exists() or not any(exported.iterdir())
+
+
+def test_a_preset_that_contradicts_the_config_is_refused(tmp_path, capsys):
+    from helpers import save_tiny_people_model
+
+    _, weights, config_path = save_tiny_people_model(tmp_path)  # a deepfashion config
+    base = ["export", "saved-model", "--config", config_path, "--weights", weights, "--out", str(tmp_path / "m" / "p")]
+    assert main([*base, "--preset", "market1501"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "--preset market1501 contradicts" in error[0] and "deepfashion" in error[0], error
+    assert main([*base, "--preset", "deepfashion"]) == 0  # the same preset is no contradiction

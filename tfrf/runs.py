@@ -39,9 +39,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, allow_untrained: boo
     group.add_argument("--weights", help="generator weights: a run directory, a checkpoint prefix "
                                          "(e.g. RUN/checkpoints/full/ckpt-4) or a .weights.h5 file")
     group.add_argument("--config", help="a run's config.json or a ModelConfig JSON (with --weights)")
-    group.add_argument("--preset", default=default_preset, choices=sorted(PRESETS),
+    group.add_argument("--preset", choices=sorted(PRESETS),
                        help="model preset (with --weights, when no --config)"
                             + (f"; default {default_preset}" if default_preset else ""))
+    parser.set_defaults(default_preset=default_preset)
     group.add_argument("--architecture", choices=("rf", "gfla"),
                        help="with --preset: the generator (rf, or GFLA's single-source model); a run's or a "
                             "--config's config already names its architecture")
@@ -220,7 +221,11 @@ def resolve_model(args: argparse.Namespace) -> Tuple[ModelConfig, Optional[str]]
     config_path = getattr(args, "config", None)
     preset = getattr(args, "preset", None)
     untrained = getattr(args, "untrained", False)
-    config, weights, from_preset = _resolve_model(run, weights, config_path, preset, untrained)
+    config, weights, from_preset = _resolve_model(run, weights, config_path,
+                                                  preset or getattr(args, "default_preset", None), untrained)
+    if preset and not from_preset and config.name != preset:
+        raise ValueError(f"--preset {preset} contradicts the model's config ({config.name!r}, from "
+                         f"{config_path or run or weights}); drop --preset")
     return _with_architecture(config, getattr(args, "architecture", None), from_preset), weights
 
 
