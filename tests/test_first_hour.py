@@ -110,3 +110,14 @@ def test_a_preset_that_contradicts_the_config_is_refused(tmp_path, capsys):
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "--preset market1501 contradicts" in error[0] and "deepfashion" in error[0], error
     assert main([*base, "--preset", "deepfashion"]) == 0  # the same preset is no contradiction
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--image-size", "100", "96"], "--image-size must be a positive multiple of 32, got 100"),
+    (["--k", "0"], "--k must be >= 1, got 0"),
+    (["--steps", "-5"], "--steps must be >= 0, got -5"),
+    (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+])
+def test_train_errors_name_the_flag_typed(flags, message, capsys):
+    assert main(["train", "--preset", "synthetic", *flags, "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip() == f"tfrf train: {message}"

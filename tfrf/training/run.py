@@ -137,7 +137,22 @@ def resolve_config(preset: Optional[str], data_dir: str, dataset: Optional[str] 
     preset = resolve_preset(preset, data_dir, dataset, architecture, model, overrides)
     if model:
         overrides["model"] = model
-    return TrainConfig.preset(preset, **overrides)
+    # An invalid value is named by the flag that gave it, not by the config field it set.
+    flags = {f"TrainConfig.{name}": "--" + name.replace("_", "-") for name, value in fields.items()
+             if value is not None}
+    if k is not None:
+        flags["TrainConfig.num_sources"] = "--k"
+    if image_size is not None:
+        flags.update({"ModelConfig.image_height": "--image-size", "ModelConfig.image_width": "--image-size"})
+    if steps is not None:
+        flags.update({f"TrainConfig.{stage}_steps": "--steps" for stage in stages})
+    try:
+        return TrainConfig.preset(preset, **overrides)
+    except ValueError as error:
+        message = str(error)
+        for field, flag in sorted(flags.items(), key=lambda item: -len(item[0])):
+            message = message.replace(field, flag)
+        raise ValueError(message) from None
 
 
 @dataclasses.dataclass
