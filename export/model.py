@@ -51,10 +51,9 @@ def export_generator(config: ModelConfig, weights: Optional[str] = None, tflite:
 def check_finite(generator, weights: str) -> None:
     """Raises a ValueError naming the first variable of `generator` that holds a NaN or an
     infinity, and `weights`, where it was loaded from."""
-    import tensorflow as tf
+    from tfrf.training.callbacks import first_non_finite, variable_name
 
-    for variable in generator.variables:
-        if variable.dtype.is_floating and not bool(tf.reduce_all(tf.math.is_finite(variable))):
-            name = variable.name[:-2] if variable.name.endswith(":0") else variable.name
-            raise ValueError(f"weights {weights}: {name} holds NaN or inf values (a diverged run); nothing is "
-                             "exported. Export an earlier checkpoint (--weights RUN/checkpoints/STAGE/ckpt-N)")
+    variable = first_non_finite(generator.variables)
+    if variable is not None:
+        raise ValueError(f"weights {weights}: {variable_name(variable)} holds NaN or inf values (a diverged run); "
+                         "nothing is exported. Export an earlier checkpoint (--weights RUN/checkpoints/STAGE/ckpt-N)")

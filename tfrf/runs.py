@@ -173,12 +173,11 @@ def unreadable(weights: str) -> Optional[str]:
     or None: every array is read once (a checkpoint's checksums are checked)."""
     import tensorflow as tf
 
+    if is_checkpoint_prefix(weights):
+        from tfrf.training.checkpoints import checkpoint_problem
+
+        return checkpoint_problem(weights, check_finite=False)
     try:
-        if is_checkpoint_prefix(weights):
-            reader = tf.train.load_checkpoint(weights)
-            for name in reader.get_variable_to_shape_map():
-                reader.get_tensor(name)
-            return None
         import h5py
 
         with h5py.File(weights, "r") as stream:

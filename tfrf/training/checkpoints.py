@@ -96,14 +96,15 @@ def checkpoint_files(directory: str) -> List[str]:
     return [os.path.join(directory, f"ckpt-{step}") for step in steps]
 
 
-def checkpoint_problem(prefix: str) -> Optional[str]:
+def checkpoint_problem(prefix: str, check_finite: bool = True) -> Optional[str]:
     """Why a stage could not resume from the checkpoint `prefix`, or None when it reads back whole
-    (index and every tensor, whose checksums TensorFlow verifies) and every float tensor is finite."""
+    (index and every tensor, whose checksums TensorFlow verifies) and, with `check_finite`, every
+    float tensor is finite."""
     try:
         reader = tf.train.load_checkpoint(prefix)
         for name in sorted(reader.get_variable_to_shape_map()):
             value = reader.get_tensor(name)
-            if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating) and \
+            if check_finite and isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating) and \
                     not np.isfinite(value).all():
                 return f"{name.replace('/.ATTRIBUTES/VARIABLE_VALUE', '')} holds NaN or inf"
     except Exception as error:  # noqa: BLE001  (truncated files surface as OpError, IndexError, ...)
