@@ -2,7 +2,7 @@
 
 Trains, with one seed and one budget, the full model and its ablations (`ModelConfig.ablation`:
 without residual flow, without attention, without occlusion, and the baseline with all three
-off: warped features averaged), plus GFLA when `build_networks` can train it (K = 1 only), then
+off: warped features averaged), plus GFLA (K = 1 only, its own recipe), then
 scores every run at K = 1, 2, 4 on the held-out objects' fixed test tuples with
 `tfrf.evaluation` (L1 / PSNR / SSIM; LPIPS with `--lpips-weights`) and prints the table with
 the wall time of each row; the last row, for reference, copies the source view nearest the target
@@ -66,18 +66,6 @@ def ablation_config(settings: Dict, variant: str):
                         eval_ks=(1,) if variant == "gfla" else EVAL_KS, seed=settings["seed"],
                         num_sources=1 if variant == "gfla" else 2,
                         steps_per_epoch=interval, checkpoint_every=interval, summary_every=max(1, interval // 5))
-
-
-def gfla_trainable(config) -> Optional[str]:
-    """None when the training code builds GFLA for `architecture="gfla"`, else why not."""
-    from tfrf.models import GFLAGenerator
-    from tfrf.training import runner
-
-    generator = runner.create_networks(config).generator
-    if isinstance(generator, GFLAGenerator):
-        return None
-    return (f"the training code (tfrf.training.runner.create_networks) builds {type(generator).__name__} for "
-            "architecture='gfla': GFLA cannot be trained yet")
 
 
 def _copy_flow_stage(warmup_dir: str, run_dir: str) -> None:
@@ -146,7 +134,7 @@ def format_table(rows: Sequence[Dict], ks: Sequence[int], with_lpips: bool) -> s
 
 def run_ablation(settings: Dict, out_dir: str, variants: Sequence[str] = ALL_VARIANTS,
                  lpips_weights: Optional[str] = None, verbose: int = 2, say=print) -> Dict:
-    """Train every variant (GFLA left out, with a note, when it cannot be trained), evaluate them
+    """Train every variant, evaluate them
     together, write `OUT/ablation.{md,json}`; returns the summary."""
     from tfrf.evaluation import data as data_lib
     from tfrf.evaluation import metric_networks, report
@@ -160,12 +148,6 @@ def run_ablation(settings: Dict, out_dir: str, variants: Sequence[str] = ALL_VAR
     training_data = load_data(SYNTHETIC, ablation_config(settings, "full"), cache_dir=cache, verbose=bool(verbose))
     notes: List[str] = []
     variants = list(variants)
-    if "gfla" in variants:
-        reason = gfla_trainable(ablation_config(settings, "gfla"))
-        if reason is not None:
-            variants.remove("gfla")
-            notes.append(f"GFLA left out: {reason}")
-            say(f"ablation: {notes[-1]}")
     if not variants:
         raise ValueError("no variant left to train")
     timings = {}
@@ -227,7 +209,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
                             help=f"default {value} ({QUICK[name]} with --quick)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, weights and tuples")
     parser.add_argument("--variants", nargs="+", choices=ALL_VARIANTS, default=list(ALL_VARIANTS),
-                        help="which models (default: all; gfla when the training code can train it)")
+                        help="which models (default: all)")
     parser.add_argument("--no-gfla", action="store_true", help="leave GFLA out")
     parser.add_argument("--lpips-weights", metavar="DIR", help="add LPIPS: alexnet-owt-7be5be79.pth and alex.pth")
     parser.add_argument("--cache-dir", help="cache of the synthetic data")
