@@ -1,4 +1,4 @@
-"""Distributed `tfrf train` (issue 12): two MultiWorkerMirroredStrategy workers on 127.0.0.1 against
+"""Distributed `tfrf train`: two MultiWorkerMirroredStrategy workers on 127.0.0.1 against
 the single-process run, a killed worker and a restarted cluster, the per-worker shards of the
 data, the TF_CONFIG parsing, callbacks that count steps without reading the optimiser, and the
 `--xla` / `--mixed-precision` execution options.

@@ -1,4 +1,4 @@
-"""Every TFLite export variant against its Keras model on TRAINED weights (issue 13).
+"""Every TFLite export variant against its Keras model on TRAINED weights.
 
 A random network hides or exaggerates quantization error (its outputs hardly depend on the
 inputs' details), so here the demo recipe (`python -m tfrf.benchmarks.mobile_quality`: the built-in

@@ -1,6 +1,6 @@
 """Hostile and oversized requests, deadlines and cancellation against the local server.
 
-Issue 14, faults 1 and 2: a 130-byte request used to allocate gigabytes (the declared shape was
+Faults found by probing the server: a 130-byte request used to allocate gigabytes (the declared shape was
 materialised before any check), and work went on after the client gave up. Here every hostile
 request is refused on its declared shape while the server's peak memory stays put and good
 traffic beside it sees no error; requests whose RPC ended are never started.
@@ -48,7 +48,7 @@ def exact(inputs):
 
 
 def hostile_requests():
-    """(what, inputs, expected status, message pattern) for each attack of issue 14 and its kin."""
+    """(what, inputs, expected status, message pattern) for each attack the fault probe found, and its kin."""
     valid = exact(make_inputs(2, 1, seed=3))
     return [
         ("[10000,1,64,64,3] from one float_val", broadcast(10000, 1), grpc.StatusCode.RESOURCE_EXHAUSTED,

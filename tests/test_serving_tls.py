@@ -1,6 +1,6 @@
 """One server per port, and TLS, for the local server and its client.
 
-Issue 14, faults 6 and 7: two servers shared a port silently (gRPC's SO_REUSEPORT) and clients
+Faults found by probing the server: two servers shared a port silently (gRPC's SO_REUSEPORT) and clients
 got OK or NOT_FOUND at random; a port held by another program gave a gRPC traceback; there was
 no TLS option although TF-Serving deployments use one.
 """

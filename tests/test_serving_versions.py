@@ -1,6 +1,6 @@
 """TF-Serving's version policy in the local server: the highest *loadable* version is served.
 
-Issue 14, faults 3-5 and 7: a broken version used to block every model (refresh raised on the
+Faults found by probing the server: a broken version used to block every model (refresh raised on the
 first failure), stop the start-up although an older version was valid, and be retried every
 second forever; a deleted version kept being served, a re-exported one was never picked up, and
 version folders were 0700.

@@ -1,4 +1,4 @@
-"""`ModelConfig.full_resolution`: space-to-depth stems and a pixel-shuffle head (issue 13).
+"""`ModelConfig.full_resolution`: space-to-depth stems and a pixel-shuffle head.
 
 - off (the default "conv"): the paper's network, variable names and shapes as before the switch
   existed (a digest recorded from the previous commit) and the paper's full-resolution layers;
