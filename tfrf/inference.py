@@ -37,33 +37,35 @@ def check_keypoint_model(config, what: str = "tfrf generate"):
     return config
 
 
-def _detect(image: np.ndarray, path: str, threshold: float) -> np.ndarray:
+def _detect(image: np.ndarray, path: str, threshold: float, confidence: float) -> np.ndarray:
     try:
-        return keypoint_detection.extract_keypoints(image, threshold)
+        return keypoint_detection.extract_keypoints(image, threshold, min_detection_confidence=confidence)
     except keypoint_detection.NoPersonFoundError as error:
         raise keypoint_detection.NoPersonFoundError(f"{path}: {error}") from None
 
 
 def load_pose(path: str, size: Sequence[int], fit: str = "pad",
-              threshold: float = keypoint_detection.DEFAULT_THRESHOLD) -> np.ndarray:
+              threshold: float = keypoint_detection.DEFAULT_THRESHOLD,
+              confidence: float = keypoint_detection.DEFAULT_DETECTION_CONFIDENCE) -> np.ndarray:
     """Keypoints [18, 2] (y, x) in an image of `size` (H, W): from a pose JSON, or detected
-    with MediaPipe in a photo (keypoints at least `threshold` visible), then fitted as the
-    photo would be."""
+    with MediaPipe in a photo (keypoints at least `threshold` visible, the person at least
+    `confidence` detected: `PoseDetector`), then fitted as the photo would be."""
     if path.lower().endswith(POSE_SUFFIX):
         keypoints, image_size = keypoints_lib.load_pose_json(path)
     else:
         image = read_photo(path)
-        keypoints, image_size = _detect(image, path, threshold), image.shape[:2]
+        keypoints, image_size = _detect(image, path, threshold, confidence), image.shape[:2]
     return keypoints_lib.rescale_keypoints(keypoints, image_size, size, fit)
 
 
 def load_source(image_path: str, size: Sequence[int], pose_path: Optional[str] = None,
-                fit: str = "pad", threshold: float = keypoint_detection.DEFAULT_THRESHOLD
-                ) -> Tuple[np.ndarray, np.ndarray]:
-    """A source photo fitted to `size`: (uint8 [H, W, 3], keypoints [18, 2] in its pixels)."""
+                fit: str = "pad", threshold: float = keypoint_detection.DEFAULT_THRESHOLD,
+                confidence: float = keypoint_detection.DEFAULT_DETECTION_CONFIDENCE) -> Tuple[np.ndarray, np.ndarray]:
+    """A source photo fitted to `size`: (uint8 [H, W, 3], keypoints [18, 2] in its pixels);
+    detected as `load_pose` detects when no `pose_path` is given."""
     image = read_photo(image_path)
     if pose_path is None:
-        keypoints, image_size = _detect(image, image_path, threshold), image.shape[:2]
+        keypoints, image_size = _detect(image, image_path, threshold, confidence), image.shape[:2]
     else:
         keypoints, image_size = keypoints_lib.load_pose_json(pose_path)
         if tuple(image_size) != image.shape[:2]:

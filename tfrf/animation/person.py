@@ -103,6 +103,7 @@ def load_driving_poses(path: str) -> Tuple[List[Optional[np.ndarray]], Tuple[int
 
 def driving_poses(driving: str, size: Sequence[int], fit: str = "pad",
                   threshold: float = keypoint_detection.DEFAULT_THRESHOLD,
+                  confidence: float = keypoint_detection.DEFAULT_DETECTION_CONFIDENCE,
                   ) -> Tuple[Iterator[Optional[np.ndarray]], int, Optional[float]]:
     """(per driving frame: keypoints [18, 2] fitted into an image of `size` (H, W), or None
     without a person; the frame count, 0 if unknown; the driving fps or None).
@@ -113,6 +114,7 @@ def driving_poses(driving: str, size: Sequence[int], fit: str = "pad",
         size: the model's (H, W).
         fit: "pad" or "stretch", as the sources are fitted.
         threshold: landmark visibility a detected keypoint needs (videos).
+        confidence: the lowest person detection confidence accepted (`PoseDetector`).
     """
     driving = os.fspath(driving)
     lowered = driving.lower()
@@ -128,7 +130,7 @@ def driving_poses(driving: str, size: Sequence[int], fit: str = "pad",
     if not folder and not os.path.isfile(driving):
         raise FileNotFoundError(f"driving video {driving} does not exist")
     frames, count, fps = read_frames(driving)
-    detector = keypoint_detection.PoseDetector(threshold, static_image_mode=False)
+    detector = keypoint_detection.PoseDetector(threshold, confidence, static_image_mode=False)
 
     def detected() -> Iterator[Optional[np.ndarray]]:
         with detector:
@@ -169,7 +171,7 @@ def check_people_model(config) -> None:
 def animate_person(generator, sources: Sequence[Union[str, os.PathLike]], driving: str, out: Optional[str] = None,
                    source_poses: Optional[Sequence[Optional[str]]] = None, fps: Optional[float] = None,
                    fit: str = "pad", threshold: float = keypoint_detection.DEFAULT_THRESHOLD,
-                   progress: bool = True, return_frames: bool = False) -> AnimationResult:
+                   confidence: float = keypoint_detection.DEFAULT_DETECTION_CONFIDENCE, progress: bool = True, return_frames: bool = False) -> AnimationResult:
     """Animates the person of the source photos with the driving poses; writes `out`.
 
     Args:
@@ -181,6 +183,7 @@ def animate_person(generator, sources: Sequence[Union[str, os.PathLike]], drivin
         fps: the output frame rate; default the driving video's (or the JSON's "fps"), else 25.
         fit: how photos and driving frames are fitted to the model's size: "pad" or "stretch".
         threshold: landmark visibility a detected keypoint needs.
+        confidence: the lowest person detection confidence accepted (`PoseDetector`).
         progress: show a progress bar.
         return_frames: keep the frames in the result.
 
@@ -199,10 +202,10 @@ def animate_person(generator, sources: Sequence[Union[str, os.PathLike]], drivin
     if len(source_poses) != len(sources):
         raise ValueError(f"got {len(source_poses)} source poses for {len(sources)} sources")
     size = config.image_size
-    fitted = [inference.load_source(os.fspath(source), size, pose, fit, threshold)
+    fitted = [inference.load_source(os.fspath(source), size, pose, fit, threshold, confidence)
               for source, pose in zip(sources, source_poses)]
     renderer = PersonRenderer(generator, [image for image, _ in fitted], [points for _, points in fitted])
-    targets, count, driving_fps = driving_poses(driving, size, fit, threshold)
+    targets, count, driving_fps = driving_poses(driving, size, fit, threshold, confidence)
     return run_animation(targets, renderer.render, fitted[0][1], total=count, out=out,
                          fps=float(fps or driving_fps or DEFAULT_FPS), progress=progress,
                          return_frames=return_frames, description="animate person",

@@ -125,6 +125,7 @@ def _animate_person(args: argparse.Namespace) -> int:
     generator = load_people_generator(args)
     result = animate_person(generator, args.sources, args.driving, args.out, source_poses=args.source_poses,
                             fps=args.fps, fit=args.fit, threshold=args.keypoint_threshold,
+                            confidence=args.detection_confidence,
                             progress=not args.no_progress)
     _report(result, "a person")
     return 0

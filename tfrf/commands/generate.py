@@ -53,10 +53,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--source-poses gives {len(args.source_poses)} poses for {len(args.sources)} --sources")
     size = config.image_size
     pose_paths = args.source_poses or [None] * len(args.sources)
-    threshold = args.keypoint_threshold
-    sources = [inference.load_source(image, size, pose, args.fit, threshold)
+    threshold, confidence = args.keypoint_threshold, args.detection_confidence
+    sources = [inference.load_source(image, size, pose, args.fit, threshold, confidence)
                for image, pose in zip(args.sources, pose_paths)]
-    target = inference.load_pose(args.target_pose, size, args.fit, threshold)
+    target = inference.load_pose(args.target_pose, size, args.fit, threshold, confidence)
     inputs = inference.build_inputs([image for image, _ in sources], [points for _, points in sources], target)
     generator = runs.load_generator(config, weights)
     atomic_save_image(args.out, inference.generate_image(generator, inputs))

@@ -45,7 +45,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from tfrf.pose.extract import extract
 
-    result = extract(args.input, args.out, args.overlay, face=args.face, threshold=args.keypoint_threshold)
+    result = extract(args.input, args.out, args.overlay, face=args.face, threshold=args.keypoint_threshold,
+                     confidence=args.detection_confidence)
     size = f"{result.width}x{result.height}"
     what = "face" if args.face else "person"
     if not result.sequence:

@@ -81,7 +81,8 @@ def check_outputs(path: str, out: str, overlay: Optional[str], face: bool) -> bo
 
 
 def extract(path: str, out: str, overlay: Optional[str] = None, face: bool = False,
-            threshold: float = keypoint_detection.DEFAULT_THRESHOLD) -> ExtractResult:
+            threshold: float = keypoint_detection.DEFAULT_THRESHOLD,
+            confidence: float = keypoint_detection.DEFAULT_DETECTION_CONFIDENCE) -> ExtractResult:
     """Detects the body keypoints (or, with `face`, the 68 face landmarks) of a photo, a video
     or a folder of frames and writes them to `out` (and their drawing to `overlay`).
 
@@ -93,7 +94,7 @@ def extract(path: str, out: str, overlay: Optional[str] = None, face: bool = Fal
     """
     path, out = os.fspath(path), os.fspath(out)
     if check_outputs(path, out, overlay, face):
-        return _extract_sequence(path, out, overlay, face, threshold)
+        return _extract_sequence(path, out, overlay, face, threshold, confidence)
     image = read_photo(path)
     if face:
         with face_lib.MediaPipeFaceLandmarker(static_image_mode=True) as landmarker:
@@ -104,7 +105,7 @@ def extract(path: str, out: str, overlay: Optional[str] = None, face: bool = Fal
         found, drawn = face_lib.NUM_LANDMARKS, overlay_lib.draw_face(image, points) if overlay else None
     else:
         try:
-            points = keypoint_detection.extract_keypoints(image, threshold)
+            points = keypoint_detection.extract_keypoints(image, threshold, min_detection_confidence=confidence)
         except NoPersonFoundError as error:
             raise NoPersonFoundError(f"{path}: {error}") from None
         save_pose_json(out, points, image.shape[:2])
@@ -114,13 +115,14 @@ def extract(path: str, out: str, overlay: Optional[str] = None, face: bool = Fal
     return ExtractResult(out, overlay, False, 1, 0, found, *image.shape[:2])
 
 
-def _extract_sequence(path: str, out: str, overlay: Optional[str], face: bool, threshold: float) -> ExtractResult:
+def _extract_sequence(path: str, out: str, overlay: Optional[str], face: bool, threshold: float,
+                      confidence: float) -> ExtractResult:
     frames, _, fps = read_frames(path)
     draw = overlay_lib.draw_face if face else overlay_lib.draw_keypoints
     found, size = [], None
     with video_output(overlay or None, fps or DEFAULT_FPS) as writer:
         detector = (face_lib.MediaPipeFaceLandmarker(static_image_mode=False) if face
-                    else keypoint_detection.PoseDetector(threshold, static_image_mode=False))
+                    else keypoint_detection.PoseDetector(threshold, confidence, static_image_mode=False))
         with detector:
             for frame in frames:
                 size = frame.shape[:2]
