@@ -8,7 +8,7 @@ import tensorflow as tf
 from tfrf.cli import build_parser, main
 from tfrf.commands import train as train_command
 from tfrf.data.pipeline import ViewTable
-from tfrf.data.tuples import steps_for_epochs, tuples_per_epoch
+from tfrf.data.tuples import DEFAULT_MAX_EPOCHS, capped_steps, steps_for_epochs, tuples_per_epoch
 
 TINY = ["--preset", "synthetic", "--data-dir", "synthetic", "--image-size", "32", "32", "--width-multiplier", "0.125",
         "--batch-size", "2", "--train-objects", "2", "--test-objects", "1", "--stage", "flow", "--quiet"]
@@ -58,6 +58,28 @@ def test_progress_bar_counts_the_steps_that_run_and_epochs_set_the_steps(tmp_pat
     tuples = int(printed.split("passes over the ")[1].split()[0])
     assert tuples == 2 * 54 and recorder.steps[-1] == steps_for_epochs(0.01, tuples, 2) == 1
     assert main(["train", *TINY, "--epochs", "1", "--steps", "2", "--out", str(tmp_path / "c")]) == 2
+
+
+class StopAtOnce(tf.keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        self.model.stop_training = True
+
+
+def test_the_preset_length_stops_at_most_passes_over_small_data(tmp_path, capsys):
+    small = ["--train-objects", "1", "--batch-size", "4"]
+    args = build_parser().parse_args(["train", *TINY, *small, "--out", str(tmp_path / "run")])
+    assert train_command.train(args, extra_callbacks=[StopAtOnce()]) == 0
+    printed = capsys.readouterr().out
+    tuples = 54
+    expected = steps_for_epochs(DEFAULT_MAX_EPOCHS, tuples, 4)  # 1350, not the synthetic preset's 2000
+    assert expected == 1350
+    assert f"stage flow: {expected} steps of batch 4 = {DEFAULT_MAX_EPOCHS:g} passes over the {tuples}" in printed
+    # A stage length the user gives is kept.
+    args = build_parser().parse_args(["train", *TINY, *small, "--flow-steps", "2000", "--out", str(tmp_path / "given")])
+    assert train_command.train(args, extra_callbacks=[StopAtOnce()]) == 0
+    assert "stage flow: 2000 steps of batch 4" in capsys.readouterr().out
+    assert capped_steps(2000, tuples, 4) == expected and capped_steps(100, tuples, 4) == 100
+    assert capped_steps(10, 5, 8, max_epochs=2) == 2
 
 
 def test_steps_for_epochs_and_tuples_per_epoch():

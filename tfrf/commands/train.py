@@ -49,7 +49,8 @@ def register(subparsers) -> None:
                                           "deep_fashion_in_shop/256x176")
     parser.add_argument("--k", type=int, help="number of sources per training tuple")
     parser.add_argument("--stage", default="both", choices=STAGE_CHOICES, help="which stage(s) to run")
-    parser.add_argument("--steps", type=int, help="steps of each selected stage (overrides the preset)")
+    parser.add_argument("--steps", type=int, help="steps of each selected stage (default: the preset's, at most "
+                                                   "100 passes over the training tuples)")
     parser.add_argument("--epochs", type=float, help="passes over the training tuples for each selected stage "
                                                      "(sets its steps from the data's size)")
     parser.add_argument("--learning-rate", type=float, help="generator and discriminator Adam learning rate")
@@ -112,7 +113,7 @@ def train(args, extra_callbacks=()) -> int:
     from tfrf.training import distribute
     from tfrf.training.callbacks import NonFiniteLossError
     from tfrf.training.networks import check_vgg_weights
-    from tfrf.data.tuples import steps_for_epochs, tuples_per_epoch
+    from tfrf.data.tuples import DEFAULT_MAX_EPOCHS, capped_steps, steps_for_epochs, tuples_per_epoch
     from tfrf.training.run import ExecutionOptions, TrainingRun, load_data, precision_policy
 
     options = ExecutionOptions(distribute.create_strategy(args.strategy, tpu=args.tpu),  # first: before any TF op
@@ -126,12 +127,16 @@ def train(args, extra_callbacks=()) -> int:
         if args.epochs is not None:
             config = config.replace(**{f"{stage}_steps": steps_for_epochs(args.epochs, per_epoch, config.batch_size)
                                        for stage in selected_stages(args.stage)})
+        elif args.steps is None:  # the preset's length, at most DEFAULT_MAX_EPOCHS passes over small data
+            config = config.replace(**{f"{stage}_steps": capped_steps(config.steps(stage), per_epoch, config.batch_size)
+                                       for stage in selected_stages(args.stage)
+                                       if getattr(args, f"{stage}_steps") is None})
         run = TrainingRun(config, data, args.out, options, verbose=0 if args.quiet else 1)
         try:
             for stage in selected_stages(args.stage):
                 print(f"stage {stage}: {config.steps(stage)} steps of batch {config.batch_size} = "
                       f"{config.steps(stage) * config.batch_size / max(per_epoch, 1):.4g} passes over the {per_epoch} "
-                      "training tuples (--steps or --epochs to change)")
+                      f"training tuples (presets stop at {DEFAULT_MAX_EPOCHS:g}; --steps or --epochs to change)")
                 result = run.train_stage(stage, extra_callbacks)
                 print(f"stage {stage}: steps {result['start_step']} -> {result['end_step']} "
                       f"in {result['seconds']:.1f} s")

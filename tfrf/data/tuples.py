@@ -248,6 +248,16 @@ def tuples_per_epoch(table, k: int) -> int:
     return len(draw_tuples(table.groups, k, 0, **table.tuple_kwargs(table.max_offset)))
 
 
+DEFAULT_MAX_EPOCHS = 100
+
+
+def capped_steps(steps: int, tuples_per_epoch: int, batch_size: int, max_epochs: float = DEFAULT_MAX_EPOCHS) -> int:
+    """A preset's `steps` of one stage, or fewer where they would pass over the training tuples
+    more than `max_epochs` times: the default length of `tfrf train` on a small dataset (a
+    preset's step count is the paper's, for the full dataset)."""
+    return min(int(steps), steps_for_epochs(max_epochs, tuples_per_epoch, batch_size))
+
+
 def steps_for_epochs(epochs: float, tuples_per_epoch: int, batch_size: int) -> int:
     """The training steps of batch `batch_size` that make `epochs` passes over `tuples_per_epoch`
     tuples (at least 1).
