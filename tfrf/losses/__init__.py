@@ -4,7 +4,7 @@
   cut apart with `split_features`); its feature dicts feed every VGG loss.
 - `sampling_correctness_loss`, `affine_regularization_loss`: L_flow's two terms, per flow level
   (`CORRECTNESS_LAYERS` and `AFFINE_PATCH_SIZES` say which VGG layer and patch size go with
-  the H/8 and H/4 flows).
+  the H/8 and H/4 flows); `photometric_loss`, an optional third (not in the paper) on pixels.
 - `l1_loss`, `perceptual_loss`, `style_loss`: L_con's three terms.
 - `generator_adversarial_loss`, `discriminator_adversarial_loss`: L_adv in `GAN_LOSS_FORMS`.
 Every loss casts its inputs to float32 and returns a float32 scalar averaged over the batch it
@@ -18,6 +18,7 @@ from tfrf.losses.adversarial import (
 )
 from tfrf.losses.content import gram_matrix, l1_loss, perceptual_loss, style_loss
 from tfrf.losses.correctness import CORRECTNESS_LAYERS, sampling_correctness_loss
+from tfrf.losses.photometric import photometric_loss
 from tfrf.losses.regularization import AFFINE_PATCH_SIZES, affine_regularization_loss, affine_residual_matrix
 from tfrf.losses.vgg import PERCEPTUAL_LAYERS, VGGFeatures, layer_name, layer_stride, split_features
 
@@ -37,6 +38,7 @@ __all__ = [
     "layer_name",
     "layer_stride",
     "perceptual_loss",
+    "photometric_loss",
     "sampling_correctness_loss",
     "split_features",
     "style_loss",

@@ -26,7 +26,8 @@ CORRECTNESS_SAMPLERS = ("bilinear", "gaussian")  # how the correctness loss samp
 class LossWeights:
     """Weights of the loss terms (Lu et al. AAAI 2022, sec. 4; GFLA).
 
-    L_flow = correctness * L_cor + regularization * L_reg (both flow levels summed);
+    L_flow = correctness * L_cor + regularization * L_reg (both flow levels summed), plus
+    photometric * L_photo (`tfrf.losses.photometric_loss`, not in the paper: 0 in its presets);
     L_con = l1 * L1 + perceptual * L_per + style * L_sty; L_adv weighted by `adversarial`.
     A zero weight skips the term (it is neither computed nor reported).
     """
@@ -37,6 +38,7 @@ class LossWeights:
     correctness: float = 2.5
     regularization: float = 0.001
     adversarial: float = 1.0
+    photometric: float = 0.0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):

@@ -10,11 +10,9 @@ GFLA's `GFLAGenerator`): what differs is asked of its flow extractor — the flo
 (`levels`), the affine-regularisation window per level (`affine_patch_sizes`) and the variables
 the flow losses reach (`flow_variables()`) — and the loss terms come from the config.
 
-As in keras-io's GauGAN example, `compile()` takes both optimisers, `train_step` delegates to
-`train_generator` / `train_discriminator`, the losses are `Mean` trackers exposed through
-`metrics`, and `call()` is inference only. Unlike it: one generator forward pass per step
-(the discriminator trains on the same, gradient-stopped, fake batch), no fixed batch size,
-and `test_step` runs the very same loss code.
+`compile()` takes both optimisers; `train_step` delegates to `train_generator` /
+`train_discriminator` with one generator pass per step (the discriminator trains on the same,
+gradient-stopped, fake batch); losses are `Mean` trackers; `test_step` runs the same loss code.
 
 The step is lean: VGG19 runs with a gradient on the generated images only, and each part of the
 batch only as deep as its losses read (sources to relu4_1 for the correctness loss; the targets on
@@ -44,7 +42,7 @@ from tfrf.training.config import CORRECTNESS_SAMPLERS, STAGES, LossWeights
 
 # Target positions per tile of the correctness loss's best match (see sampling_correctness_loss).
 CORRECTNESS_TILE = 512
-FLOW_TERMS = ("correctness", "regularization")
+FLOW_TERMS = ("correctness", "regularization", "photometric")
 CONTENT_TERMS = ("l1", "perceptual", "style")
 VGG_TERMS = ("correctness", "perceptual", "style")
 
@@ -251,13 +249,15 @@ class TrainingModel(tf.keras.Model):
             generated_features = self.vgg.features(tf.cast(generated, tf.float32), content)
         return target_features, generated_features, source_features
 
-    def flow_losses(self, flows: Mapping[str, tf.Tensor], target_features, source_features) -> Dict[str, tf.Tensor]:
+    def flow_losses(self, flows: Mapping[str, tf.Tensor], target_features, source_features,
+                    images=None) -> Dict[str, tf.Tensor]:
         """L_flow and its unweighted terms, summed over the generator's flow levels.
 
         Args:
             flows: per level (`self.levels`, e.g. "h8", "h4") the extractor's flows `[B, K, h, w, 2]`.
             target_features: VGG features of the targets (None when correctness is off).
             source_features: VGG features of the sources, `[B, K, h, w, C]` per layer.
+            images: (sources, target) for the photometric term.
         """
         weights = self.loss_weights_
         warp_fn = functools.partial(warp, backend=self.generator.config.warp_backend)
@@ -284,6 +284,9 @@ class TrainingModel(tf.keras.Model):
                 losses.affine_regularization_loss(flows[level], patch_sizes[level]) for level in self.levels
             ])
             total += weights.regularization * values["regularization_loss"]
+        if weights.photometric > 0:
+            values["photometric_loss"] = tf.add_n([losses.photometric_loss(*images, flows[level], warp_fn) for level in self.levels])
+            total += weights.photometric * values["photometric_loss"]
         values["flow_loss"] = total
         return values
 
@@ -309,7 +312,7 @@ class TrainingModel(tf.keras.Model):
             target_features, generated_features, source_features = self._vgg_features(
                 target, inputs["source_images"], generated if content_vgg else None
             )
-        values = self.flow_losses(flows, target_features, source_features)
+        values = self.flow_losses(flows, target_features, source_features, (inputs["source_images"], target))
         total = values["flow_loss"]
         if self.stage == "full":
             if weights.l1 > 0:
@@ -393,6 +396,5 @@ class TrainingModel(tf.keras.Model):
         return self._report(values)
 
 
-def _depth(name: str) -> Tuple[int, int]:
-    """Order of a VGG19 activation `relu<block>_<conv>` in the network."""
+def _depth(name: str) -> Tuple[int, int]:  # order of a VGG19 activation `relu<block>_<conv>`
     return int(name[4]), int(name[6])
