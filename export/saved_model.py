@@ -7,9 +7,11 @@ K >= 1; H, W and Cp fixed by the configuration):
 |---|---|---|
 | `serving_default` | `source_images` float32 `[B,K,H,W,3]` in [-1, 1], `source_poses` float32 `[B,K,H,W,Cp]`, `target_pose` float32 `[B,H,W,Cp]` | `image` float32 `[B,H,W,3]` in [-1, 1] |
 | `serving_uint8` | `source_images` uint8 `[B,K,H,W,3]` (0..255), the same float32 poses | `image` uint8 `[B,H,W,3]` |
+| `photos` | `source_images` string `[B,K]` (JPEG or PNG, any size), `source_poses` float32 `[B,K,...]`, `target_pose` float32 `[B,...]`: raw poses (`tfrf.export.photos`) | `image` uint8 `[B,H,W,3]`, `coverage` float32 `[B,H,W,K+1]` |
 
-Poses are always float32 maps as the pose encoders produce them (heatmaps, one-hots, a face
-drawing scaled to [0, 1]). The graph asserts K >= 1 and that images and poses agree on B and K;
+Poses of the first two are float32 maps as the pose encoders produce them (heatmaps, one-hots, a
+face drawing scaled to [0, 1]); `photos` takes what clients hold, photos and raw poses, and draws
+the maps in the graph (`export/photos.py`; face models get it when `tfrf.pose.face_graph` exists). The graph asserts K >= 1 and that images and poses agree on B and K;
 a violation is an INVALID_ARGUMENT error at run time.
 
 The version directory is written under a temporary name that TF-Serving ignores (it only
@@ -33,6 +35,7 @@ from typing import Dict, Iterator, List, Optional
 
 import tensorflow as tf
 
+from tfrf.export.photos import PHOTOS_SIGNATURE, photos_function, photos_supported
 from tfrf.io import atomic_directory
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -77,7 +80,8 @@ def serving_module(generator) -> tf.Module:
         generator: a built `tfrf.models.Generator` with `warp_backend="gather"`.
 
     Returns:
-        A module with `serving_default` and `serving_uint8` (`tf.function`s with signatures).
+        A module with `serving_default`, `serving_uint8` and (`photos_supported`) `photos`
+        (`tf.function`s with signatures).
     """
     config = generator.config
     if config.warp_backend != "gather":
@@ -106,7 +110,17 @@ def serving_module(generator) -> tf.Module:
 
     module.serving_default = serving_default
     module.serving_uint8 = serving_uint8
+    if photos_supported(config):
+        module.photos = photos_function(generator, config)
     return module
+
+
+def signatures(module: tf.Module) -> Dict[str, tf.types.experimental.GenericFunction]:
+    """Signature name -> function of a `serving_module`."""
+    functions = {DEFAULT_SIGNATURE: module.serving_default, UINT8_SIGNATURE: module.serving_uint8}
+    if hasattr(module, "photos"):
+        functions[PHOTOS_SIGNATURE] = module.photos
+    return functions
 
 
 def next_version(base_path: str) -> int:
@@ -194,7 +208,7 @@ def _write_version(module: tf.Module, config, final: str) -> None:
         tf.saved_model.save(
             module,
             temporary,
-            signatures={DEFAULT_SIGNATURE: module.serving_default, UINT8_SIGNATURE: module.serving_uint8},
+            signatures=signatures(module),
         )
         os.makedirs(os.path.join(temporary, "assets.extra"), exist_ok=True)
         with open(os.path.join(temporary, CONFIG_ASSET), "w", encoding="utf-8") as stream:

@@ -56,7 +56,12 @@ def test_outputs_and_intermediates(preset, levels, kernels):
     generator = built(gfla_config(preset))
     inputs = small_inputs(generator.config)
     out = generator(inputs, return_intermediates=True)
-    assert generator.levels == levels and sorted(out) == sorted(("image",) + levels)
+    assert generator.levels == levels and sorted(out) == sorted(("image", "coverage") + levels)
+    coverage = out["coverage"].numpy()  # one source: its share is GFLA's mask at the finest level
+    assert coverage.shape == (2, 64, 64, 2) and coverage.min() >= 0.0 and coverage.max() <= 1.0
+    np.testing.assert_allclose(coverage.sum(-1), 1.0, atol=1e-5)
+    finest = tf.image.resize(out[levels[-1]]["masks"][:, 0], (64, 64)).numpy()[..., 0]
+    np.testing.assert_allclose(coverage[..., 0], finest, atol=1e-5)
     image = out["image"].numpy()
     assert image.shape == (2, 64, 64, 3) and image.dtype == np.float32 and np.abs(image).max() <= 1.0
     assert image.std() > 0.1

@@ -63,10 +63,13 @@ def _generator(args: argparse.Namespace, tflite: bool, num_sources: int = 1):
 
 
 def run_saved_model(args: argparse.Namespace) -> int:
+    from tfrf.export.photos import photos_supported
     from tfrf.export.saved_model import export_saved_model
 
-    path = export_saved_model(_generator(args, tflite=False), args.out, version=args.version)
-    print(f"wrote {path} (signatures serving_default, serving_uint8)")
+    generator = _generator(args, tflite=False)
+    path = export_saved_model(generator, args.out, version=args.version)
+    photos = ", photos" if photos_supported(generator.config) else ""
+    print(f"wrote {path} (signatures serving_default, serving_uint8{photos})")
     return 0
 
 

@@ -19,7 +19,25 @@ import tensorflow as tf
 
 from tfrf.layers.impl import check_impl
 from tfrf.ops.sources import fold_sources, unfold_sources
-from tfrf.ops.warp import BACKENDS, pad_for_warp, warp, warp_corners, warp_padded
+from tfrf.ops.warp import BACKENDS, gather_rows, pad_for_warp, warp, warp_corners, warp_padded
+
+
+def coverage_shares(attention, occlusions) -> tf.Tensor:
+    """Eq. 6 read as shares of the fused feature: `[B, h, w, K + 1]`.
+
+    The fused feature is `sum_k a_k (1 - m_k) fw'_k + (sum_k a_k m_k) f_t`: source k contributes
+    `a_k (1 - m_k)`, the target feature (what the decoder invents) `sum_k a_k m_k`; with the
+    attention a summing to 1 over K the K + 1 shares sum to 1.
+
+    Args:
+        attention: a_k after the softmax over K (1/K without attention) `[B, K, h, w, 1]`.
+        occlusions: m_k as used (0 without occlusion) `[B, K, h, w, 1]`.
+    """
+    attention = tf.cast(attention, tf.float32)
+    occlusions = tf.cast(occlusions, tf.float32)
+    sources = tf.transpose((attention * (1.0 - occlusions))[..., 0], [0, 2, 3, 1])  # [B, h, w, K]
+    invented = tf.reduce_sum(attention * occlusions, axis=1)  # [B, h, w, 1]
+    return tf.concat([sources, invented], axis=-1)
 
 
 @tf.keras.utils.register_keras_serializable(package="tfrf")
@@ -277,7 +295,7 @@ class ResidualFusingBlock(tf.keras.layers.Layer):
         # [B, K, h, w, 4] -> [B, h, w, 4K]: all corners of all sources of one pixel together.
         weights = tf.reshape(tf.transpose(weights, [0, 2, 3, 1, 4]), [-1, height, width, 4 * num_sources])
         indices = tf.reshape(tf.transpose(indices, [0, 2, 3, 1, 4]), [-1, height, width, 4 * num_sources])
-        values = tf.gather(padded, indices)  # [B, h, w, 4K, C]
+        values = gather_rows(padded, indices)  # [B, h, w, 4K, C]
         fused = tf.reduce_sum(values * tf.expand_dims(tf.cast(weights, dtype), -1), axis=3)
         if self.use_occlusion:
             target_weight = tf.reduce_sum(attention * mask, axis=1)  # [B, h, w, 1]

@@ -11,6 +11,7 @@ from typing import Dict, Mapping
 import tensorflow as tf
 
 from tfrf.config import ModelConfig
+from tfrf.layers.fusing import coverage_shares
 from tfrf.layers.impl import check_impl
 from tfrf.models.base import ConfiguredModel
 from tfrf.models.extractors import LEVELS, FlowConfidenceExtractor, SourceAppearanceExtractor
@@ -91,6 +92,8 @@ class GeneratorModel(ConfiguredModel):
     level. Subclasses build `source_extractor`, `flow_extractor` and `predictor`.
     """
 
+    levels = LEVELS  # the fusing levels, coarse first; `coverage` comes from the last (finest)
+
     def __init__(self, config: ModelConfig, impl: str = "default", **kwargs):
         super().__init__(config, **kwargs)
         self.impl = check_impl(impl, self.name)
@@ -119,7 +122,9 @@ class GeneratorModel(ConfiguredModel):
         )
         if not return_intermediates:
             return image
-        return {"image": image, **self.intermediates(flow_outputs, fused)}
+        result = {"image": image, **self.intermediates(flow_outputs, fused)}
+        result["coverage"] = upsampled_coverage(result[self.levels[-1]], tf.shape(image)[1:3])
+        return result
 
     def dummy_inputs(self, batch_size: int = 1, num_sources: int = 1, dtype=tf.float32) -> Dict[str, tf.Tensor]:
         """Zero inputs of the configured size, e.g. to build the weights."""
@@ -140,7 +145,7 @@ class Generator(GeneratorModel):
         "target_pose": [B,H,W,Cp]})` -> image `[B,H,W,3]` in [-1, 1].
         With `return_intermediates=True`: a dict with `image` and, per level (`h8`, `h4`),
         `flows` and `residual_flows` `[B,K,h,w,2]`, `attention` (after the softmax over K) and
-        `occlusions` `[B,K,h,w,1]`.
+        `occlusions` `[B,K,h,w,1]`, and `coverage` `[B,H,W,K+1]` (`upsampled_coverage`).
     """
 
     def __init__(self, config: ModelConfig, impl: str = "default", **kwargs):
@@ -183,6 +188,28 @@ class Generator(GeneratorModel):
             }
             for level in LEVELS
         }
+
+
+def upsampled_coverage(level: Mapping[str, tf.Tensor], size) -> tf.Tensor:
+    """Who made each output pixel: float32 `[B, H, W, K + 1]`.
+
+    Args:
+        level: the finest fusing level's intermediates: `occlusions` `[B, K, h, w, 1]` (m_k as
+            used) and `attention` (softmax over K; absent for a single-source model: 1).
+        size: (H, W) of the image.
+
+    Returns:
+        `tfrf.layers.fusing.coverage_shares` (source k: a_k (1 - m_k); last: the decoder's own
+        share sum_k a_k m_k) upsampled bilinearly to H x W; every share in [0, 1], the K + 1
+        shares of a pixel summing to 1.
+    """
+    occlusions = tf.cast(level["occlusions"], tf.float32)
+    attention = level.get("attention")
+    attention = tf.ones_like(occlusions) if attention is None else tf.cast(attention, tf.float32)
+    shares = coverage_shares(attention, occlusions)  # [B, h, w, K + 1]
+    # Bilinear weights are convex: shares stay in [0, 1] and sum to 1 up to rounding, fixed here.
+    shares = tf.clip_by_value(tf.image.resize(shares, size, method="bilinear"), 0.0, 1.0)
+    return shares / tf.reduce_sum(shares, axis=-1, keepdims=True)
 
 
 def dummy_inputs(config: ModelConfig, batch_size: int = 1, num_sources: int = 1, dtype=tf.float32) -> Dict[str, tf.Tensor]:
