@@ -18,6 +18,7 @@ from PIL import Image
 
 from tfrf import runs
 from tfrf.cli import main
+from tfrf.data import synthetic
 from tfrf.data.pipeline import make_dataset, table_from_tfds
 from tfrf.evaluation import data as data_lib
 from tfrf.evaluation import metric_networks, render, report, tables
@@ -201,9 +202,58 @@ def test_two_chair_models_give_one_table_with_jpeg_images(workspace, chairs, cap
             values[name, k] = result["l1"]
             assert os.path.isfile(os.path.join(out, f"gallery_{name}_k{k}.png"))
     assert values["chairs", 1] != values["ckpt-1", 1]  # two different generators (steps 2 and 1)
-    lines = [line for line in open(os.path.join(out, "metrics.md")).read().splitlines() if line.startswith("| ")]
+    lines = _first_table(open(os.path.join(out, "metrics.md")).read())
     assert [line.split(" | ")[:2] for line in lines[1:]] == [["| 1", "`chairs`"], ["| 1", "`ckpt-1`"],
                                                              ["| 2", "`chairs`"], ["| 2", "`ckpt-1`"]]
+    # The protocol card, and the mechanism metrics on the chairs' ground truth.
+    card = written["protocol"]
+    assert card["protocol"] == "gfla" and card["image_size"] == [32, 32] and card["crop"].startswith("none")
+    assert card["generated_format"].startswith("JPEG") and card["lpips"] == {"version": "0.1", "net": "alex"}
+    assert card["inception"]["fid_mode"] == "standard" and card["real_set"]["count"] == {"1": 5, "2": 5}
+    for k in (1, 2):
+        tuples = np.load(os.path.join(out, "tuples", f"k{k}.npy"))
+        truth = synthetic.tuple_ground_truth(table.groups, table.order, tuples, 32)
+        result = written["runs"]["chairs"]["results"][str(k)]
+        for level in ("h8", "h4"):
+            flow, visible = truth[level]["flow"], truth[level]["visible"]
+            assert result[f"epe_zero_{level}"] == pytest.approx(np.linalg.norm(flow, axis=-1)[visible].mean())
+            assert np.isfinite(result[f"epe_flow_{level}"]) and np.isfinite(result[f"epe_refined_{level}"])
+            assert 0.0 <= result[f"occlusion_auroc_{level}"] <= 1.0
+        assert (result["attention_agreement_h4"] is None) == (k == 1)
+    assert "Mechanism against the renderer's ground truth" in open(os.path.join(out, "metrics.md")).read()
+
+
+def _first_table(markdown):
+    """The rows of the first Markdown table (the image metrics)."""
+    lines = markdown.splitlines()
+    start = next(row for row, line in enumerate(lines) if line.startswith("| "))
+    end = next((row for row in range(start, len(lines)) if not lines[row].startswith("|")), len(lines))
+    return [line for line in lines[start:end] if line.startswith("| ")]
+
+
+@pytest.mark.slow
+def test_pt176_scores_the_centre_crop_of_the_256_output(workspace, chairs):
+    out = str(workspace / "chairs_pt176")
+    assert main(["evaluate", "--run", chairs["run"], "--k", "2", "--max-examples", "3", "--protocol", "pt176",
+                 "--metrics", "l1", "ssim", "--no-mechanism", "--out", out, "--quiet"]) == 0
+    with open(os.path.join(out, "metrics.json")) as stream:
+        written = json.load(stream)
+    assert written["protocol"]["protocol"] == "pt176" and written["protocol"]["image_size"] == [256, 176]
+    assert written["protocol"]["resize"]["output"].startswith("bicubic")
+    assert "epe_flow_h4" not in written["runs"]["chairs"]["results"]["2"]
+    table = data_lib.open_data("synthetic", seed=0, test_objects=1, image_size=32, cache_dir=chairs["cache"],
+                               verbose=False).table
+    tuples = np.load(os.path.join(out, "tuples", "k2.npy"))
+    folder = os.path.join(out, "generated", "chairs", "k2")
+    images = np.stack([_read(os.path.join(folder, f"{row:05d}.png")) for row in range(3)])
+    assert images.shape == (3, 256, 176, 3)
+    targets = _targets(table, 2, tuples, (32, 32))
+    expected_targets = np.stack([np.asarray(Image.fromarray(t).resize((256, 256), Image.BICUBIC))[:, 40:216]
+                                 for t in targets])
+    expected = compute_metrics(images, expected_targets, metrics=["l1", "ssim"])
+    for metric in ("l1", "ssim"):
+        assert written["runs"]["chairs"]["results"]["2"][metric] == pytest.approx(expected[metric], rel=1e-5)
+    assert main(["evaluate", "--run", chairs["run"], "--protocol", "pt176", "--jpeg", "--out", out]) == 2
 
 
 @pytest.mark.slow

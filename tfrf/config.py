@@ -199,4 +199,10 @@ PRESETS: Dict[str, ModelConfig] = {
     "synthetic": ModelConfig(
         name="synthetic", image_height=64, image_width=64, pose_channels=21, gfla_view_synthesis=True
     ),
+    # The built-in chairs seen by uncalibrated cameras (`tfrf.data.synthetic`, misaligned=True; on the
+    # command line `--data-dir synthetic --dataset misaligned`): the `synthetic` network, named apart
+    # so that runs on the variant say so in their config.
+    "synthetic_misaligned": ModelConfig(
+        name="synthetic_misaligned", image_height=64, image_width=64, pose_channels=21, gfla_view_synthesis=True
+    ),
 }

@@ -24,6 +24,15 @@ pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (standard) or torchvision's
 reference: an `.npz` with mu and sigma, or a folder of real images (e.g. the training set, as the
 papers; cached); without it FID compares with the targets scored. The library half is
 `tfrf.evaluation`.
+
+`--protocol gfla` (default) scores the whole frame at the model's size (GFLA's 256 x 256);
+`--protocol pt176` the 176-wide centre crop of the 256 x 256 output (bicubic to 256 x 256 first
+when the model runs at another size), stored as PNG, as PATN / PISE / NTED / PIDM / CFLD: give
+`--real-stats` of the training set's 256 x 176 images. Every metrics.json holds a protocol card
+(sizes, crop, kernels, formats, real set, Inception, LPIPS, SSIM window). On the built-in chairs
+(`--data-dir synthetic`, `--dataset misaligned` for the jittered cameras) the report adds the
+mechanism metrics against the renderer's ground truth: flow and refined-flow EPE per level,
+occlusion AUROC, attention agreement, coverage AUROC (docs/metrics.md).
 """
 from __future__ import annotations
 
@@ -49,7 +58,8 @@ def register(subparsers) -> None:
     data = parser.add_argument_group("data")
     data.add_argument("--data-dir", help="a prepared TFDS version folder, a TFDS data_dir with --dataset, or "
                                          "'synthetic'; default: what the runs trained on (RUN/data.json)")
-    data.add_argument("--dataset", help="with a TFDS data_dir: the dataset name, e.g. market1501")
+    data.add_argument("--dataset", help="with a TFDS data_dir: the dataset name, e.g. market1501; with synthetic: "
+                                        "'misaligned' for the jittered cameras")
     data.add_argument("--cache-dir", help="cache of the synthetic data")
     data.add_argument("--test-objects", type=int, help="synthetic held-out objects (default: the run's)")
     scoring = parser.add_argument_group("scoring")
@@ -59,6 +69,11 @@ def register(subparsers) -> None:
                               "--lpips-weights, plus fid with --inception-weights")
     scoring.add_argument("--fid-mode", choices=("standard", "gfla"), default="standard",
                          help="standard: pytorch-fid / TTUR; gfla: GFLA's script (torchvision Inception)")
+    scoring.add_argument("--protocol", choices=("gfla", "pt176"), default="gfla",
+                         help="gfla: whole frame at the model's size; pt176: 176-wide centre crop of the 256x256 "
+                              "output (bicubic), PNG")
+    scoring.add_argument("--no-mechanism", action="store_true",
+                         help="skip the mechanism metrics (flow EPE, occlusion AUROC, ...) on data with ground truth")
     scoring.add_argument("--lpips-weights", metavar="DIR",
                          help="folder with alexnet-owt-7be5be79.pth and alex.pth (or .npz)")
     scoring.add_argument("--inception-weights", metavar="F", help="Inception v3 weights (.pth, .npz, .weights.h5)")
@@ -92,6 +107,8 @@ def _check_arguments(args) -> None:
         raise ValueError(f"--inception-input-size must be >= 75, got {args.inception_input_size}")
     if args.dataset and not args.data_dir:
         raise ValueError("--dataset needs --data-dir (the TFDS data_dir)")
+    if args.protocol == "pt176" and args.jpeg:
+        raise ValueError("--protocol pt176 stores PNG: drop --jpeg")
 
 
 def run(args) -> int:
@@ -113,6 +130,9 @@ def run(args) -> int:
     data = data_lib.data_for_runs(directories, args.data_dir, args.dataset, image_size=models[0].config.image_height,
                                   test_objects=args.test_objects, cache_dir=args.cache_dir, verbose=not args.quiet)
     metrics, notes = metric_networks.select_metrics(args.metrics, has_keypoints=data.has_keypoints, **available)
+    if args.protocol == "pt176" and "mask_lpips" in metrics:
+        metrics.remove("mask_lpips")
+        notes.append("mlpips does not apply under --protocol pt176 (Market-1501's body mask, not a 256x176 crop)")
     for note in notes:
         print(f"tfrf evaluate: {note}")
     networks = metric_networks.build_metric_networks(
@@ -126,7 +146,9 @@ def run(args) -> int:
                                                args.metrics_cache_dir)
     settings = report.Settings(ks=args.k or data_lib.default_ks(directories[0]), metrics=metrics,
                                batch_size=args.batch_size, max_examples=args.max_examples, jpeg=args.jpeg,
-                               gallery_rows=args.gallery_rows, progress=not args.quiet, fid_mode=args.fid_mode)
+                               gallery_rows=args.gallery_rows, progress=not args.quiet, fid_mode=args.fid_mode,
+                               protocol=args.protocol, real_stats=args.real_stats if "fid" in metrics else None,
+                               mechanism=not args.no_mechanism)
     written = report.write_report(args.out, models, data, settings, networks, real, notes)
 
     print(tables.markdown(written).split("\n\n")[1])

@@ -170,6 +170,8 @@ def render_views(
     fov_deg: float,
     background: float = 1.0,
     supersample: int = 1,
+    basis=None,
+    principal=None,
 ) -> np.ndarray:
     """Render V views of `boxes`: uint8 [V, size, size, 3].
 
@@ -186,15 +188,26 @@ def render_views(
         fov_deg: full field of view.
         background: grey level in [0, 1] where no box is hit.
         supersample: render at `size * supersample` and average blocks (anti-aliasing).
+        basis: optional (origins, forward, right, up), each float32 [V, 3], of cameras that are
+            not the look-at cameras of the angles (`synthetic_cameras`: jittered distance and
+            roll); the angles and `distance` are then ignored.
+        principal: optional float32 [V, 2], the principal point (x, y) of each view in screen
+            units (tangents, x right, y up): the image of the object shifts by it.
     """
     render_size = size * supersample
     half = np.float32(np.tan(np.radians(fov_deg) / 2.0))
-    origins, forward, right, up = _cameras(azimuths_deg, elevations_deg, distance)
+    if basis is None:
+        origins, forward, right, up = _cameras(azimuths_deg, elevations_deg, distance)
+    else:
+        origins, forward, right, up = (np.asarray(v, np.float32) for v in basis)
     num_views, num_boxes = origins.shape[0], boxes.corners.shape[0]
     corners = boxes.corners.astype(np.float32)
 
     # Projected bounding rectangle of every (view, box): pixel rows/cols [V, B].
     screen_x, screen_y = _project_corners(corners, origins, forward, right, up)
+    if principal is not None:
+        principal = np.asarray(principal, np.float32)
+        screen_x, screen_y = screen_x + principal[:, 0, None, None], screen_y + principal[:, 1, None, None]
     screen_x, screen_y = screen_x / half, screen_y / half
     cols = (screen_x + 1.0) / 2.0 * render_size - 0.5
     rows = (1.0 - screen_y) / 2.0 * render_size - 0.5
@@ -212,6 +225,8 @@ def render_views(
     col = col0[pair] + offset % widths[pair]
     view, box = pair // num_boxes, pair % num_boxes
     x, y = _pixel_screen(row, col, render_size, half)
+    if principal is not None:
+        x, y = x - principal[view, 0], y - principal[view, 1]
     directions = forward[view] + x[:, None] * right[view] + y[:, None] * up[view]
     t_enter, t_exit, t_enter_axes = _slabs(corners[box], origins[view], directions)
     hit = np.nonzero((t_exit >= t_enter) & (t_enter > 0))[0]

@@ -5,6 +5,11 @@ version folder, a TFDS data_dir with `--dataset NAME`, or `synthetic` for the bu
 no `--data-dir` is given, the data a run trained on is read from `RUN/data.json` (`write_run_data`,
 which every `tfrf.training.run.TrainingRun` calls: `tfrf train`, `tfrf demo`, the ablation).
 
+The built-in chairs take `--dataset misaligned` for their variant of jittered cameras
+(`tfrf.data.synthetic`); a run records it in `data.json` as its `dataset`. They carry ground truth
+(`EvaluationData.ground_truth`: per-level flow and visibility of every tuple), which the mechanism
+metrics use (`tfrf.evaluation.mechanism`).
+
 Test tuples: the fixed, seeded ones stored beside prepared data (`test_tuples_k{K}.npy`, what
 everyone scores); for the built-in chairs, or a K not stored, drawn with seed 0 / the run's seed
 (`tfrf.data.tuples.held_out_tuples`). `--max-examples` thins them evenly, as `tfrf demo` does.
@@ -24,6 +29,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 SYNTHETIC = "synthetic"
+# `--dataset` of the built-in chairs: the variant of jittered (uncalibrated) cameras.
+SYNTHETIC_VARIANTS = (None, "aligned", "misaligned")
 RUN_DATA_FILE = "data.json"
 KEYPOINT_ENCODER = "keypoints18"
 
@@ -72,13 +79,32 @@ class EvaluationData:
         table: the `tfrf.data.pipeline.ViewTable` of the split.
         description: what the data is, for the report (`data_dir`, `dataset`, `split`, ...).
         builder: the prepared TFDS builder (None for the built-in chairs).
-        seed: seed of the tuples drawn when none are stored.
+        seed: seed of the tuples drawn when none are stored (and of the built-in chairs).
+        misaligned: the built-in chairs' variant of jittered cameras.
     """
 
     table: Any
     description: Dict[str, Any]
     builder: Any = None
     seed: int = 0
+    misaligned: bool = False
+
+    @property
+    def has_ground_truth(self) -> bool:
+        """The built-in chairs: flow and visibility are known for every pair of views."""
+        return self.builder is None and self.description.get("data_dir") == SYNTHETIC
+
+    def ground_truth(self, tuples: np.ndarray, image_size: int,
+                     levels: Sequence[str] = ("h4", "h8")) -> Dict[str, Dict[str, np.ndarray]]:
+        """Ground truth of test tuples at `levels` ("h", "h4", "h8") of an `image_size` model
+        (`tfrf.data.synthetic.tuple_ground_truth`)."""
+        if not self.has_ground_truth:
+            raise ValueError("this data has no ground-truth flow (only the built-in chairs have)")
+        from tfrf.data import synthetic
+
+        return synthetic.tuple_ground_truth(self.table.groups, self.table.order, tuples, image_size,
+                                            split=self.description.get("split", "test"), misaligned=self.misaligned,
+                                            seed=self.description.get("seed", self.seed), levels=levels)
 
     @property
     def has_keypoints(self) -> bool:
@@ -117,16 +143,22 @@ def scale_keypoints(keypoints: np.ndarray, stored_size: Tuple[int, int], size: T
 def open_data(data_dir: str, dataset: Optional[str] = None, *, seed: int = 0, test_objects: Optional[int] = None,
               image_size: int = 64, cache_dir: Optional[str] = None, verbose: bool = True) -> EvaluationData:
     """The test split of `--data-dir` (`synthetic`: the built-in chairs' held-out objects at
-    `image_size`, `test_objects` of them with `seed`)."""
+    `image_size`, `test_objects` of them with `seed`; `dataset="misaligned"` their variant of
+    jittered cameras)."""
     if data_dir == SYNTHETIC:
         from tfrf.data import synthetic
 
+        if dataset not in SYNTHETIC_VARIANTS:
+            raise ValueError(f"--dataset {dataset}: the built-in chairs take --dataset misaligned (or aligned)")
+        misaligned = dataset == "misaligned"
         table = synthetic.load_table("test", cache_dir=cache_dir, seed=seed, num_objects=test_objects,
-                                     image_size=image_size, verbose=verbose)
+                                     image_size=image_size, verbose=verbose, misaligned=misaligned)
         objects = test_objects or synthetic.DEFAULT_NUM_OBJECTS["test"]
         description = {"data_dir": SYNTHETIC, "split": "test", "objects": objects, "seed": seed,
                        "image_size": image_size, "images": len(table)}
-        return EvaluationData(table, description, builder=None, seed=seed)
+        if misaligned:
+            description["variant"] = "misaligned"
+        return EvaluationData(table, description, builder=None, seed=seed, misaligned=misaligned)
     from tfrf.data.pipeline import table_from_tfds
     from tfrf.data.prepared import open_prepared
 
@@ -215,7 +247,7 @@ def data_for_runs(run_dirs: Sequence[Optional[str]], data_dir: Optional[str] = N
         return open_data(data_dir, dataset)
     record = record or {}
     training = run_training_config(run_dirs[0] if run_dirs else None)
-    return open_data(SYNTHETIC, seed=record.get("seed", training.get("seed", 0)),
+    return open_data(SYNTHETIC, dataset, seed=record.get("seed", training.get("seed", 0)),
                      test_objects=test_objects or record.get("test_objects") or training.get("test_objects"),
                      image_size=record.get("image_size") or image_size, cache_dir=cache_dir or record.get("cache_dir"),
                      verbose=verbose)

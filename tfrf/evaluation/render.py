@@ -62,7 +62,7 @@ def _padded(tensor, rows: int):
 
 def render_and_score(generator, data, k: int, tuples: np.ndarray, image_dir: str, suite, *, batch_size: int = 16,
                      jpeg: bool = False, mask_keypoints: bool = False, progress: bool = True,
-                     description: str = "") -> np.ndarray:
+                     description: str = "", protocol=None) -> np.ndarray:
     """Render `tuples` with `generator`, write the images, score the re-read files into `suite`.
 
     Args:
@@ -76,6 +76,8 @@ def render_and_score(generator, data, k: int, tuples: np.ndarray, image_dir: str
         mask_keypoints: pass the target keypoints (Mask-LPIPS).
         progress: a tqdm progress bar over batches.
         description: the progress bar's label.
+        protocol: a `tfrf.evaluation.protocols.Protocol` whose resize and crop the generated and
+            target images get before they are written and scored (None: as they are).
 
     Returns:
         float64 `[M]`: the L1 of each re-read image against its target, in [-1, 1] units.
@@ -99,6 +101,8 @@ def render_and_score(generator, data, k: int, tuples: np.ndarray, image_dir: str
         count = int(batch["target_image"].shape[0])
         inputs = {key: _padded(batch[key], batch_size) for key in INPUT_KEYS}
         generated = quantize(predict(inputs).numpy()[:count])
+        if protocol is not None:
+            generated = protocol.apply(generated)
         reread = []
         for offset, image in enumerate(generated):
             path = image_path(image_dir, row + offset, jpeg)
@@ -107,6 +111,8 @@ def render_and_score(generator, data, k: int, tuples: np.ndarray, image_dir: str
             reread.append(read_image(path))
         reread = np.stack(reread)
         target = to_uint8(batch["target_image"].numpy())
+        if protocol is not None:
+            target = protocol.apply(target)
         keypoints = data.target_keypoints(tuples[row:row + count, -1], size) if mask_keypoints else None
         suite.update(reread, target, keypoints)
         errors.append(np.abs(reread.astype(np.float64) - target.astype(np.float64)).mean(axis=(1, 2, 3)) / 127.5)
@@ -129,6 +135,18 @@ def best_and_worst(errors: np.ndarray, rows: int) -> Dict[str, np.ndarray]:
     return {"best": np.argsort(errors, kind="stable")[:rows], "worst": np.argsort(-errors, kind="stable")[:rows]}
 
 
+def _to_model_size(images: np.ndarray, size) -> np.ndarray:
+    """Scored images of another size (a protocol's crop), for display next to the model-size
+    inputs: padded back to square with white and resized (bilinear)."""
+    import tensorflow as tf
+
+    if images.shape[1:3] == tuple(size):
+        return images
+    missing = max(0, images.shape[1] - images.shape[2])
+    padded = np.pad(images, ((0, 0), (0, 0), (missing // 2, missing - missing // 2), (0, 0)), constant_values=255)
+    return np.clip(np.round(tf.image.resize(padded.astype(np.float32), size).numpy()), 0, 255).astype(np.uint8)
+
+
 def gallery(generator_config, data, k: int, tuples: np.ndarray, image_dir: str, errors: np.ndarray,
             rows: int = 4, jpeg: bool = False) -> np.ndarray:
     """The best and the worst cases by L1: uint8 `[H', W', 3]`, two blocks of
@@ -143,6 +161,7 @@ def gallery(generator_config, data, k: int, tuples: np.ndarray, image_dir: str, 
                                image_size=generator_config.image_size)
         examples = {key: value.numpy() for key, value in next(iter(dataset)).items()}
         generated = np.stack([read_image(image_path(image_dir, int(row), jpeg)) for row in chosen])
+        generated = _to_model_size(generated, tuple(generator_config.image_size))
         figure = visualize.gallery(examples, generated.astype(np.float32) / 127.5 - 1.0, max_rows=rows,
                                    scale=GALLERY_SCALE)
         text = f"{label} {len(chosen)} by L1: " + ", ".join(f"#{int(row)} ({errors[row]:.3f})" for row in chosen)

@@ -3,7 +3,10 @@
 For each model (a run, or weights with a config) and each K, the fixed test tuples are rendered
 batch by batch (`tfrf.evaluation.render`), written as images, re-read and scored with
 `tfrf.metrics.MetricSuite` (L1, PSNR, SSIM, LPIPS, Mask-LPIPS, FID; definitions in
-docs/metrics.md). The report folder:
+docs/metrics.md), after the protocol's resize and crop (`tfrf.evaluation.protocols`). On data with
+ground truth (the built-in chairs) the residual-flow models also get the mechanism metrics
+(`tfrf.evaluation.mechanism`: flow EPE, occlusion AUROC, attention agreement, coverage AUROC).
+Every metrics.json carries the protocol card (`protocol`). The report folder:
 
     REPORT/metrics.json          every figure, per run and K, with the data, tuples and settings
     REPORT/metrics.csv           run,k,examples,<metric columns>
@@ -103,6 +106,9 @@ class Settings:
         gallery_rows: best and worst cases shown per (run, K).
         progress: tqdm progress bars.
         fid_mode: the Inception variant (for the record).
+        protocol: `tfrf.evaluation.protocols.PROTOCOLS` name ("gfla": whole frame; "pt176").
+        real_stats: the `--real-stats` path (for the protocol card), or None.
+        mechanism: the mechanism metrics where the data has ground truth.
     """
 
     ks: Sequence[int]
@@ -114,6 +120,9 @@ class Settings:
     gallery_rows: int = 4
     progress: bool = True
     fid_mode: str = "standard"
+    protocol: str = "gfla"
+    real_stats: Optional[str] = None
+    mechanism: bool = True
 
 
 def skip_reason(config, k: int, tuples: np.ndarray) -> Optional[str]:
@@ -151,8 +160,12 @@ def evaluate_into(folder: str, models: Sequence[ModelEntry], data, settings: Set
     """
     from tfrf import runs, visualize
     from tfrf.data import tuples as tuples_lib
+    from tfrf.evaluation import mechanism, protocols
     from tfrf.metrics import MetricSuite
 
+    protocol = protocols.get(settings.protocol)
+    if protocol.image_format == "PNG" and settings.jpeg:
+        raise ValueError(f"--protocol {protocol.name} stores PNG: drop --jpeg")
     tuples, origins = {}, {}
     for k in settings.ks:
         tuples[k], origins[k] = data.test_tuples(k, settings.max_examples)
@@ -175,6 +188,16 @@ def evaluate_into(folder: str, models: Sequence[ModelEntry], data, settings: Set
         "runs": {},
         "notes": notes,
     }
+    report["protocol"] = protocols.card(
+        protocol, model_size=models[0].config.image_size, stored_size=data.stored_size, jpeg=settings.jpeg,
+        metrics=settings.metrics, fid_mode=settings.fid_mode,
+        inception_input_size=getattr(networks.get("inception"), "input_size", None), real_stats=settings.real_stats,
+        scored_targets={str(k): int(len(tuples[k])) for k in settings.ks})
+    with_truth = settings.mechanism and getattr(data, "has_ground_truth", False)
+    if with_truth:
+        report["mechanism_metrics"] = list(mechanism.METRIC_NAMES)
+        notes.append("mechanism metrics against the renderer's ground truth (docs/metrics.md): EPE in pixels of "
+                     "each level (h8 = H/8, h4 = H/4) on visible pixels; AUROC 0.5 is chance")
     for model in models:
         generator = runs.load_generator(model.config, model.weights)
         entry = {"source": os.path.abspath(model.source), "weights": os.path.abspath(model.weights),
@@ -193,8 +216,10 @@ def evaluate_into(folder: str, models: Sequence[ModelEntry], data, settings: Set
             errors = render.render_and_score(
                 generator, data, k, tuples[k], image_dir, suite, batch_size=settings.batch_size, jpeg=settings.jpeg,
                 mask_keypoints="mask_lpips" in settings.metrics, progress=settings.progress,
-                description=f"{model.name} K={k}")
+                description=f"{model.name} K={k}", protocol=None if protocol.name == "gfla" else protocol)
             result = suite.result()
+            if with_truth and getattr(model.config, "architecture", "rf") == "rf":
+                result.update(mechanism.evaluate_mechanism(generator, data, k, tuples[k], settings.batch_size))
             result["seconds"] = time.perf_counter() - began
             entry["results"][str(k)] = result
             _write_scores(image_dir, tuples[k], errors)
