@@ -44,3 +44,21 @@ def test_a_run_on_the_misaligned_variant_is_scored_on_it(tmp_path):
     assert np.any(aligned.ground_truth(tuples, 32)["h4"]["flow"] != truth["h4"]["flow"])
     with pytest.raises(ValueError, match="misaligned"):
         data_lib.open_data("synthetic", "jittered", verbose=False)
+
+
+def test_tfrf_train_loads_the_misaligned_variant_with_dataset(tmp_path):
+    from tfrf.training.config import TrainConfig
+    from tfrf.training.run import load_data
+
+    cache = str(tmp_path / "cache")
+    config = TrainConfig.preset("synthetic", train_objects=1, test_objects=1,
+                                model=ModelConfig.preset("synthetic", image_height=32, image_width=32))
+    data = load_data("synthetic", config, "misaligned", cache, verbose=False)
+    assert data.dataset == "misaligned"
+    expected = synthetic.load("train", cache_dir=cache, num_objects=1, image_size=32, misaligned=True)
+    np.testing.assert_array_equal(data.train.images, expected["images"])
+    aligned = load_data("synthetic", config, None, cache, verbose=False)
+    np.testing.assert_array_equal(aligned.train.poses, data.train.poses)  # labels stay nominal
+    assert np.any(aligned.train.images != data.train.images)
+    with pytest.raises(ValueError, match="--dataset market1501: the built-in chairs take --dataset misaligned"):
+        load_data("synthetic", config, "market1501", cache, verbose=False)
