@@ -11,6 +11,9 @@
 - `mobile_quality`: quality of the mobile network and of full-int8 under one training budget.
 - `ablation`: the paper's table-4 ablation on the built-in chairs.
 - `summary`: the layer table of `tfrf summary`.
+- `request_size`: bytes of a served request (gRPC and REST JSON) and server time, `photos`
+  signature against the dense one.
+- `small_photos`: person detection on small crops per detection strategy, and false persons.
 
 Shared by all: `flops` (the FLOP counter), `conv_throughput` (the conv-throughput probe),
 `timing` (the timers), `inputs` (random generator inputs).
