@@ -15,7 +15,10 @@ For TFLite exports `ResidualFusingBlock` switches (`export_kernels`) to the corn
 `warp_corners` clamps the top-left corner into the padding, so every out-of-map sample reads a
 zero instead of being masked (same values as `warp_gather`), and the four corners are one
 gather of `[..., 4]` flat indices. Index arithmetic is int32 (exact, and left alone by int8
-quantization).
+quantization). The gather itself (`gather_rows`) takes its indices flattened to one dimension
+and reshapes the rows it reads: TFLite's GPU delegate only runs GATHER with 1-D indices
+(`tf.lite.experimental.Analyzer.analyze(..., gpu_compatibility=True)`), and the result is the
+same tensor.
 """
 from __future__ import annotations
 
@@ -151,10 +154,21 @@ def warp_corners(flow: tf.Tensor, height: int, width: int):
     return indices, weights
 
 
+def gather_rows(flat: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+    """`tf.gather(flat, indices)` for a `[M, C]` map and int32 `indices` `[...]` -> `[..., C]`,
+    as one GATHER of 1-D indices between two RESHAPEs (the form TFLite's GPU delegate accepts);
+    static shapes stay static."""
+    rows = tf.gather(flat, tf.reshape(indices, [-1]))  # [prod(indices), C]
+    shape = indices.shape.concatenate(flat.shape[-1:])
+    if shape.is_fully_defined():
+        return tf.reshape(rows, shape)
+    return tf.reshape(rows, tf.concat([tf.shape(indices), tf.shape(flat)[-1:]], 0))
+
+
 def warp_padded(padded_flat: tf.Tensor, flow: tf.Tensor, height: int, width: int) -> tf.Tensor:
     """`warp_gather` on a `pad_for_warp` map: `[N, h, w, C]`, one GATHER and one weighted sum."""
     indices, weights = warp_corners(flow, height, width)
-    values = tf.gather(padded_flat, indices)  # [N, h, w, 4, C]
+    values = gather_rows(padded_flat, indices)  # [N, h, w, 4, C]
     return tf.reduce_sum(values * tf.expand_dims(tf.cast(weights, values.dtype), -1), axis=3)
 
 
