@@ -29,7 +29,9 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     # scikit-image: a second, test-only reference for the Mask-LPIPS mask (the library never imports it).
-    "test": ["pytest>=7", "pytest-timeout", "scikit-image<0.25"],
+    # selenium drives Debian's headless Chromium in the `tfrf web` browser test (.ci/run installs
+    # chromium, chromium-driver and the page's npm assets).
+    "test": ["pytest>=7", "pytest-timeout", "scikit-image<0.25", "selenium>=4.20"],
     # MediaPipe carries the pose and face-mesh TFLite models in its wheel (offline).
     # Pinned so that numpy stays <2: an unpinned jax pulls numpy 2 and breaks TF 2.15.
     "mediapipe": [
@@ -81,7 +83,8 @@ setup(
     python_requires=">=3.9,<3.12",
     packages=PACKAGES,
     package_dir=PACKAGE_DIR,
-    package_data={"": ["*.txt", "*.md", "*.bib", "*.config", "*.csv", "*.json", "dummy_data/**/*"]},
+    package_data={"": ["*.txt", "*.md", "*.bib", "*.config", "*.csv", "*.json", "dummy_data/**/*"],
+                  "tfrf.web": ["static/*.html", "static/*.js"]},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

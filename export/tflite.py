@@ -1,4 +1,5 @@
-"""TFLite export: builtin ops only, an `encode_sources` and a `render` signature.
+"""TFLite export: builtin ops only, an `encode_sources` and a `render` signature (and, for faces,
+`encode_crops` and `render_landmarks`, which take landmark coordinates).
 
 A phone encodes the K sources once and renders each driving frame from the cached features:
 
@@ -6,8 +7,17 @@ A phone encodes the K sources once and renders each driving frame from the cache
 |---|---|---|
 | `encode_sources` | `source_images` `[1,K,H,W,3]` in [-1, 1] | `source_features_h8` `[1,K,H/8,W/8,C8]`, `source_features_h4` `[1,K,H/4,W/4,C4]` |
 | `render` | `source_images`, `source_poses` `[1,K,H,W,Cp]`, `source_features_h8`, `source_features_h4`, `target_pose` `[1,H,W,Cp]` | `image` `[1,H,W,3]` in [-1, 1] |
+| `encode_crops` (faces) | `source_crops` uint8 `[K,H,W,3]`, `source_landmarks` `[K,68,2]` | `source_images`, `source_poses`, `source_features_h8`, `source_features_h4` (the cached encoding) |
+| `render_landmarks` (faces) | the cached encoding, `target_landmarks` `[68,2]` | `image` `[1,H,W,3]` in [-1, 1] |
 
-All signature tensors are float32 (also in the float16 and dynamic-int8 variants, which quantise
+The face signatures take (x, y) landmarks in crop pixels (pixel centres at integers, iBUG-68
+order) and draw the pose in the graph (`tfrf.pose.face_graph.draw_landmarks_graph`, equal to
+`tfrf.pose.face.draw_landmarks`), so an app needs no drawing code; crops as the dataset's
+(`tfrf.pose.face.crop_face`: the landmarks' box + 25 % margin, square, resized to H x W). They
+are in the float32, float16 and dynamic-int8 exports of a face preset (pose channels 3), not
+in full-int8 (calibration would quantise the drawing's coordinate arithmetic).
+
+All signature tensors but `source_crops` are float32 (also in the float16 and dynamic-int8 variants, which quantise
 the weights only, and in full-int8, which quantises weights and activations to int8 from a
 representative dataset and keeps float32 inputs and outputs; ops without an int8 kernel,
 FLOOR of the warp, stay float).
@@ -35,7 +45,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import struct
 import tempfile
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Union
 
@@ -43,12 +52,22 @@ import numpy as np
 
 import tensorflow as tf
 
+from tfrf.export.tflite_format import FILE_IDENTIFIER, check_builtin_ops, check_flatbuffer, operator_names  # noqa: F401
+from tfrf.export.tflite_gpu import gpu_ready
 from tfrf.io import atomic_write_bytes, held_stderr
 from tfrf.models import rebuild_generator
 
 QUANTIZATIONS = ("none", "float16", "dynamic-int8", "full-int8")
 ENCODE_SIGNATURE = "encode_sources"
 RENDER_SIGNATURE = "render"
+ENCODE_CROPS_SIGNATURE = "encode_crops"
+RENDER_LANDMARKS_SIGNATURE = "render_landmarks"
+FACE_POSE_CHANNELS = 3  # the landmarks68 drawing
+
+
+def takes_landmarks(config) -> bool:
+    """Whether `config` is a face model (its pose is the 68-landmark drawing)."""
+    return config.pose_channels == FACE_POSE_CHANNELS
 
 
 def feature_shapes(config, num_sources: int) -> Dict[str, List[int]]:
@@ -60,13 +79,14 @@ def feature_shapes(config, num_sources: int) -> Dict[str, List[int]]:
     }
 
 
-def tflite_module(generator, num_sources: int) -> tf.Module:
+def tflite_module(generator, num_sources: int, landmark_signatures: bool = False) -> tf.Module:
     """A `tf.Module` with the `encode_sources` and `render` functions at fixed shapes.
 
     Args:
         generator: a built Generator with `warp_backend="gather"` and
             `order_invariant_fusion=False` (`export_generator(config, tflite=True)`).
         num_sources: K.
+        landmark_signatures: also `encode_crops` and `render_landmarks` (face models only).
     """
     config = generator.config
     if config.warp_backend != "gather" or config.order_invariant_fusion:
@@ -108,7 +128,43 @@ def tflite_module(generator, num_sources: int) -> tf.Module:
 
     module.encode_sources = encode_sources
     module.render = render
+    module.tflite_signatures = {ENCODE_SIGNATURE: encode_sources, RENDER_SIGNATURE: render}
+    if landmark_signatures:
+        _add_landmark_signatures(module, config, k, features)
     return module
+
+
+def _add_landmark_signatures(module, config, k: int, features) -> None:
+    """`encode_crops` and `render_landmarks` on `module` (see the module docstring)."""
+    from tfrf.pose.face import NUM_LANDMARKS
+    from tfrf.pose.face_graph import draw_landmarks_graph
+
+    if not takes_landmarks(config):
+        raise ValueError(f"landmark signatures need a face model (pose channels {FACE_POSE_CHANNELS}), "
+                         f"got pose channels {config.pose_channels}")
+    h, w = config.image_height, config.image_width
+
+    @tf.function(input_signature=[tf.TensorSpec([k, h, w, 3], tf.uint8, name="source_crops"),
+                                  tf.TensorSpec([k, NUM_LANDMARKS, 2], tf.float32, name="source_landmarks")])
+    def encode_crops(source_crops, source_landmarks):
+        images = tf.expand_dims(tf.cast(source_crops, tf.float32) / 127.5 - 1.0, 0)
+        poses = tf.expand_dims(draw_landmarks_graph(source_landmarks, h, w), 0)
+        return {"source_images": images, "source_poses": poses, **module.encode_sources(images)}
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([1, k, h, w, 3], tf.float32, name="source_images"),
+        tf.TensorSpec([1, k, h, w, FACE_POSE_CHANNELS], tf.float32, name="source_poses"),
+        tf.TensorSpec(features["h8"], tf.float32, name="source_features_h8"),
+        tf.TensorSpec(features["h4"], tf.float32, name="source_features_h4"),
+        tf.TensorSpec([NUM_LANDMARKS, 2], tf.float32, name="target_landmarks"),
+    ])
+    def render_landmarks(source_images, source_poses, source_features_h8, source_features_h4, target_landmarks):
+        target_pose = tf.expand_dims(draw_landmarks_graph(target_landmarks, h, w), 0)
+        return module.render(source_images, source_poses, source_features_h8, source_features_h4, target_pose)
+
+    module.encode_crops = encode_crops
+    module.render_landmarks = render_landmarks
+    module.tflite_signatures.update({ENCODE_CROPS_SIGNATURE: encode_crops, RENDER_LANDMARKS_SIGNATURE: render_landmarks})
 
 
 def random_representative_inputs(config, num_sources: int, count: int = 8, seed: int = 0) -> List[Dict[str, np.ndarray]]:
@@ -154,7 +210,8 @@ def _representative_dataset(generator, samples: Iterable[Mapping[str, np.ndarray
 
 
 def convert(generator, num_sources: int, quantize: str = "none", export_kernels: bool = True,
-            representative_inputs: Optional[Iterable[Mapping[str, np.ndarray]]] = None) -> bytes:
+            representative_inputs: Optional[Iterable[Mapping[str, np.ndarray]]] = None,
+            landmark_signatures: Optional[bool] = None) -> bytes:
     """The TFLite flatbuffer of `tflite_module(generator, num_sources)`.
 
     Args:
@@ -168,26 +225,26 @@ def convert(generator, num_sources: int, quantize: str = "none", export_kernels:
             docstring); False traces it as it was built.
         representative_inputs: full-int8 only: dicts of `source_images`, `source_poses`,
             `target_pose` with K = num_sources (default: `random_representative_inputs`).
+        landmark_signatures: add `encode_crops` and `render_landmarks`; default: for a face
+            model (`takes_landmarks`) unless full-int8.
 
     Raises:
         ValueError: for an unknown `quantize`, or when the model holds a non-builtin op.
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+    if landmark_signatures is None:
+        landmark_signatures = takes_landmarks(generator.config) and quantize != "full-int8"
+    if landmark_signatures and quantize == "full-int8":
+        raise ValueError("full-int8 exports have no landmark signatures: calibration would quantise the drawing")
     if export_kernels:
         generator = rebuild_generator(generator, "export")
-    module = tflite_module(generator, num_sources)
+    module = tflite_module(generator, num_sources, landmark_signatures)
     directory = tempfile.mkdtemp(prefix="tfrf-tflite-")
     try:
         with held_stderr():  # the converter's statistics: shown on failure or with --verbose
-            tf.saved_model.save(
-                module,
-                directory,
-                signatures={ENCODE_SIGNATURE: module.encode_sources, RENDER_SIGNATURE: module.render},
-            )
-            converter = tf.lite.TFLiteConverter.from_saved_model(
-                directory, signature_keys=[ENCODE_SIGNATURE, RENDER_SIGNATURE]
-            )
+            tf.saved_model.save(module, directory, signatures=module.tflite_signatures)
+            converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=list(module.tflite_signatures))
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
             converter.allow_custom_ops = False
             if quantize != "none":
@@ -204,6 +261,7 @@ def convert(generator, num_sources: int, quantize: str = "none", export_kernels:
             model = converter.convert()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+    model = gpu_ready(model)  # what TFLite's GPU delegate takes (`tfrf.export.tflite_gpu`)
     check_builtin_ops(model)
     return model
 
@@ -214,37 +272,6 @@ def export_tflite(generator, num_sources: int, path: str, quantize: str = "none"
     model = convert(generator, num_sources, quantize, **options)
     atomic_write_bytes(path, model)
     return path
-
-
-def operator_names(model: Union[bytes, bytearray]) -> List[str]:
-    """Names of the operator codes a flatbuffer uses: builtin names (e.g. "CONV_2D"), and
-    "CUSTOM:<code>" for custom and Flex ops (e.g. "CUSTOM:FlexConv2D")."""
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    builtin_names = {
-        value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")
-    }
-    parsed = schema.Model.GetRootAsModel(bytearray(model), 0)
-    names = []
-    for index in range(parsed.OperatorCodesLength()):
-        code = parsed.OperatorCodes(index)
-        # Codes < 127 live in the deprecated int8 field; the larger of the two is the real one.
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        if builtin == schema.BuiltinOperator.CUSTOM:
-            custom = code.CustomCode()
-            names.append(f"CUSTOM:{custom.decode() if custom else ''}")
-        else:
-            names.append(builtin_names.get(builtin, f"UNKNOWN_{builtin}"))
-    return sorted(set(names))
-
-
-def check_builtin_ops(model: Union[bytes, bytearray]) -> List[str]:
-    """The builtin operator names of `model`; raises ValueError naming any Flex/custom op."""
-    names = operator_names(model)
-    foreign = [name for name in names if name.startswith("CUSTOM:") or name.startswith("UNKNOWN_")]
-    if foreign:
-        raise ValueError(f"the TFLite model uses non-builtin ops {foreign}; only builtin ops are allowed")
-    return names
 
 
 def runtime_name() -> str:
@@ -261,60 +288,6 @@ def runtime_name() -> str:
     except metadata.PackageNotFoundError:
         version = "unknown version"
     return f"ai-edge-litert {version}"
-
-
-FILE_IDENTIFIER = b"TFL3"
-
-
-class _BoundedBytes(bytes):
-    """Bytes whose indexing and slicing raise instead of wrapping or clipping, so that reading a
-    flatbuffer through the generated schema code fails at the first reference outside it
-    (`struct` and `numpy.frombuffer` reads already raise past the end)."""
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            if index.start is None or index.stop is None or not 0 <= index.start <= index.stop <= len(self):
-                raise IndexError(f"bytes {index.start}..{index.stop} lie outside the file's {len(self)} bytes")
-        elif not 0 <= index < len(self):
-            raise IndexError(f"byte {index} lies outside the file's {len(self)} bytes")
-        return super().__getitem__(index)
-
-
-def check_flatbuffer(model: Union[bytes, bytearray], name: str = "the model") -> None:
-    """Raises a ValueError naming `name` unless `model` is a whole TFLite flatbuffer.
-
-    The interpreter checks nothing before it follows a model's offsets, and crashes (SIGSEGV) on
-    a truncated file. The checks here: the size and the "TFL3" file identifier (an empty or
-    foreign file), the root table's offset, then every table, vector and string of the model
-    read through TFLite's generated schema code (`ModelT`, all of it that the interpreter reads)
-    with every reference bounds-checked, then the bounds of the buffers that a large model keeps
-    after the flatbuffer. Every prefix of a model fails them. TFLite's C++ flatbuffer verifier is
-    not reachable from Python in TensorFlow 2.15, so a model whose bytes were altered in place
-    (not cut) may still pass.
-    """
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    size = len(model)
-    if size == 0:
-        raise ValueError(f"{name} is empty, not a TFLite model")
-    if size < 8 or bytes(model[4:8]) != FILE_IDENTIFIER:
-        raise ValueError(f"{name} is not a TFLite model (no {FILE_IDENTIFIER.decode()} file identifier)")
-    (root,) = struct.unpack_from("<I", model, 0)
-    if not 8 <= root <= size - 4:
-        raise ValueError(f"{name} is truncated or corrupt: its root table lies outside its {size} bytes")
-    try:
-        parsed = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(_BoundedBytes(model), 0))
-    except (struct.error, IndexError, ValueError):  # a reference outside the bytes
-        raise ValueError(f"{name} is truncated or corrupt (it refers to data beyond its {size} bytes)") from None
-    except Exception as error:
-        raise ValueError(f"{name} is corrupt ({type(error).__name__}: {error})") from None
-    if not parsed.subgraphs:
-        raise ValueError(f"{name} is not a usable TFLite model: it has no subgraph")
-    for index, buffer in enumerate(parsed.buffers or []):
-        offset, length = getattr(buffer, "offset", 0) or 0, getattr(buffer, "size", 0) or 0
-        if offset > 1 and offset + length > size:
-            raise ValueError(f"{name} is truncated: buffer {index} lies at bytes {offset}..{offset + length} "
-                             f"of its {size} bytes")
 
 
 def load_interpreter(model: Union[str, bytes], num_threads: int = 2):

@@ -1,5 +1,7 @@
 """TFLite export: builtin ops only, named signatures, float32 within 1e-3 of Keras, PSNR of
-the float16 and dynamic-int8 variants, cached encoding + render equal to the one-shot model.
+the float16 and dynamic-int8 variants, cached encoding + render equal to the one-shot model; the
+face signatures that take landmarks equal the drawing path; TFLite's GPU compatibility check
+(its analyzer's output, parsed) finds nothing in the face exports.
 
 PSNR bounds are measured on a randomly initialised tiny model (64x64, width 0.125, seeded):
 there is no trained face model in the test suite. Its output is image-like in range (std
@@ -14,6 +16,7 @@ import tensorflow as tf
 from tfrf.cli import main as cli_main
 from tfrf.export import export_generator
 from tfrf.export import tflite as tflite_lib
+from tfrf.export.tflite_gpu import analyzer_report, gpu_warnings
 from tfrf.models import Generator
 
 from helpers import K, SIZE, make_inputs, psnr, saved_tfa_generator, tiny_config
@@ -131,3 +134,73 @@ def test_export_errors():
         tflite_lib.convert(export_generator(tiny_config(), tflite=True), K, quantize="int4")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         tflite_lib.load_interpreter("/nonexistent/face.tflite")
+    with pytest.raises(ValueError, match="full-int8 exports have no landmark signatures"):
+        tflite_lib.convert(export_generator(tiny_config(), tflite=True), K, "full-int8", landmark_signatures=True)
+    people = export_generator(tiny_config("deepfashion"), tflite=True)
+    with pytest.raises(ValueError, match="face model"):
+        tflite_lib.tflite_module(people, K, landmark_signatures=True)
+
+
+def test_analyzer_warnings_are_parsed():
+    """The parser finds the warning of a GATHER with 2-D indices (what the warps had)."""
+    table = np.arange(12, dtype=np.float32).reshape(6, 2)
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 3], tf.int32)])
+    def lookup(indices):
+        return tf.gather(tf.constant(table) * 2.0, indices)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([lookup.get_concrete_function()], lookup)
+    warnings = gpu_warnings(converter.convert())
+    assert any("Only support 1D indices" in line for line in warnings), warnings
+
+
+@pytest.fixture(scope="module")
+def mobile_flatbuffers():
+    tf.keras.utils.set_random_seed(9)
+    mobile = export_generator(tiny_config("voxceleb2_mobile", width_multiplier=None), tflite=True)
+    return {quantize: tflite_lib.convert(mobile, K, quantize) for quantize in ("none", "float16")}
+
+
+@pytest.mark.slow
+def test_face_exports_pass_the_gpu_compatibility_check(models, mobile_flatbuffers):
+    exports = {"voxceleb2 " + name: models["flatbuffers"][name] for name in ("none", "float16")}
+    exports.update({"voxceleb2_mobile " + name: flatbuffer for name, flatbuffer in mobile_flatbuffers.items()})
+    for name, flatbuffer in exports.items():
+        report = analyzer_report(flatbuffer)
+        assert report.count(" GATHER(") >= 4 and "render_landmarks" in report, name  # the whole model was read
+        assert [line for line in report.splitlines() if "GPU COMPATIBILITY WARNING" in line] == [], name
+        assert "looks compatible with GPU delegate" in report, name
+    float16 = tflite_lib.operator_names(models["flatbuffers"]["float16"])
+    assert "DEQUANTIZE" in float16  # weights stay float16; only the biases became float32 constants
+
+
+@pytest.mark.slow
+def test_landmark_signatures_equal_the_drawing_path(models):
+    from tfrf.animation.face import pose_drawing
+    from tfrf.pose import face
+
+    interpreter = tflite_lib.load_interpreter(models["flatbuffers"]["none"])
+    details = interpreter.get_signature_runner("encode_crops").get_input_details()
+    assert details["source_crops"]["dtype"] == np.uint8 and list(details["source_crops"]["shape"]) == [K, SIZE, SIZE, 3]
+    assert details["source_crops"]["quantization"] == (1.0, 0)  # a DEQUANTIZE of scale 1: the same values
+    rng = np.random.default_rng(4)
+    crops = rng.integers(0, 256, (K, SIZE, SIZE, 3), dtype=np.uint8)
+    template = face.template_landmarks(SIZE, SIZE)
+    landmarks = np.stack([template + rng.normal(0, 1.5, template.shape) for _ in range(K)]).astype(np.float32)
+    encoded = interpreter.get_signature_runner("encode_crops")(source_crops=crops, source_landmarks=landmarks)
+    source_images = (crops.astype(np.float32) / 127.5 - 1.0)[None]
+    source_poses = np.stack([pose_drawing(points, SIZE) for points in landmarks])[None]
+    np.testing.assert_allclose(encoded["source_poses"], source_poses, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(encoded["source_images"], source_images, atol=1e-6, rtol=0)
+    features = interpreter.get_signature_runner("encode_sources")(source_images=source_images)
+    for level in ("h8", "h4"):
+        name = f"source_features_{level}"
+        np.testing.assert_allclose(encoded[name], features[name], atol=1e-4, rtol=0)
+    render_landmarks = interpreter.get_signature_runner("render_landmarks")
+    render = interpreter.get_signature_runner("render")
+    for jitter in (1.0, 3.0):
+        target = (template + rng.normal(0, jitter, template.shape)).astype(np.float32)
+        image = render_landmarks(target_landmarks=target, **encoded)["image"]
+        drawn = {"source_images": source_images, "source_poses": source_poses, "target_pose": pose_drawing(target, SIZE)[None]}
+        np.testing.assert_allclose(image, render(**drawn, **features)["image"], atol=1e-4, rtol=0)
+        np.testing.assert_allclose(image, models["trained"](drawn).numpy(), atol=1e-3, rtol=0)

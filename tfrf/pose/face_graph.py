@@ -3,10 +3,11 @@
     drawing = draw_landmarks_graph(landmarks, 256, 256)  # [..., 68, 2] -> float32 [..., 256, 256, 3]
 
 An exported model that takes landmark coordinates draws its pose with this (the TFLite face
-export's `encode_sources` / `render_landmarks`, a SavedModel's `photos` signature): equal to
+export's `encode_crops` / `render_landmarks`, a SavedModel's `photos` signature): equal to
 `draw_landmarks(points, H, W) / 255` pixel for pixel, since a trained network saw exactly those
 drawings. `draw_landmarks` draws with Pillow, so this re-does Pillow's rasterisation (its
-`ImagingDrawLine` / `ImagingDrawWideLine` of Pillow 10 to 13, tested against the installed one):
+`ImagingDrawLine` / `ImagingDrawWideLine`, as in Pillow 13; tests/test_face_graph.py checks it
+against the installed Pillow):
 
 - points are rounded half to even (`np.round`) to integer pixels;
 - line width 1: Bresenham per segment without its end point, plus the last point of each line;
@@ -64,6 +65,20 @@ def _f(condition) -> tf.Tensor:
     return tf.cast(condition, tf.float32)
 
 
+# Indicators of integer-valued floats as clipped differences: float ops that XNNPACK runs (it runs
+# no comparison) and that need no CAST.
+def _ge(a, b):
+    return tf.clip_by_value(a - b + 1.0, 0.0, 1.0)
+
+
+def _gt(a, b):
+    return tf.clip_by_value(a - b, 0.0, 1.0)
+
+
+def _eq(a, b):
+    return tf.nn.relu(1.0 - tf.abs(a - b))
+
+
 def _pick(condition, if_true, if_false):
     """`where` as a 0/1 blend (exact for finite values; broadcasts as MUL/ADD do)."""
     return condition * if_true + (1.0 - condition) * if_false
@@ -107,8 +122,8 @@ def _floor_div(numerator, denominator):
     return tf.floor((numerator + 0.5) / denominator)
 
 
-def _sign(values):
-    return 1.0 - 2.0 * _f(values < 0.0)
+def _sign(values):  # of integers; 1 for 0
+    return 1.0 - 2.0 * _gt(0.0, values)
 
 
 def _bresenham_spans(x0, y0, x1, y1, rows):
@@ -121,24 +136,24 @@ def _bresenham_spans(x0, y0, x1, y1, rows):
     two_dy = tf.maximum(2.0 * ady, 1.0)
     first = _floor_div(adx * (2.0 * step - 1.0) + two_dy - 1.0, two_dy)
     last = _floor_div(adx * (2.0 * step + 1.0) + two_dy - 1.0, two_dy) - 1.0
-    flat = _f(ady == 0.0)  # horizontal: every step lies in row y0
-    on_row = _f(tf.equal(step, 0.0))
+    flat = _eq(ady, 0.0)  # horizontal: every step lies in row y0
+    on_row = _eq(step, 0.0)
     first = _pick(flat, _pick(on_row, 0.0, BIG), tf.maximum(first, 0.0))
     last = tf.minimum(_pick(flat, adx - 1.0, last), adx - 1.0)
     ends = (x0 + xs * first, x0 + xs * last)
-    x_major = (tf.minimum(ends[0], ends[1]), tf.maximum(ends[0], ends[1]), _f(first <= last))
+    x_major = (tf.minimum(ends[0], ends[1]), tf.maximum(ends[0], ends[1]), _ge(last, first))
     # y-major (adx <= ady, ady > 0): one pixel per row, x advanced floor((2 adx t + ady) / 2 ady)
     column = x0 + xs * _floor_div(2.0 * adx * step + ady, tf.maximum(2.0 * ady, 1.0))
-    y_valid = _f(step >= 0.0) * _f(step < ady)
-    major = _f(adx > ady)
+    y_valid = _ge(step, 0.0) * _gt(ady, step)
+    major = _gt(adx, ady)
     return (_pick(major, x_major[0], column), _pick(major, x_major[1], column),
-            _pick(major, x_major[2], y_valid) * _f(tf.maximum(adx, ady) > 0.0))
+            _pick(major, x_major[2], y_valid) * _gt(tf.maximum(adx, ady), 0.0))
 
 
 def _round_down_ratio(radius: int, along, squared_length):
     """ROUND_DOWN(radius / hypot * along) for along >= 0, exactly: the odd m < 2 radius with
     m^2 hypot^2 < 4 radius^2 along^2 (0.0 for radius 0)."""
-    terms = [_f(odd * odd * squared_length < 4.0 * radius * radius * along * along) for odd in range(1, 2 * radius, 2)]
+    terms = [_gt(4.0 * radius * radius * along * along, odd * odd * squared_length) for odd in range(1, 2 * radius, 2)]
     return tf.add_n(terms) if len(terms) > 1 else (terms[0] if terms else 0.0)
 
 
@@ -157,26 +172,25 @@ def _wide_spans(x0, y0, x1, y1, rows, line_width: int):
     edges = []
     for index in range(4):
         (ex0, ey0), (ex1, ey1) = vertices[index], vertices[(index + 1) % 4]
-        flat = _f(tf.equal(ey0, ey1))
+        flat = _eq(ey0, ey1)
         slope = (ex1 - ex0) / (ey1 - ey0 + flat)  # float32, as Pillow's add_edge
         edges.append({"x0": ex0, "y0": ey0, "ymin": tf.minimum(ey0, ey1), "ymax": tf.maximum(ey0, ey1),
                       "xmin": tf.minimum(ex0, ex1), "xmax": tf.maximum(ex0, ex1), "flat": flat, "dx": slope,
-                      "x": (rows - ey0) * slope + ex0})
+                      "slanted": 1.0 - _eq(ex0, ex1), "x": (rows - ey0) * slope + ex0})
     top = tf.maximum(tf.maximum(edges[0]["ymax"], edges[1]["ymax"]), tf.maximum(edges[2]["ymax"], edges[3]["ymax"]))
     values, count = [], 0.0
     for i, edge in enumerate(edges):
-        active = (1.0 - edge["flat"]) * _f(rows >= edge["ymin"]) * _f(rows <= edge["ymax"])
-        at_top = _f(tf.equal(rows, edge["ymax"]))
-        double = active * at_top * _f(rows < top)
-        corner = (active * (1.0 - double) * tf.maximum(_f(tf.equal(rows, edge["ymin"])), at_top)
-                  * _f(tf.not_equal(edge["dx"], 0.0)))
+        active = (1.0 - edge["flat"]) * _ge(rows, edge["ymin"]) * _ge(edge["ymax"], rows)
+        at_top = _eq(rows, edge["ymax"])
+        double = active * at_top * _gt(top, rows)
+        corner = active * (1.0 - double) * tf.maximum(_eq(rows, edge["ymin"]), at_top) * edge["slanted"]
         value, done = edge["x"], 0.0
         beside = rows + 1.0 - 2.0 * at_top  # the next row, or the previous one at the edge's end
         for other in edges[:i]:  # Pillow's "connect discontiguous corners"
-            joins = (corner * (1.0 - done) * (1.0 - other["flat"]) * _f(tf.not_equal(other["dx"], 0.0))
-                     * tf.maximum(_f(tf.equal(rows, other["ymin"])), _f(tf.equal(rows, other["ymax"])))
-                     * _f(tf.equal(_roundf(value), _roundf(other["x"]))))
-            hit = joins * _f(beside >= other["ymin"]) * _f(beside <= other["ymax"])
+            joins = (corner * (1.0 - done) * (1.0 - other["flat"]) * other["slanted"]
+                     * tf.maximum(_eq(rows, other["ymin"]), _eq(rows, other["ymax"]))
+                     * _eq(_roundf(value), _roundf(other["x"])))
+            hit = joins * _ge(beside, other["ymin"]) * _ge(other["ymax"], beside)
             mine = (beside - edge["y0"]) * edge["dx"] + edge["x0"]
             theirs = (beside - other["y0"]) * other["dx"] + other["x0"]
             up = _f(value > mine + 1.0) * _f(value > theirs + 1.0)
@@ -189,7 +203,7 @@ def _wide_spans(x0, y0, x1, y1, rows, line_width: int):
         count = count + active + double
     for a, b in SORT8:
         values[a], values[b] = tf.minimum(values[a], values[b]), tf.maximum(values[a], values[b])
-    spans = [(_round_up(values[2 * p]), _round_down(values[2 * p + 1]), _f(count > 2 * p + 1)) for p in range(4)]
+    spans = [(_round_up(values[2 * p]), _round_down(values[2 * p + 1]), _gt(count, 2 * p + 1)) for p in range(4)]
     # A wide line's quadrilateral has two horizontal edges (0 and 2, or 1 and 3) or none; with
     # two, at most two crossings pairs are left, so their spans take the last two slots.
     flat_pair = tf.maximum(edges[0]["flat"], edges[1]["flat"])
@@ -197,7 +211,7 @@ def _wide_spans(x0, y0, x1, y1, rows, line_width: int):
         a = _pick(edges[first]["flat"], edges[first]["xmin"], edges[second]["xmin"])
         b = _pick(edges[first]["flat"], edges[first]["xmax"], edges[second]["xmax"])
         row = _pick(edges[first]["flat"], edges[first]["ymin"], edges[second]["ymin"])
-        valid = _f(tf.equal(rows, row))
+        valid = _eq(rows, row)
         spans[slot] = tuple(_pick(flat_pair, mine, theirs) for mine, theirs in zip((a, b, valid), spans[slot]))
     return spans
 
@@ -218,10 +232,11 @@ def _coverage(spans, width: int):
     remainder = events - block * quotient
     q = np.arange(blocks, dtype=np.float32).reshape(1, 1, blocks, 1)
     r = np.arange(block, dtype=np.float32).reshape(1, 1, 1, block)
+    # Indicators of integers by clipped differences (float ops that XNNPACK runs, unlike compares)
     quotient = tf.expand_dims(quotient, 2)  # [N, H, 1, J]
-    before = tf.reduce_sum(_f(quotient < q) * sign, axis=3, keepdims=True)  # [N, H, Q, 1]
-    same_block = _f(tf.equal(quotient, q)) * sign  # [N, H, Q, J]
-    within = _f(tf.expand_dims(remainder, 3) <= r)  # [N, H, J, R]
+    before = tf.reduce_sum(tf.clip_by_value(q - quotient, 0.0, 1.0) * sign, axis=3, keepdims=True)  # q_e < q
+    same_block = tf.nn.relu(1.0 - tf.abs(quotient - q)) * sign  # q_e == q: [N, H, Q, J]
+    within = tf.clip_by_value(r - tf.expand_dims(remainder, 3) + 1.0, 0.0, 1.0)  # r_e <= r: [N, H, J, R]
     total = before + tf.matmul(same_block, within)  # [N, H, Q, R]
     flat = tf.reshape(total, [-1, int(total.shape[1]), blocks * block])
     if blocks * block > width:
@@ -234,7 +249,7 @@ def draw_landmarks_graph(landmarks, height: int, width: int, line_width: Optiona
 
     Args:
         landmarks: float `[..., 68, 2]` (x, y) pixel coordinates in the H x W frame (pixel
-            centres at integers), any leading batch dimensions.
+            centres at integers, |x|, |y| < 30000), any leading batch dimensions.
         height, width: the drawing's size (static ints).
         line_width: pixels; default `draw_landmarks`' (max(1, round(min(H, W) / 128))).
 
@@ -267,7 +282,7 @@ def draw_landmarks_graph(landmarks, height: int, width: int, line_width: Optiona
         if line_width == 1:  # Pillow's 1-px lines end with their last point
             tips = tf.gather(points, [int(indices[-1]) for name, indices in part_polylines() if name == part], axis=1)
             tip_x, tip_y = tips[:, :, :1], tips[:, :, 1:]
-            part_spans.append((tip_x + 0.0 * rows, tip_x + 0.0 * rows, _f(tf.equal(rows, tip_y))))
+            part_spans.append((tip_x + 0.0 * rows, tip_x + 0.0 * rows, _eq(rows, tip_y)))
         mask = tf.expand_dims(_coverage(part_spans, width), -1)  # [N, H, W, 1]
         painted = mask * colors[part]
         canvas = painted if canvas is None else canvas * (1.0 - mask) + painted
