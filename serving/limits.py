@@ -55,6 +55,16 @@ _VALUE_FIELDS = {
 }
 
 
+NAME_LIMIT = 64
+"""Names taken from a request (model, signature, inputs) are cut to this many characters in messages."""
+
+
+def cut(name, limit: int = NAME_LIMIT) -> str:
+    """`name` (any text from a request) cut to `limit` characters, saying how long it was."""
+    name = str(name)
+    return name if len(name) <= limit else f"{name[:limit]}...({len(name)} chars)"
+
+
 class RequestError(Exception):
     """A request the server answers with gRPC status `code` (a `grpc.StatusCode`)."""
 
@@ -93,7 +103,9 @@ class RequestLimits:
         max_batch_size: the largest batch (first dimension); None: what `max_request_bytes`
             allows for one-source examples of the model, at most 1024 (and at most the batching
             parameters' `max_batch_size` when batching is on).
-        max_sources: the largest value of any other unknown dimension (K of the generator).
+        max_sources: the largest K: an unknown dimension 1 of an input named `source*`
+            (`source_images`, `source_poses`); other unknown dimensions (the keypoint arrays of
+            a `photos` signature) are bounded by `max_request_bytes` only.
         max_request_bytes: declared bytes of all inputs together; None: half the machine's
             memory shared by `max_pending_requests` wire messages and `REQUEST_COPIES` copies of
             each running request, between 1 MiB and 512 MiB (the gRPC message limit).
@@ -209,8 +221,9 @@ def check_request(inputs: Mapping[str, TensorProto], specs: Mapping[str, tf.Tens
     expected = ", ".join(f"{name}: {describe(spec.dtype, spec.shape)}" for name, spec in sorted(specs.items()))
     missing, extra = sorted(set(specs) - set(inputs)), sorted(set(inputs) - set(specs))
     if missing or extra:
+        shown = [cut(name) for name in extra[:8]] + ([f"... {len(extra) - 8} more"] if len(extra) > 8 else [])
         raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
-                           f"{where} takes inputs {{{expected}}}; request lacks {missing} and has unexpected {extra}")
+                           f"{where} takes inputs {{{expected}}}; request lacks {missing} and has unexpected {shown}")
     shapes: Dict[str, list] = {}
     for name, spec in sorted(specs.items()):
         dtype, dims = _declared(inputs[name])
@@ -229,7 +242,8 @@ def check_request(inputs: Mapping[str, TensorProto], specs: Mapping[str, tf.Tens
         for axis, (dim, fixed) in enumerate(zip(dims, specs[name].shape.as_list())):
             if fixed is not None:
                 continue
-            what = "batch size" if axis == 0 else f"dimension {axis} (sources K)"
+            sources = axis == 1 and name.startswith("source")  # K: axis 1 of source_images, source_poses
+            what = "batch size" if axis == 0 else f"dimension {axis} (sources K)" if sources else f"dimension {axis}"
             if dim < 1:
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"input {name!r} of {where} has {what} {dim}, must be >= 1: {_dims_text(dims)}")
@@ -237,8 +251,8 @@ def check_request(inputs: Mapping[str, TensorProto], specs: Mapping[str, tf.Tens
                 raise RequestError(grpc.StatusCode.INVALID_ARGUMENT,
                                    f"Task size {dim} is larger than maximum input batch size "
                                    f"{batching_max_batch_size} (input {name!r} of {where})")
-            limit = max_batch_size if axis == 0 else limits.max_sources
-            if dim > limit:
+            limit = max_batch_size if axis == 0 else limits.max_sources if sources else None
+            if limit is not None and dim > limit:  # other unknown dimensions: bounded by the bytes below
                 option = "--max-batch-size" if axis == 0 else "--max-sources"
                 raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                    f"input {name!r} of {where} has {what} {dim}, above this server's limit "

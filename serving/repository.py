@@ -4,29 +4,35 @@
   directory) or a directory of models (`MODEL_DIR/NAME/VERSION/`); names that are not integers
   (the exporter's `.tmp-*` directories) are ignored.
 - Each model serves its highest *loadable* version: versions are tried from the highest down,
-  and the first that loads is served. A version that fails (unparsable `saved_model.pb`, missing
-  or truncated variables, an empty directory) is logged once with its reason and tried again
-  only when its files change (fingerprint: every file's relative path, size and mtime).
+  and the first that loads is served. A version is tried only once its files have stopped
+  changing (quiescence): its fingerprint is the same as at the previous look, or no file in it
+  was written in the last `SETTLE_SECONDS` (a version being copied in is not loaded half-way).
+  A version that fails (unparsable `saved_model.pb`, missing or truncated variables, an empty
+  directory) is logged once with its reason and tried again only when its files change (fingerprint: every file's relative path, size and mtime).
 - One model's failure never blocks another model, nor the start-up while any model loads.
 - Deleting the served version falls back to the next loadable one (or to none: NOT_FOUND);
   re-exporting the same version number (files changed) loads it again.
 """
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import os
 import re
 import threading
-from typing import Dict, Optional, Tuple
+import time
+from typing import Callable, Dict, Optional, Tuple
 
 import grpc
 
 from tfrf.serving.batching import BatchingParameters
-from tfrf.serving.limits import RequestError, RequestLimits
+from tfrf.serving.limits import RequestError, RequestLimits, cut
 from tfrf.serving.model import Counters, ServedModel
 
 LOGGER = logging.getLogger("tfrf.serving")
 _VERSION = re.compile(r"^\d+$")
+SETTLE_SECONDS = 1.0
 
 Fingerprint = Tuple[Tuple[str, int, int], ...]
 
@@ -55,6 +61,25 @@ def fingerprint(path: str) -> Fingerprint:
                 continue
             entries.append((os.path.relpath(full, path), status.st_size if name else 0, status.st_mtime_ns))
     return tuple(entries)
+
+
+def release_memory() -> None:
+    """Frees what unloaded models left in reference cycles and hands the freed heap back to the
+    system (glibc's `malloc_trim`; a no-op elsewhere), so RSS follows the models served."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def settled(files: Fingerprint, previous: Optional[Fingerprint], settle_seconds: float = SETTLE_SECONDS) -> bool:
+    """Whether a version's files have stopped changing: the same as at the previous look, or
+    none written (mtime) in the last `settle_seconds`."""
+    if previous == files:
+        return True
+    newest = max((mtime for _, size, mtime in files), default=0)
+    return bool(files) and time.time_ns() - newest >= settle_seconds * 1e9
 
 
 def _first_line(error: BaseException) -> str:
@@ -88,6 +113,9 @@ class ModelRepository:
         self._models: Dict[str, ServedModel] = {}
         self._fingerprints: Dict[str, Fingerprint] = {}  # the served version's, per model
         self.failures: Dict[Tuple[str, int], Tuple[Fingerprint, str]] = {}  # (name, version) -> (files, reason)
+        self._seen: Dict[Tuple[str, int], Fingerprint] = {}  # each version's files at the previous look
+        self.deferred = 0  # versions left for a later look by the last refresh (files still changing)
+        self.on_load: Optional[Callable[[str, bool], None]] = None  # (version path, loaded) per attempt
         if any(_VERSION.match(name) for name in os.listdir(model_dir)):
             name = model_name or os.path.basename(os.path.normpath(model_dir))
             self.base_paths = {name: model_dir}
@@ -104,11 +132,15 @@ class ModelRepository:
         """Applies the version policy to every model (see the module docstring); returns the
         served version per model. Never raises for a model that fails to load."""
         with self._refresh_lock:
+            self.deferred = 0
+            attempts = self.counters.snapshot().get("load_attempts", 0)
             for name, base_path in self.base_paths.items():
                 try:
                     self._refresh_model(name, base_path)
                 except Exception as error:  # a broken model must not stop the others
                     LOGGER.warning("model %s: %s", name, _first_line(error))
+            if self.counters.snapshot().get("load_attempts", 0) != attempts:
+                release_memory()  # what a replaced or failed load left behind
         return self.served()
 
     def _refresh_model(self, name: str, base_path: str) -> None:
@@ -121,16 +153,25 @@ class ModelRepository:
             failure = self.failures.get((name, version))
             if failure is not None and failure[0] == files:
                 continue  # failed before and unchanged since: not retried
+            previous, self._seen[(name, version)] = self._seen.get((name, version)), files
+            if not settled(files, previous):
+                self.deferred += 1  # still being written: looked at again on the next refresh
+                self.counters.add("load_deferred")
+                continue
             self.counters.add("load_attempts")
             try:
                 model = ServedModel(name, version, path, self.batching, self.limits, self.counters)
             except Exception as error:
+                if self.on_load is not None:
+                    self.on_load(path, False)
                 reason = _first_line(error)
                 self.failures[(name, version)] = (files, reason)
                 LOGGER.warning("model %s version %d does not load (%s); tried again when its files "
                                "change", name, version, reason)
                 continue
             self.failures.pop((name, version), None)
+            if self.on_load is not None:
+                self.on_load(path, True)
             self._swap(name, model, files)
             LOGGER.info("model %s: serving version %d%s", name, version,
                         "" if current is None else f" (was {current.version})")
@@ -163,13 +204,10 @@ class ModelRepository:
         """The served model; RequestError(NOT_FOUND) for an unknown name or version."""
         with self._lock:
             model = self._models.get(name)
-        if model is None:
-            served = sorted(self.served())
+        if model is None:  # TF-Serving's message; the other models are not listed to the caller
             reason = "" if name not in self.base_paths else " (no version of it loads)"
-            raise RequestError(
-                grpc.StatusCode.NOT_FOUND,
-                f"Servable not found for request: Latest({name}){reason}; this server serves {served}",
-            )
+            raise RequestError(grpc.StatusCode.NOT_FOUND,
+                               f"Servable not found for request: Latest({cut(name)}){reason}")
         if version is not None and version != model.version:
             raise RequestError(
                 grpc.StatusCode.NOT_FOUND,

@@ -1,8 +1,10 @@
-"""A local stand-in for TF-Serving's gRPC PredictionService, in plain TensorFlow.
+"""A local stand-in for TF-Serving's model server (gRPC and REST), in plain TensorFlow.
 
 For trying the client and for tests, NOT a production server: use the
 `tensorflow/serving:2.15.1` image for that (see serving/README.md). It implements `Predict` and
-`GetModelMetadata` of `tensorflow.serving.PredictionService` with TF-Serving's semantics:
+`GetModelMetadata` of `tensorflow.serving.PredictionService` and `GetModelStatus` of
+`ModelService` over gRPC (`tfrf.serving.service`), and TF-Serving's REST API with Prometheus
+metrics on a second port (`tfrf.serving.rest`), with TF-Serving's semantics:
 
 - the models and versions of `ModelRepository` (`tfrf.serving.repository`): each model's
   highest loadable version, polled every `poll_seconds`; a version that fails to load is logged
@@ -12,39 +14,43 @@ For trying the client and for tests, NOT a production server: use the
   the tensor and the expected shape, RESOURCE_EXHAUSTED over a limit; unknown models, versions
   and signatures get NOT_FOUND;
 - at most `max_concurrent_requests` requests are decoded and run at once; a request whose RPC
-  was cancelled or whose deadline passed is not started (and leaves a pending batch);
+  was cancelled or whose deadline passed is not started (and leaves a pending batch); one client
+  holds at most `peer_share` calls, and a request must arrive within `body_seconds`;
 - optional batching with TF-Serving's `BatchingParameters` (`tfrf.serving.batching`);
 - one server per port (no SO_REUSEPORT): a port in use is a `PortInUseError`;
-- optional TLS (`tls_cert`, `tls_key`: PEM files).
+- optional TLS (`tls_cert`, `tls_key`: PEM files) on both ports, and mutual TLS
+  (`tls_client_ca`: clients must present a certificate signed by it).
 """
 from __future__ import annotations
 
 import errno
+import ipaddress
 import socket
+import ssl
 import threading
 from concurrent import futures
 from typing import Optional
 
 import grpc
-import tensorflow as tf
-from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 from tfrf.serving.batching import BatchingParameters
-from tfrf.serving.limits import (MAX_MESSAGE_BYTES, Admission, RequestError, RequestLimits, decode_inputs,
-                                 ensure_active)
-from tfrf.serving.model import Counters, ServedModel
+from tfrf.serving.limits import MAX_MESSAGE_BYTES, Admission, RequestError, RequestLimits
+from tfrf.serving.metrics import Metrics
+from tfrf.serving.model import ServedModel
 from tfrf.serving.repository import LOGGER, ModelRepository
+from tfrf.serving.rest import REST_TEXT_FACTOR, RestServer
+from tfrf.serving.service import DEFAULT_BODY_SECONDS, DEFAULT_SIGNATURE, Service, grpc_handlers
 
-DEFAULT_SIGNATURE = "serving_default"
-__all__ = ["DEFAULT_SIGNATURE", "LocalModelServer", "ModelRepository", "PortInUseError", "PredictionServicer",
-           "RequestError", "ServedModel"]
+__all__ = ["DEFAULT_SIGNATURE", "LocalModelServer", "ModelRepository", "PortInUseError", "RequestError",
+           "ServedModel", "insecure_bind_warning"]
+STARTUP_SETTLE_SECONDS = 0.25
 
 
 class PortInUseError(OSError):
     """The server's port is taken (by another `tfrf serve`, a model server or any program)."""
 
 
-def ensure_port_free(host: str, port: int) -> None:
+def ensure_port_free(host: str, port: int, option: str = "--port") -> None:
     """Raises PortInUseError when `host:port` cannot be bound (port 0 is always free)."""
     if port == 0:
         return
@@ -60,108 +66,27 @@ def ensure_port_free(host: str, port: int) -> None:
             except OSError as error:
                 if error.errno == errno.EADDRINUSE:
                     raise PortInUseError(f"port {port} on {host} is in use by another program (another tfrf serve "
-                                         f"or model server?); stop it or choose another --port") from None
+                                         f"or model server?); stop it or choose another {option}") from None
                 raise PortInUseError(f"cannot bind {host}:{port}: {error.strerror}") from None
 
 
-def _resolve(repository: ModelRepository, model_spec):
-    version = model_spec.version.value if model_spec.HasField("version") else None
-    if model_spec.version_label:
-        raise RequestError(grpc.StatusCode.UNIMPLEMENTED, "version labels are not supported by the local server")
-    model = repository.get(model_spec.name, version)
-    signature_name = model_spec.signature_name or DEFAULT_SIGNATURE
-    return model, signature_name
+def is_loopback(host: str) -> bool:
+    """Whether `host` names only this machine (127.0.0.0/8, ::1, localhost)."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
-class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """`Predict` and `GetModelMetadata` over a `ModelRepository` (Classify, Regress and
-    MultiInference answer UNIMPLEMENTED).
-
-    `counters` (the repository's) counts `requests`, `started` (admitted and decoded),
-    `completed`, `not_started` (the RPC ended while waiting for a slot), `abandoned` (ended
-    between slices of its batch) and every refusal by status name (`invalid_argument`, ...).
-    """
-
-    def __init__(self, repository: ModelRepository, admission: Admission):
-        self.repository = repository
-        self.admission = admission
-        self.counters: Counters = repository.counters
-
-    def Predict(self, request, context):
-        self.counters.add("requests")
-        admitted = False
-        try:
-            model, signature_name = _resolve(self.repository, request.model_spec)
-            if signature_name not in model.signatures:
-                raise RequestError(
-                    grpc.StatusCode.NOT_FOUND,
-                    f"signature {signature_name!r} not found in model {model.name!r}; it has {sorted(model.signatures)}",
-                )
-            shapes = model.check_request(signature_name, request.inputs)
-            outputs_available = sorted(model.signature_defs[signature_name].outputs)
-            wanted = list(request.output_filter) or outputs_available
-            unknown = sorted(set(wanted) - set(outputs_available))
-            if unknown:
-                raise RequestError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"output_filter names {unknown}, but signature {signature_name!r} outputs {outputs_available}",
-                )
-            self._admit(context)
-            admitted = True
-            self.counters.add("started")
-            outputs = model.run(signature_name, decode_inputs(request.inputs, shapes), context)
-            response = predict_pb2.PredictResponse()
-            response.model_spec.name = model.name
-            response.model_spec.version.value = model.version
-            response.model_spec.signature_name = signature_name
-            try:
-                for name in wanted:
-                    response.outputs[name].CopyFrom(tf.make_tensor_proto(outputs[name]))
-            except MemoryError:
-                raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, "out of memory writing the response") from None
-            self.counters.add("completed")
-            return response
-        except RequestError as error:
-            self.counters.add(error.code.name.lower())
-            context.abort(error.code, str(error))
-        finally:
-            if admitted:
-                self.admission.release()
-
-    def _admit(self, context) -> None:
-        """Takes an admission slot for a request whose RPC is still on; RequestError
-        (DEADLINE_EXCEEDED, CANCELLED) and nothing held when it ended before or while waiting."""
-        try:
-            ensure_active(context, "waiting for a free slot")
-            self.admission.acquire(context)
-        except RequestError:
-            self.counters.add("not_started")
-            raise
-        try:
-            ensure_active(context, "waiting for a free slot")
-        except RequestError:
-            self.admission.release()
-            self.counters.add("not_started")
-            raise
-
-    def GetModelMetadata(self, request, context):
-        try:
-            if list(request.metadata_field) != ["signature_def"]:
-                raise RequestError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"metadata_field must be exactly ['signature_def'], got {list(request.metadata_field)}",
-                )
-            model, _ = _resolve(self.repository, request.model_spec)
-        except RequestError as error:
-            context.abort(error.code, str(error))
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        for key, signature_def in model.signature_defs.items():
-            signature_map.signature_def[key].CopyFrom(signature_def)
-        response = get_model_metadata_pb2.GetModelMetadataResponse()
-        response.model_spec.name = model.name
-        response.model_spec.version.value = model.version
-        response.metadata["signature_def"].Pack(signature_map)
-        return response
+def insecure_bind_warning(host: str, tls: bool) -> Optional[str]:
+    """The one-line warning for serving a non-loopback address without TLS, else None."""
+    if tls or is_loopback(host):
+        return None
+    return (f"tfrf serve: WARNING: --host {host} is reachable from other machines and TLS is off: anyone who can "
+            f"reach it can call the models; add --tls-cert/--tls-key (and --tls-client-ca)")
 
 
 def _read(path: str, what: str) -> bytes:
@@ -173,18 +98,26 @@ def _read(path: str, what: str) -> bytes:
 
 
 class LocalModelServer:
-    """Serves MODEL_DIR over gRPC on `host:port` (loopback by default) until stopped.
+    """Serves MODEL_DIR over gRPC on `host:port` and REST on `host:rest_port` (loopback by
+    default) until stopped.
 
     Args:
         model_dir: see `ModelRepository`.
         host: the address to bind; 127.0.0.1 keeps it local.
-        port: the TCP port; 0 picks a free one (see `port` after `start`).
+        port: the gRPC port; 0 picks a free one (see `port` after `start`).
         model_name: the model's name when `model_dir` is one model's base path.
         batching: TF-Serving batching parameters, or None to run each request alone.
         poll_seconds: how often to look for new versions; 0 turns polling off.
         max_workers: gRPC handler threads; default `limits.max_pending_requests`.
         limits: `RequestLimits` (sized to the machine and the model by default).
-        tls_cert, tls_key: PEM certificate chain and private key: serve over TLS.
+        tls_cert, tls_key: PEM certificate chain and private key: serve over TLS (both ports).
+        tls_client_ca: PEM CA certificate(s): require client certificates signed by it (mutual
+            TLS, both ports); needs `tls_cert`.
+        rest_port: the REST port (TF-Serving's API and Prometheus metrics); 0 picks a free one,
+            None serves no REST.
+        peer_share: calls one client connection may hold at once (default: an eighth of
+            `max_pending_requests`, at least 4).
+        body_seconds: the time a call has to deliver its request (headers and body).
 
     Use as a context manager, or `start()` / `stop()`.
     """
@@ -192,20 +125,38 @@ class LocalModelServer:
     def __init__(self, model_dir: str, host: str = "127.0.0.1", port: int = 0, model_name: Optional[str] = None,
                  batching: Optional[BatchingParameters] = None, poll_seconds: float = 1.0,
                  max_workers: Optional[int] = None, limits: Optional[RequestLimits] = None,
-                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None):
+                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None, tls_client_ca: Optional[str] = None,
+                 rest_port: Optional[int] = None, peer_share: Optional[int] = None,
+                 body_seconds: float = DEFAULT_BODY_SECONDS):
         if (tls_cert is None) != (tls_key is None):
             raise ValueError("TLS needs both --tls-cert and --tls-key (PEM files)")
-        self.credentials = None
+        if tls_client_ca is not None and tls_cert is None:
+            raise ValueError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        self.credentials = self.ssl_context = None
         if tls_cert is not None:
-            self.credentials = grpc.ssl_server_credentials(
-                [(_read(tls_key, "TLS private key"), _read(tls_cert, "TLS certificate"))])
+            key, chain = _read(tls_key, "TLS private key"), _read(tls_cert, "TLS certificate")
+            client_ca = _read(tls_client_ca, "TLS client CA certificate") if tls_client_ca else None
+            self.credentials = grpc.ssl_server_credentials([(key, chain)], root_certificates=client_ca,
+                                                           require_client_auth=client_ca is not None)
+            self.ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ssl_context.load_cert_chain(tls_cert, tls_key)
+            if client_ca is not None:
+                self.ssl_context.verify_mode = ssl.CERT_REQUIRED
+                self.ssl_context.load_verify_locations(cadata=client_ca.decode("ascii"))
+        self.mutual_tls = tls_client_ca is not None
         self.repository = ModelRepository(model_dir, model_name, batching, limits)
         self.limits = self.repository.limits
-        self.host, self.port = host, port
+        self.metrics = Metrics(self.repository.served)
+        self.repository.on_load = self.metrics.load_attempt
+        self.host, self.port, self.rest_port = host, port, rest_port
         self.poll_seconds = poll_seconds
         self.max_workers = max_workers or self.limits.max_pending_requests
-        self.servicer = PredictionServicer(self.repository, Admission(self.limits.max_concurrent_requests))
-        self._server = None
+        self.peer_share = peer_share or max(4, self.limits.max_pending_requests // 8)
+        self.body_seconds = body_seconds
+        self.service = Service(self.repository, Admission(self.limits.max_concurrent_requests), self.metrics)
+        self.peers = None
+        self._server = self._rest = None
+        self._rest_thread = None
         self._stop_polling = threading.Event()
         self._poller = None
 
@@ -214,19 +165,26 @@ class LocalModelServer:
         return f"{self.host}:{self.port}"
 
     @property
+    def rest_address(self) -> str:
+        return f"{self.host}:{self.rest_port}"
+
+    @property
     def counters(self):
-        """Request and run counts (see `PredictionServicer`), a dict."""
+        """Request and run counts (see `tfrf.serving.service`), a dict."""
         return self.repository.counters.snapshot()
 
     def _bind(self) -> grpc.Server:
         ensure_port_free(self.host, self.port)
+        if self.rest_port:
+            ensure_port_free(self.host, self.rest_port, "--rest-port")
         receive = min(MAX_MESSAGE_BYTES, self.limits.max_request_bytes + 1024 * 1024)
         options = [("grpc.so_reuseport", 0),  # a second server on this port must fail, not share it
                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", receive)]
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="tfrf-serve"),
                              options=options, maximum_concurrent_rpcs=self.limits.max_pending_requests)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self.servicer, server)
+        handlers, self.peers = grpc_handlers(self.service, self.peer_share, self.body_seconds)
+        server.add_generic_rpc_handlers(handlers)
         address = f"{self.host}:{self.port}"
         try:
             if self.credentials is not None:
@@ -238,19 +196,42 @@ class LocalModelServer:
         if not bound:
             raise PortInUseError(f"cannot bind {address}: the port is in use or the address is not local")
         self.port = bound
+        if self.rest_port is not None:
+            try:
+                self._rest = RestServer(self.host, self.rest_port, self.service,
+                                        max_body_bytes=REST_TEXT_FACTOR * self.limits.max_request_bytes + 1024 * 1024,
+                                        body_seconds=self.body_seconds,
+                                        max_connections=self.limits.max_pending_requests, ssl_context=self.ssl_context)
+            except OSError as error:
+                server.stop(None)
+                raise PortInUseError(f"cannot bind {self.host}:{self.rest_port} (--rest-port): "
+                                     f"{error.strerror}") from None
+            self.rest_port = self._rest.port
         return server
 
     def start(self) -> "LocalModelServer":
-        """Binds the port (failing fast when it is taken), loads the models and starts serving;
-        `port` then holds the bound port."""
+        """Binds the ports (failing fast when one is taken), loads the models (waiting for
+        versions whose files are still being written) and starts serving; `port` and
+        `rest_port` then hold the bound ports."""
         server = self._bind()
         served = self.repository.refresh()
+        for _ in range(int(60 / STARTUP_SETTLE_SECONDS)):
+            if not self.repository.deferred:
+                break
+            self._stop_polling.wait(STARTUP_SETTLE_SECONDS)
+            served = self.repository.refresh()
         if not served:
             server.stop(None)
+            if self._rest is not None:
+                self._rest.server_close()
             failures = self.repository.failure_report() or "no integer version directories"
             raise ValueError(f"no loadable model version in {sorted(self.repository.base_paths.values())}: {failures}")
         self._server = server
         self._server.start()
+        if self._rest is not None:
+            self._rest_thread = threading.Thread(target=self._rest.serve_forever, kwargs={"poll_interval": 0.2},
+                                                 name="tfrf-serve-rest", daemon=True)
+            self._rest_thread.start()
         if self.poll_seconds > 0:
             self._poller = threading.Thread(target=self._poll, name="tfrf-serve-poll", daemon=True)
             self._poller.start()
@@ -268,15 +249,19 @@ class LocalModelServer:
         self._server.wait_for_termination()
 
     def stop(self, grace: Optional[float] = 1.0) -> None:
-        """Stops serving (in-flight requests get `grace` seconds) and releases the models."""
+        """Drains and stops: both ports stop accepting at once, requests in flight get `grace`
+        seconds to finish (None: as long as they take), then the models are released."""
         self._stop_polling.set()
         stopped = self._server.stop(grace) if self._server is not None else None
         self._server = None
+        if self._rest is not None:
+            self._rest.drain(grace)
+            self._rest = None
+        if stopped is not None:
+            stopped.wait()
         if self._poller is not None:
             self._poller.join(timeout=max(self.poll_seconds, 1.0) + 60)
         self.repository.close()  # fails requests still queued in a batcher (CANCELLED)
-        if stopped is not None:
-            stopped.wait()
 
     def __enter__(self) -> "LocalModelServer":
         return self.start()

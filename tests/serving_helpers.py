@@ -89,6 +89,8 @@ def serve_process(arguments, timeout=120):
     Returns (process, line); the process has exited when its line is empty.
     """
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    if "--rest-port" not in arguments:  # no REST unless asked: the default 8501 may be taken
+        arguments = [*arguments, "--rest-port", "0"]
     process = subprocess.Popen([sys.executable, "-m", "tfrf", "serve", *arguments],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + timeout

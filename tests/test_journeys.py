@@ -2,7 +2,9 @@
 
 raw files -> the TFDS builder's download_and_prepare -> `tfrf train --data-dir` (both stages, a
 few steps, narrow width) -> `tfrf export saved-model --run` -> `tfrf serve` (a real server process)
--> the client's Predict equals the in-process generator on a fixed test tuple (1e-4).
+-> the client's Predict equals the in-process generator on a fixed test tuple (1e-4); the
+`photos` signature over REST (the tuple's stored photos as PNG, their raw poses) gives what the
+exported SavedModel gives in-process, and what gRPC gives.
 VoxCeleb2 also goes `tfrf export tflite --run` -> `tfrf animate` with landmarks.
 
 Every command goes through `tfrf.cli.main` with the arguments a person would type; only the
@@ -122,11 +124,12 @@ def server(workspace):
     """`tfrf serve MODELS` in its own process, over the models of every journey."""
     for name in sorted(DATASETS):
         journey(workspace, name)
-    port = free_port()
+    port, rest_port = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tfrf", "serve", workspace["models"], "--port", str(port)],
+        [sys.executable, "-m", "tfrf", "serve", workspace["models"], "--port", str(port),
+         "--rest-port", str(rest_port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    yield {"address": f"127.0.0.1:{port}", "process": process}
+    yield {"address": f"127.0.0.1:{port}", "rest": f"http://127.0.0.1:{rest_port}", "process": process}
     process.terminate()
     try:
         process.wait(timeout=20)
@@ -173,6 +176,70 @@ def test_raw_files_to_served_prediction(workspace, server, name):
     # The trained weights are what was served: they differ from a fresh initialisation.
     fresh = runs.load_generator(export_config(config), None)(inputs, training=False).numpy()
     assert np.abs(fresh - expected).max() > 1e-3
+
+
+def _photos_request(result, name, size):
+    """The fixed test tuple's stored photos (PNG) and raw poses: keypoints, view bins and cameras
+    as the table holds them, VoxCeleb2's landmarks from its `landmarks` feature; the target's
+    keypoints or landmarks moved into output pixels."""
+    import io
+
+    from PIL import Image
+
+    from tfrf.pose.keypoints import rescale_keypoints
+
+    builder = tfds.builder_from_directory(result["version_folder"])
+    table = table_from_tfds(builder, "test", **({"pose_key": "landmarks"} if name == "voxceleb2" else {}))
+    row = np.load(os.path.join(result["version_folder"], f"test_tuples_k{K}.npy"))[0]
+
+    def item(values, index):
+        return np.asarray(values(int(index)) if callable(values) else values[int(index)])
+
+    def png(index):
+        stream = io.BytesIO()
+        Image.fromarray(item(table.images, index)).save(stream, "PNG")
+        return stream.getvalue()
+
+    stored = item(table.images, row[K]).shape[:2]
+    target = item(table.poses, row[K]).astype(np.float32)
+    if target.shape == (18, 2):
+        target = rescale_keypoints(target, stored, size, "pad")
+    elif target.shape == (68, 2):
+        target = target * np.array([size[1] / stored[1], size[0] / stored[0]], np.float32)
+    poses = np.stack([item(table.poses, index) for index in row[:K]]).astype(np.float32)
+    return [[png(index) for index in row[:K]]], poses[None], target[None]
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_photos_signature_over_rest(workspace, server, name):
+    import tensorflow as tf
+
+    from tfrf.serving import Client, ModelNotFoundError, ServerUnavailableError
+
+    result = journey(workspace, name)
+    photos, source_poses, target_pose = _photos_request(result, name, result["size"])
+    deadline = time.monotonic() + 90.0
+    while True:
+        assert server["process"].poll() is None, f"tfrf serve exited: {server['process'].stdout.read()}"
+        try:
+            with Client(server["rest"], name, timeout=60) as client:
+                rest = client.photos(photos, source_poses, target_pose)
+            break
+        except (ModelNotFoundError, ServerUnavailableError):
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+    with Client(server["address"], name, timeout=60) as client:
+        grpc = client.photos(photos, source_poses, target_pose)
+    versions = sorted(int(entry) for entry in os.listdir(result["model_base"]) if entry.isdigit())
+    signature = tf.saved_model.load(os.path.join(result["model_base"], str(versions[-1]))).signatures["photos"]
+    local = signature(source_images=tf.constant(np.array(photos, dtype=object)),
+                      source_poses=tf.constant(source_poses), target_pose=tf.constant(target_pose))
+    assert rest["image"].shape == (1, *result["size"], 3) and rest["image"].dtype == np.uint8
+    assert rest["coverage"].shape == (1, *result["size"], K + 1)
+    np.testing.assert_array_equal(rest["image"], grpc["image"])
+    np.testing.assert_array_equal(rest["image"], local["image"].numpy())
+    np.testing.assert_allclose(rest["coverage"], local["coverage"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(rest["coverage"].sum(-1), 1.0, atol=1e-5)
 
 
 def test_voxceleb2_tflite_from_the_run_animates_landmarks(workspace, tmp_path, capsys):

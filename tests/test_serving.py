@@ -53,7 +53,7 @@ def test_round_trip_equals_in_memory_model(client, model_dir):
 
 def test_metadata(client):
     signatures = client.metadata()
-    assert sorted(signatures) == ["serving_default", "serving_uint8"]
+    assert {"serving_default", "serving_uint8"} <= set(signatures)  # and `photos` where the exporter adds it
     default = signatures["serving_default"]
     assert default["inputs"] == {
         "source_images": ("float32", (None, None, SIZE, SIZE, 3)),
@@ -96,8 +96,9 @@ def test_client_checks_shapes_before_sending(server):
 
 def test_unknown_model_and_version(server):
     with Client(server.address, "chairs", timeout=10) as other:
-        with pytest.raises(ModelNotFoundError, match="Latest\\(chairs\\).*\\['face'\\]"):
+        with pytest.raises(ModelNotFoundError, match="Latest\\(chairs\\)") as caught:
             other.metadata()
+    assert "face" not in str(caught.value)  # NOT_FOUND does not tell a caller which models exist
     with Client(server.address, "face", timeout=10, version=7) as pinned:
         with pytest.raises(ModelNotFoundError, match="served version is 1"):
             pinned.metadata()

@@ -173,7 +173,7 @@ def test_ended_requests_are_not_started_and_a_cancelled_one_stops(model_dir):
         counters = server.counters
         assert counters["started"] == 1 and counters["not_started"] == 1
         assert 1 <= counters["examples_run"] < 512 and counters["runs"] == counters["examples_run"]
-        assert server.servicer.admission.peak == 1
+        assert server.service.admission.peak == 1
         inputs = make_inputs(2, 2, seed=7)
         with Client(server.address, "face", timeout=30) as client:
             np.testing.assert_allclose(client.generate(**inputs), model_dir["generator"](inputs).numpy(),
@@ -201,7 +201,7 @@ def test_concurrent_requests_hold_at_most_the_admitted_slots(model_dir):
                 thread.start()
             for thread in threads:
                 thread.join()
-        assert 1 <= server.servicer.admission.peak <= 2 and server.counters["completed"] == 8
+        assert 1 <= server.service.admission.peak <= 2 and server.counters["completed"] == 8
         for index in range(8):
             np.testing.assert_allclose(results[index], model_dir["generator"](inputs[index]).numpy(),
                                        atol=1e-4, rtol=0)

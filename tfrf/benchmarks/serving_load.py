@@ -82,7 +82,8 @@ def start_server(model_dir: str, serve_args: List[str], timeout: float = 300.0):
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tfrf", "serve", model_dir, "--port", str(port), "--poll-seconds", "0", *serve_args],
+        [sys.executable, "-m", "tfrf", "serve", model_dir, "--port", str(port), "--rest-port", "0",
+         "--poll-seconds", "0", *serve_args],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,15 +1,18 @@
-"""`tfrf serve MODEL_DIR`: a local stand-in for TF-Serving's gRPC PredictionService.
+"""`tfrf serve MODEL_DIR`: a local stand-in for TF-Serving's model server (gRPC and REST).
 
 For trying `tfrf.serving.Client` and for tests, not for production (use the
-`tensorflow/serving:2.15.1` image, see serving/README.md). Serves Predict and GetModelMetadata
-for the highest loadable version of every model under MODEL_DIR, on loopback by default, with
-request limits sized to the model and the machine (options below), one server per port and
-optional TLS.
+`tensorflow/serving:2.15.1` image, see serving/README.md). Serves Predict, GetModelMetadata and
+GetModelStatus over gRPC, and TF-Serving's REST API with Prometheus metrics, for the highest
+loadable version of every model under MODEL_DIR, on loopback by default, with request limits
+sized to the model and the machine (options below), one server per port and optional (mutual)
+TLS. SIGTERM drains like Ctrl-C: both ports stop accepting, requests in flight get
+--drain-seconds to finish, and the process exits with status 0.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 
@@ -21,6 +24,8 @@ def register(subparsers) -> None:
     parser.add_argument("--model-name", help="name of the model when MODEL_DIR is one model's base path")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500, TF-Serving's)")
+    parser.add_argument("--rest-port", type=int, default=8501,
+                        help="REST API and Prometheus metrics port (default 8501, TF-Serving's; 0: no REST)")
     parser.add_argument("--batching-parameters", metavar="FILE",
                         help="TF-Serving batching parameters file (e.g. serving/batching_parameters.txt); "
                              "enables batching")
@@ -40,9 +45,19 @@ def register(subparsers) -> None:
                              "or enough to fill every batch when batching)")
     limits.add_argument("--max-pending-requests", type=int, default=128, metavar="N",
                         help="RPCs accepted at once, running or waiting; more get RESOURCE_EXHAUSTED (default 128)")
+    limits.add_argument("--max-calls-per-client", type=int, metavar="N",
+                        help="calls one client connection may hold at once; more get RESOURCE_EXHAUSTED (default: "
+                             "an eighth of --max-pending-requests, at least 4)")
+    limits.add_argument("--request-read-seconds", type=float, default=30.0, metavar="S",
+                        help="time a call has to deliver its request (headers and body); slower ones are dropped "
+                             "(default 30)")
+    parser.add_argument("--drain-seconds", type=float, default=10.0, metavar="S",
+                        help="on SIGTERM or Ctrl-C, time requests in flight get to finish (default 10)")
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--tls-cert", metavar="PEM", help="certificate chain: serve over TLS (with --tls-key)")
     tls.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+    tls.add_argument("--tls-client-ca", metavar="PEM",
+                     help="require client certificates signed by this CA on both ports (mutual TLS)")
     parser.set_defaults(func=run)
 
 
@@ -62,8 +77,14 @@ def _start(args: argparse.Namespace):
     batching = BatchingParameters.from_file(args.batching_parameters) if args.batching_parameters else None
     server = LocalModelServer(args.model_dir, host=args.host, port=args.port, model_name=args.model_name,
                               batching=batching, poll_seconds=args.poll_seconds, limits=_limits(args),
-                              tls_cert=args.tls_cert, tls_key=args.tls_key)
+                              tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
+                              rest_port=args.rest_port or None, peer_share=args.max_calls_per_client,
+                              body_seconds=args.request_read_seconds)
     return server.start()
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM drains exactly like Ctrl-C
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,11 +94,19 @@ def run(args: argparse.Namespace) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    from tfrf.serving.server import insecure_bind_warning
+
+    warning = insecure_bind_warning(args.host, tls=bool(args.tls_cert))
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     server = _start(args)  # a taken port (PortInUseError, an OSError) or no loadable model: one line, status 2
+    signal.signal(signal.SIGTERM, _terminate)
     served = ", ".join(f"{name} v{version}" for name, version in server.repository.served().items())
     limits = server.limits
-    print(f"tfrf serve: {served} on {server.address}{' (TLS)' if server.credentials else ''} "
-          f"(local stand-in, not for production); Ctrl-C stops", flush=True)
+    tls = " (mutual TLS)" if server.mutual_tls else " (TLS)" if server.credentials else ""
+    rest = f", REST on {server.rest_address}" if server.rest_port else ""
+    print(f"tfrf serve: {served} on {server.address}{tls}{rest} "
+          f"(local stand-in, not for production); Ctrl-C or SIGTERM stops", flush=True)
     print(f"tfrf serve: limits: {limits.max_request_bytes} bytes and K <= {limits.max_sources} per request, "
           f"{limits.max_concurrent_requests} running, {limits.max_pending_requests} pending", flush=True)
     try:
@@ -85,5 +114,6 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        server.stop()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the drain short
+        server.stop(args.drain_seconds)
     return 0
