@@ -54,3 +54,70 @@ def test_gradient_moves_the_flow_toward_the_shift():
 
 def test_off_by_default():
     assert LossWeights().photometric == 0.0
+
+
+def test_scales_add_the_loss_of_the_pooled_flow_on_coarser_maps():
+    source = smooth_image(4)
+    target = shifted(source, 2)
+    flow = np.zeros((1, 1, 16, 16, 2), np.float32)
+    flow[..., 0] = -2.0
+    sources = source[:, None]
+    pooled = np.full((1, 1, 8, 8, 2), 0.0, np.float32)
+    pooled[..., 0] = -1.0  # the same shift in pixels of the 8 x 8 map
+    expected = float(photometric_loss(sources, target, flow)) + float(photometric_loss(sources, target, pooled))
+    np.testing.assert_allclose(float(photometric_loss(sources, target, flow, scales=2)), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(photometric_loss(sources, target, flow, scales=1)),
+                               float(photometric_loss(sources, target, flow)), rtol=1e-6)
+
+
+def test_scales_pull_a_flow_four_pixels_off_harder():
+    """A 4-px shift read with zero flow: the bilinear gradient at the flow's own map sees only the
+    neighbouring pixels; with scales=3 the 2x and 4x coarser maps add a pull toward the shift
+    (measured: 0.029 at scales=1, 0.089 at scales=3)."""
+    source = smooth_image(5, size=32)
+    target = shifted(source, 4)
+    flow = tf.Variable(np.zeros((1, 1, 32, 32, 2), np.float32))
+    pulls = []
+    for scales in (1, 3):
+        with tf.GradientTape() as tape:
+            loss = photometric_loss(source[:, None], target, flow, scales=scales)
+        pulls.append(float(tape.gradient(loss, flow).numpy()[..., 0].sum()))
+    assert pulls[1] > 0 and pulls[1] > 2 * max(pulls[0], 0.0), pulls
+
+
+def test_scales_must_be_a_positive_integer():
+    source = smooth_image(6)
+    for bad in (0, 1.5):
+        try:
+            photometric_loss(source[:, None], source, np.zeros((1, 1, 16, 16, 2), np.float32), scales=bad)
+        except ValueError as error:
+            assert "scales" in str(error)
+        else:
+            raise AssertionError(f"scales={bad} accepted")
+
+
+def test_train_config_takes_the_pyramid_to_the_flow_losses():
+    from tfrf.training import runner
+    from tfrf.training.config import TrainConfig
+
+    try:
+        TrainConfig.preset("demo", photometric_scales=0)
+    except ValueError as error:
+        assert "photometric_scales" in str(error)
+    else:
+        raise AssertionError("photometric_scales=0 accepted")
+    config = TrainConfig.preset("demo", photometric_scales=2,
+                                loss_weights={"photometric": 1.0, "correctness": 0.0, "regularization": 0.0})
+    assert TrainConfig.from_dict(config.to_dict()).photometric_scales == 2
+    networks = runner.create_networks(config)
+    model = runner.compile_stage("flow", networks, config)
+    assert model.photometric_scales == 2
+    rng = np.random.default_rng(7)
+    sources = tf.constant(rng.uniform(-1, 1, (2, 2, 64, 64, 3)).astype(np.float32))
+    target = tf.constant(rng.uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32))
+    flows = {"h8": rng.normal(0, 1, (2, 2, 8, 8, 2)).astype(np.float32),
+             "h4": rng.normal(0, 2, (2, 2, 16, 16, 2)).astype(np.float32)}
+    values = model.flow_losses(flows, None, None, (sources, target))
+    expected = sum(float(photometric_loss(sources, target, flows[level], scales=2)) for level in ("h8", "h4"))
+    np.testing.assert_allclose(float(values["photometric_loss"]), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(values["flow_loss"]), expected, rtol=1e-5)

@@ -71,8 +71,6 @@ def _loss_scaled(optimizer):
     return optimizer
 
 
-
-
 def split_example(data) -> Tuple[Dict[str, tf.Tensor], tf.Tensor]:
     """An example dict (docs/conventions.md) -> (generator inputs, target image)."""
     if isinstance(data, (tuple, list)):  # keras may wrap the dict as (x,)
@@ -111,15 +109,17 @@ class TrainingModel(tf.keras.Model):
         self.loss_weights_ = LossWeights()
         self.gan_form = losses.DEFAULT_GAN_LOSS_FORM
         self.correctness_sampler = "bilinear"
+        self.photometric_scales = 1
         self.generator_optimizer = None
         self.discriminator_optimizer = None
         self.trackers: Dict[str, tf.keras.metrics.Mean] = {}
 
     # ----------------------------------------------------------------------------- setup
     def compile(self, generator_optimizer, discriminator_optimizer=None, loss_weights=None,
-                gan_form: str = losses.DEFAULT_GAN_LOSS_FORM, correctness_sampler: str = "bilinear", **kwargs):
-        """Set the optimisers, loss weights (`LossWeights` or a dict; paper defaults), GAN form and
-        the correctness loss's sampler ("bilinear" or GFLA's "gaussian")."""
+                gan_form: str = losses.DEFAULT_GAN_LOSS_FORM, correctness_sampler: str = "bilinear",
+                photometric_scales: int = 1, **kwargs):
+        """Set the optimisers, loss weights (`LossWeights` or a dict; paper defaults), GAN form, the
+        correctness loss's sampler ("bilinear" or GFLA's "gaussian"), the photometric pyramid."""
         super().compile(**kwargs)
         if (self._distribute_reduction_method is None
                 and isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)):
@@ -156,7 +156,7 @@ class TrainingModel(tf.keras.Model):
                 raise ValueError("TrainingModel: stage 'full' with an adversarial weight needs discriminator_optimizer")
         self.loss_weights_ = weights
         self.gan_form = gan_form
-        self.correctness_sampler = correctness_sampler
+        self.correctness_sampler, self.photometric_scales = correctness_sampler, int(photometric_scales)
         self.generator_optimizer = _loss_scaled(generator_optimizer)
         self.discriminator_optimizer = _loss_scaled(discriminator_optimizer) if self.uses_discriminator else None
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in self.loss_names}
@@ -265,8 +265,7 @@ class TrainingModel(tf.keras.Model):
         sampling = ({"warp_fn": warp_fn} if self.correctness_sampler == "bilinear"
                     else {"sampler": self.correctness_sampler})
         patch_sizes = self.generator.flow_extractor.affine_patch_sizes
-        values = {}
-        total = tf.constant(0.0)
+        values, total = {}, tf.constant(0.0)
         if weights.correctness > 0:
             values["correctness_loss"] = tf.add_n([
                 losses.sampling_correctness_loss(
@@ -285,7 +284,8 @@ class TrainingModel(tf.keras.Model):
             ])
             total += weights.regularization * values["regularization_loss"]
         if weights.photometric > 0:
-            values["photometric_loss"] = tf.add_n([losses.photometric_loss(*images, flows[level], warp_fn) for level in self.levels])
+            values["photometric_loss"] = tf.add_n([losses.photometric_loss(
+                *images, flows[level], warp_fn, self.photometric_scales) for level in self.levels])
             total += weights.photometric * values["photometric_loss"]
         values["flow_loss"] = total
         return values

@@ -61,6 +61,7 @@ def compile_stage(stage: str, networks: Networks, config: TrainConfig,
             loss_weights=config.stage_loss_weights(stage),
             gan_form=config.gan_form,
             correctness_sampler=config.correctness_sampler,
+            photometric_scales=config.photometric_scales,
             **execution,
         )
     return model  # (under MultiWorkerMirroredStrategy compile reports replica 0's global means)
