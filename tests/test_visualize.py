@@ -60,10 +60,24 @@ def test_internals_shows_every_map():
                           "occlusions": np.full((2, 2, size, size, 1), 1.0, np.float32),
                           "attention": np.full((2, 2, size, size, 1), 0.5, np.float32)}
     figure = visualize.internals(examples, outputs, scale=1)
-    # 2 examples x 2 sources + 1 blank row; source + 6 maps + generated + truth.
-    assert figure.shape == (14 + 5 * 32, 9 * 32, 3)
+    # 2 examples x 2 sources, no blank band; source + 6 maps + generated + truth; then the key.
+    grid_height = 14 + 4 * 32
+    assert figure.shape[1:] == (9 * 32, 3) and figure.shape[0] > grid_height + 32
     assert (figure[14:46, 2 * 32:3 * 32] == 255).all()       # occlusion 1 -> white
     assert (np.abs(figure[14:46, 3 * 32:4 * 32].astype(int) - 128) <= 1).all()  # attention 0.5 -> grey
+    assert not (figure[14:grid_height, :32] == 255).all(axis=(1, 2)).any()  # every row shows a source
+    key = figure[grid_height:]
+    np.testing.assert_array_equal(key[4:36, 4:36], visualize.color_wheel(32))
+    assert (key[:, 40:] < 128).any()  # the key's text
+
+
+def test_color_wheel_directions():
+    wheel = visualize.color_wheel(33).astype(int)
+    right, down, centre = wheel[16, 31], wheel[31, 16], wheel[16, 16]
+    assert right[0] > 200 and right[1] < 60 and right[2] < 60  # +x: red
+    assert (centre > 250).all()  # no motion: white
+    assert 100 < down[0] < 170 and down[1] > 200 and down[2] < 60  # +y: yellow-green (hue a quarter turn)
+    assert (wheel[0, 0] == 255).all()  # outside the disc
 
 
 def test_save_png_round_trip(tmp_path):

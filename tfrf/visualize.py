@@ -4,7 +4,8 @@
 - `internals`: the paper's fig. 7 — per example and source, the flow (colour wheel: hue is the
   direction, saturation the length relative to the largest flow shown), the occlusion mask
   (white = the target feature is used) and the attention weight (after the softmax over K), at
-  every level the generator outputs (H/8, H/4), upsampled (nearest) to the image size. For GFLA
+  every level the generator outputs (H/8, H/4), upsampled (nearest) to the image size; a key
+  below it (`color_wheel` and what black and white mean). For GFLA
   (no attention over K): the flow, GFLA's mask m (white = the local-attention output is used)
   and where its local attention looks inside the k x k patch (`attention_offset`, colour wheel).
 - `save_png`: atomic PNG writing.
@@ -232,11 +233,47 @@ def internals(examples: Mapping[str, np.ndarray], outputs: Mapping, max_examples
                 row += [_resize_nearest(to_uint8(image[b]), tile, tile),
                         _resize_nearest(to_uint8(examples["target_image"][b]), tile, tile)]
             rows.append(row)
-        rows.append([None])  # a blank row between examples
     labels = ["source"] + [f"{_COLUMN_LABELS[name]} {LEVEL_NAMES[level]}" for level in levels
                            for name in columns[level]]
     labels += ["generated", "truth"]
-    return _grid(rows[:-1], labels, tile, scale)
+    grid = _grid(rows, labels, tile, scale)
+    gfla = any(name == "local_attention" for level in levels for name in columns[level])
+    return np.concatenate([grid, _legend(grid.shape[1], tile * scale, gfla)], axis=0)
+
+
+def color_wheel(size: int) -> np.ndarray:
+    """uint8 [size, size, 3]: `flow_to_color` of a flow pointing from the centre to each pixel,
+    with the disc's radius as the largest length (white outside the disc)."""
+    centre = (size - 1) / 2.0
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    flow = np.stack([x - centre, y - centre], axis=-1)
+    wheel = flow_to_color(flow, max(centre, 1e-3))
+    wheel[np.hypot(flow[..., 0], flow[..., 1]) > centre] = _BACKGROUND
+    return wheel
+
+
+def _legend(width: int, size: int, gfla: bool) -> np.ndarray:
+    """The key below `internals`: the flow colour wheel and what the grey maps mean, the text
+    wrapped to the figure's width."""
+    import textwrap
+
+    from PIL import Image, ImageDraw
+
+    maps = ("mask: white = GFLA's local-attention output is used, black = the warped source. attn. offset: "
+            "where in its k x k patch the local attention looks (colour wheel).") if gfla else (
+            "occl.: white = the source is occluded there and the target feature is used, black = the warped "
+            "source is used. attn.: the source's weight over the K sources, black 0 to white 1.")
+    text = ("flow: where each pixel reads its source, on the colour wheel at the left: hue = direction "
+            "(red = +x, right; yellow-green = +y, down), saturation = length up to the example's largest "
+            f"flow, white = no motion. {maps} The H/8 and H/4 maps are shown at the image size.")
+    lines = textwrap.wrap(text, max(20, (width - size - 16) // 6))
+    canvas = np.full((max(size, 12 * len(lines)) + 8, width, 3), _BACKGROUND, np.uint8)
+    canvas[4:4 + size, 4:4 + size] = color_wheel(size)
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    for index, line in enumerate(lines):
+        draw.text((size + 12, 4 + 12 * index), line, fill=(0, 0, 0))
+    return np.asarray(image)
 
 
 def save_png(path: str, image: np.ndarray) -> None:
