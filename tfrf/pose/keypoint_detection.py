@@ -28,6 +28,7 @@ import numpy as np
 
 from tfrf.closeable import Closeable
 from tfrf.dependencies import missing
+from tfrf.io import held_stderr
 from tfrf.photos import PhotoLike, as_photo
 from tfrf.pose.keypoints import KEYPOINT_NAMES, MISSING, NUM_KEYPOINTS, NoPersonFoundError, shoulders_and_hips
 
@@ -190,8 +191,9 @@ class PoseDetector(Closeable):
         confident = max(CONFIDENT_DETECTION, min_detection_confidence)
 
         def model(static: bool, confidence: float):
-            return pose.Pose(static_image_mode=static, model_complexity=model_complexity,
-                             min_detection_confidence=confidence)
+            with held_stderr():  # MediaPipe's native start-up lines (shown with --verbose)
+                return pose.Pose(static_image_mode=static, model_complexity=model_complexity,
+                                 min_detection_confidence=confidence)
 
         # (model, padded, checked): the first runs on every frame (it tracks in a video).
         first = model(static_image_mode, confident)
@@ -207,7 +209,8 @@ class PoseDetector(Closeable):
     def _run(self, model, image: np.ndarray, padded: bool) -> Optional[np.ndarray]:
         height, width = image.shape[:2]
         view, top, left = pad_to_square(image) if padded else (image, 0, 0)
-        result = model.process(np.ascontiguousarray(upsample_for_detection(view, self.min_side)))
+        with held_stderr():  # its first call logs its graph's set-up natively
+            result = model.process(np.ascontiguousarray(upsample_for_detection(view, self.min_side)))
         if result.pose_landmarks is None:
             return None
         landmarks = np.array([(p.x, p.y, p.z, p.visibility) for p in result.pose_landmarks.landmark], np.float32)
