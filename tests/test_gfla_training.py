@@ -336,11 +336,13 @@ def test_internals_figure_shows_the_levels_gfla_has(preset, levels):
     examples = {**inputs, "target_image": np.zeros((1, config.image_height, config.image_width, 3), np.float32)}
     figure = visualize.internals(examples, outputs, scale=1)
     tile = config.image_height
-    # source | (flow, mask, attention offset) per level | generated | truth
-    assert figure.shape == (14 + tile, (1 + 3 * levels + 2) * tile, 3) and figure.dtype == np.uint8
+    # source | (flow, mask, attention offset) per level | generated | truth; then the key below
+    assert figure.shape[1:] == ((1 + 3 * levels + 2) * tile, 3) and figure.dtype == np.uint8
+    key = figure[14 + tile:]
+    assert key.shape[0] >= tile and (key[:, tile + 8:] < 128).any()  # wheel and text
     # The mask column shows GFLA's m (white = the attention output is used).
     mask = np.asarray(outputs[generator.levels[0]]["masks"])[0, 0, ..., 0]
-    column = figure[14:, 2 * tile:3 * tile, 0]
+    column = figure[14:14 + tile, 2 * tile:3 * tile, 0]
     rows = (np.arange(tile) * mask.shape[0] // tile)
     cols = (np.arange(tile) * mask.shape[1] // tile)
     np.testing.assert_array_equal(column, visualize.to_uint8(mask * 2 - 1)[rows][:, cols])
