@@ -31,7 +31,7 @@ EXTRAS_REQUIRE = {
     # scikit-image: a second, test-only reference for the Mask-LPIPS mask (the library never imports it).
     # selenium drives Debian's headless Chromium in the `tfrf web` browser test (.ci/run installs
     # chromium, chromium-driver and the page's npm assets).
-    "test": ["pytest>=7", "pytest-timeout", "scikit-image<0.25", "selenium>=4.20"],
+    "test": ["pytest>=7", "pytest-timeout", "pytest-xdist", "scikit-image<0.25", "selenium>=4.20"],
     # MediaPipe carries the pose and face-mesh TFLite models in its wheel (offline).
     # Pinned so that numpy stays <2: an unpinned jax pulls numpy 2 and breaks TF 2.15.
     "mediapipe": [
