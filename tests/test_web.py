@@ -141,6 +141,8 @@ def test_page_animates_a_face_in_chromium(face_model, tmp_path):
         driver.get(server.url)
         wait_for(driver, "return document.body.dataset.ready === '1'", 120, "the page's model and tracker")
         assert json.loads(driver.find_element(By.ID, "stats").text)["backend"] == "wasm"
+        # The face mesh's networks run on the CPU (WASM) by default: WebGL is software-rendered here.
+        assert driver.execute_script("return document.getElementById('mesh').contentWindow.tracker.inference") == "cpu"
         photos = driver.find_element(By.ID, "photos")
         photos.send_keys(str(tmp_path / "blank.png"))
         assert "No face found in the photo blank.png" in wait_for(driver, MESSAGE, 60, "the no-face message")

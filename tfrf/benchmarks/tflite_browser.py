@@ -13,7 +13,8 @@ For a randomly initialised `--preset` (latency does not depend on the weights) e
 2. the same signatures in the native runtime (`tfrf.export.tflite.load_interpreter`, 2 threads),
    timed alike;
 3. the page driven by a fake camera (a clip of a face photo, `tfrf.web.browser.write_y4m`) for
-   `--frames` frames: face mesh ms per frame, model ms per frame, and the page's `ms_per_frame`.
+   `--frames` frames: face mesh ms per frame, model ms per frame, and the page's `ms_per_frame`,
+   with the face mesh's networks on each `--tracker` (cpu: WASM, the page's default; gpu: WebGL).
 
 Needs chromium, chromedriver, selenium and the npm assets of `tfrf web` (`.ci/run` installs them).
 """
@@ -50,11 +51,12 @@ def native_ms(path: str, signature: str, calls: int, rounds: int, size: int, thr
     return statistics.median(times)
 
 
-def page_figures(path: str, signatures: Sequence[str], calls: int, rounds: int, frames: int, work: str
-                 ) -> Dict[str, float]:
+def page_figures(path: str, signatures: Sequence[str], calls: int, rounds: int, frames: int, work: str,
+                 tracker: str = "cpu") -> Dict[str, float]:
     """Browser figures of one model: `<signature>_ms` per signature (the median call of `rounds`
     turns of `calls` calls, signatures in turn), and with `frames`, the tracker's and the model's
-    ms per camera frame."""
+    ms per camera frame, the face mesh's networks on `tracker` ("cpu" or "gpu", the page's
+    `?tracker=`)."""
     import numpy as np
     from PIL import Image
     from selenium.webdriver.common.by import By
@@ -74,7 +76,7 @@ def page_figures(path: str, signatures: Sequence[str], calls: int, rounds: int, 
     driver = start_chromium(chromium, chromedriver, clip)
     figures = {}
     try:
-        driver.get(server.url)
+        driver.get(f"{server.url}?tracker={tracker}")
         wait_for(driver, "return document.body.dataset.ready", 180, "the page")
         figures["threads"] = driver.execute_script("return self.crossOriginIsolated ? navigator.hardwareConcurrency : 1")
         times = {signature: [] for signature in signatures}
@@ -106,6 +108,9 @@ def main(argv: Sequence[str] = None) -> int:
     parser.add_argument("--calls", type=int, default=10, help="timed calls per signature and round")
     parser.add_argument("--rounds", type=int, default=3, help="turns of each signature")
     parser.add_argument("--frames", type=int, default=40, help="camera frames of the page run (float32 model)")
+    parser.add_argument("--tracker", nargs="+", choices=("cpu", "gpu"), default=["cpu"],
+                        help="where the face mesh's networks run in the page run(s) (the page's ?tracker=; "
+                             "default cpu: WASM, as the page does; gpu: WebGL, software-rendered headless)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tfrf
@@ -122,17 +127,23 @@ def main(argv: Sequence[str] = None) -> int:
             with open(path, "wb") as stream:
                 stream.write(convert(generator, args.k, quantize))
             signatures = ["render"] + (["render_landmarks"] if quantize == "none" else [])
-            page = page_figures(path, signatures, args.calls, args.rounds, args.frames if quantize == "none" else 0, work)
+            page = page_figures(path, signatures, args.calls, args.rounds, args.frames if quantize == "none" else 0, work,
+                                args.tracker[0])
             for signature in signatures:
                 native = native_ms(path, signature, args.calls, args.rounds, config.image_height)
                 browser = page[f"{signature}_ms"]
                 print(f"  {quantize:>9} {signature:>16}: browser {browser:7.1f} ms ({page['threads']} threads), "
                       f"native {native:7.1f} ms, browser/native {browser / native:4.2f}", flush=True)
-            if "mesh_ms" in page:
-                total = page["mesh_ms"] + page["model_ms"]
-                print(f"  page, fake camera, {args.frames} frames: face mesh {page['mesh_ms']:.1f} ms + model "
-                      f"{page['model_ms']:.1f} ms per frame = {total:.1f} ms ({1e3 / total:.1f} fps); "
-                      f"#stats ms_per_frame {page['page_ms_per_frame']:.1f}", flush=True)
+            pages = [(args.tracker[0], page)] if "mesh_ms" in page else []
+            if pages:
+                pages += [(tracker, page_figures(path, [], 0, 0, args.frames, work, tracker))
+                          for tracker in args.tracker[1:]]
+            for tracker, figures in pages:
+                total = figures["mesh_ms"] + figures["model_ms"]
+                print(f"  page, fake camera, {args.frames} frames, face mesh on {tracker}: face mesh "
+                      f"{figures['mesh_ms']:.1f} ms + model {figures['model_ms']:.1f} ms per frame = {total:.1f} ms "
+                      f"({1e3 / total:.1f} fps); #stats ms_per_frame {figures['page_ms_per_frame']:.1f} "
+                      f"({1e3 / figures['page_ms_per_frame']:.1f} fps)", flush=True)
     return 0
 
 
