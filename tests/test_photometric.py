@@ -121,3 +121,50 @@ def test_train_config_takes_the_pyramid_to_the_flow_losses():
     expected = sum(float(photometric_loss(sources, target, flows[level], scales=2)) for level in ("h8", "h4"))
     np.testing.assert_allclose(float(values["photometric_loss"]), expected, rtol=1e-5)
     np.testing.assert_allclose(float(values["flow_loss"]), expected, rtol=1e-5)
+
+
+def test_flow_loss_on_refined_scores_base_plus_residual_in_stage_two():
+    """`TrainConfig.flow_loss_on="refined"`: stage 2's L_flow scores the flow each RF block warps
+    with (base + residual), so the residual flow gets a gradient from it; "base" (the paper's)
+    scores the extractor's flow, which the residual flow does not change."""
+    from tfrf.training import runner
+    from tfrf.training.config import TrainConfig
+
+    weights = {"photometric": 1.0, "correctness": 0.0, "regularization": 0.0, "l1": 0.0, "adversarial": 0.0}
+    try:
+        TrainConfig.preset("demo", flow_loss_on="residual")
+    except ValueError as error:
+        assert "flow_loss_on" in str(error) and "refined" in str(error)
+    else:
+        raise AssertionError("flow_loss_on='residual' accepted")
+    rng = np.random.default_rng(3)
+    sources = tf.constant(rng.uniform(-1, 1, (1, 2, 64, 64, 3)).astype(np.float32))
+    target = tf.constant(rng.uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32))
+    results = {}
+    for on in ("base", "refined"):
+        config = TrainConfig.preset("demo", flow_loss_on=on, loss_weights=weights)
+        assert TrainConfig.from_dict(config.to_dict()).flow_loss_on == on
+        networks = runner.create_networks(config)
+        model = runner.compile_stage("full", networks, config)
+        inputs = {"source_images": sources, "source_poses": tf.zeros((1, 2, 64, 64, config.model.pose_channels)),
+                  "target_pose": tf.zeros((1, 64, 64, config.model.pose_channels))}
+        # A residual flow that is not zero: every RF block's residual-flow conv biased by one pixel.
+        residual_convs = [layer.residual_conv for layer in networks.generator.submodules
+                          if getattr(layer, "residual_conv", None) is not None]
+        assert len(residual_convs) == len(model.levels)
+        for conv in residual_convs:
+            conv.bias.assign(tf.ones_like(conv.bias))
+        outputs = networks.generator(inputs, return_intermediates=True)
+        base = {level: outputs[level]["flows"] for level in model.levels}
+        residual = {level: outputs[level]["residual_flows"] for level in model.levels}
+        assert max(float(tf.reduce_max(tf.abs(r))) for r in residual.values()) > 0.5
+        scored = {level: base[level] + residual[level] for level in model.levels} if on == "refined" else base
+        expected = sum(float(photometric_loss(sources, target, scored[level], scales=config.photometric_scales))
+                       for level in model.levels)
+        with tf.GradientTape() as tape:
+            total, values, _ = model.generator_losses(inputs, target)
+        np.testing.assert_allclose(float(values["photometric_loss"]), expected, rtol=1e-4)
+        residual_variables = [variable for conv in residual_convs for variable in conv.trainable_variables]
+        gradients = tape.gradient(total, residual_variables)
+        results[on] = sum(float(tf.reduce_sum(tf.abs(g))) for g in gradients if g is not None)
+    assert results["base"] == 0.0 and results["refined"] > 0.0, results

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from tfrf.config import ModelConfig, SerializableConfig
 from tfrf.data.augment import AugmentConfig
@@ -20,6 +20,8 @@ from tfrf.losses import GAN_LOSS_FORMS
 STAGES = ("flow", "full")
 DISCRIMINATORS = ("rf", "gfla")  # tfrf.models.Discriminator (paper), tfrf.models.GFLADiscriminator
 CORRECTNESS_SAMPLERS = ("bilinear", "gaussian")  # how the correctness loss samples the source features
+# Which flow L_flow scores in stage 2: the extractor's ("base", the paper's) or base + residual ("refined").
+FLOW_LOSS_TARGETS = ("base", "refined")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +50,21 @@ class LossWeights:
 
     def to_dict(self) -> Dict[str, float]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def coerce(cls, loss_weights) -> "LossWeights":
+        """`loss_weights` as a `LossWeights`: None gives the paper's, a dict names some fields."""
+        if loss_weights is None:
+            return cls()
+        if isinstance(loss_weights, cls):
+            return loss_weights
+        if isinstance(loss_weights, Mapping):
+            names = [field.name for field in dataclasses.fields(cls)]
+            unknown = set(loss_weights) - set(names)
+            if unknown:
+                raise ValueError(f"compile: unknown loss weights {sorted(unknown)}; expected some of {names}")
+            return cls(**loss_weights)
+        raise ValueError(f"compile: loss_weights must be a LossWeights or a dict, got {type(loss_weights).__name__}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +105,11 @@ class TrainConfig(SerializableConfig):
         photometric_scales: the photometric loss (`LossWeights.photometric`, not in the paper)
             scores each flow at its own map and at this many minus one coarser ones
             (`tfrf.losses.photometric_loss(scales=...)`); 1: its own map only.
+        flow_loss_on: which flow L_flow (correctness, regularisation, photometric) scores in stage 2:
+            "base", the flow confidence extractor's (the paper's: the residual flow then learns from
+            the content and adversarial losses alone), or "refined", base + residual flow, the flow
+            each RF block warps with (not in the paper; the residual flow is then held to the same
+            flow losses). Stage 1 has no residual flow and always scores the base flow.
     """
 
     name: str = "custom"
@@ -117,6 +139,7 @@ class TrainConfig(SerializableConfig):
     correctness_sampler: str = "bilinear"
     augment: Optional[AugmentConfig] = None
     photometric_scales: int = 1
+    flow_loss_on: str = "base"
 
     def __post_init__(self):
         if isinstance(self.augment, dict):
@@ -133,6 +156,8 @@ class TrainConfig(SerializableConfig):
             raise ValueError(f"TrainConfig.discriminator must be one of {DISCRIMINATORS}, got {self.discriminator!r}")
         if self.discriminator_blocks is not None and self.discriminator_blocks < 1:
             raise ValueError(f"TrainConfig.discriminator_blocks must be >= 1, got {self.discriminator_blocks}")
+        if self.flow_loss_on not in FLOW_LOSS_TARGETS:
+            raise ValueError(f"TrainConfig.flow_loss_on must be one of {FLOW_LOSS_TARGETS}, got {self.flow_loss_on!r}")
         if self.correctness_sampler not in CORRECTNESS_SAMPLERS:
             raise ValueError(f"TrainConfig.correctness_sampler must be one of {CORRECTNESS_SAMPLERS}, "
                              f"got {self.correctness_sampler!r}")

@@ -38,27 +38,13 @@ import tensorflow as tf
 from tfrf import losses
 from tfrf.models.generator import INPUT_KEYS
 from tfrf.ops import fold_sources, unfold_sources, warp
-from tfrf.training.config import CORRECTNESS_SAMPLERS, STAGES, LossWeights
+from tfrf.training.config import CORRECTNESS_SAMPLERS, FLOW_LOSS_TARGETS, STAGES, LossWeights
 
 # Target positions per tile of the correctness loss's best match (see sampling_correctness_loss).
 CORRECTNESS_TILE = 512
 FLOW_TERMS = ("correctness", "regularization", "photometric")
 CONTENT_TERMS = ("l1", "perceptual", "style")
 VGG_TERMS = ("correctness", "perceptual", "style")
-
-
-def _as_weights(loss_weights) -> LossWeights:
-    if loss_weights is None:
-        return LossWeights()
-    if isinstance(loss_weights, LossWeights):
-        return loss_weights
-    if isinstance(loss_weights, Mapping):
-        unknown = set(loss_weights) - {f.name for f in dataclasses.fields(LossWeights)}
-        if unknown:
-            raise ValueError(f"compile: unknown loss weights {sorted(unknown)}; "
-                             f"expected some of {[f.name for f in dataclasses.fields(LossWeights)]}")
-        return LossWeights(**loss_weights)
-    raise ValueError(f"compile: loss_weights must be a LossWeights or a dict, got {type(loss_weights).__name__}")
 
 
 def _loss_scaled(optimizer):
@@ -110,6 +96,7 @@ class TrainingModel(tf.keras.Model):
         self.gan_form = losses.DEFAULT_GAN_LOSS_FORM
         self.correctness_sampler = "bilinear"
         self.photometric_scales = 1
+        self.flow_loss_on = "base"
         self.generator_optimizer = None
         self.discriminator_optimizer = None
         self.trackers: Dict[str, tf.keras.metrics.Mean] = {}
@@ -117,21 +104,24 @@ class TrainingModel(tf.keras.Model):
     # ----------------------------------------------------------------------------- setup
     def compile(self, generator_optimizer, discriminator_optimizer=None, loss_weights=None,
                 gan_form: str = losses.DEFAULT_GAN_LOSS_FORM, correctness_sampler: str = "bilinear",
-                photometric_scales: int = 1, **kwargs):
+                photometric_scales: int = 1, flow_loss_on: str = "base", **kwargs):
         """Set the optimisers, loss weights (`LossWeights` or a dict; paper defaults), GAN form, the
-        correctness loss's sampler ("bilinear" or GFLA's "gaussian"), the photometric pyramid."""
+        correctness loss's sampler ("bilinear" or GFLA's "gaussian"), the photometric pyramid, and
+        which flow L_flow scores in stage 2 (`TrainConfig.flow_loss_on`: "base" or "refined")."""
         super().compile(**kwargs)
         if (self._distribute_reduction_method is None
                 and isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)):
             # The step returns tracker results, already global means on every replica; Keras's
             # default ("auto" = "sum" across workers) would report them times the replica count.
             self.distribute_reduction_method = "first"
-        weights = _as_weights(loss_weights)
+        weights = LossWeights.coerce(loss_weights)
         if gan_form not in losses.GAN_LOSS_FORMS:
             raise ValueError(f"compile: gan_form must be one of {losses.GAN_LOSS_FORMS}, got {gan_form!r}")
         if correctness_sampler not in CORRECTNESS_SAMPLERS:
             raise ValueError(f"compile: correctness_sampler must be one of {CORRECTNESS_SAMPLERS}, "
                              f"got {correctness_sampler!r}")
+        if flow_loss_on not in FLOW_LOSS_TARGETS:
+            raise ValueError(f"compile: flow_loss_on must be one of {FLOW_LOSS_TARGETS}, got {flow_loss_on!r}")
         if self.stage == "flow":
             # Stage 1 trains on L_flow alone, whatever the content and adversarial weights say.
             weights = dataclasses.replace(weights, l1=0.0, perceptual=0.0, style=0.0, adversarial=0.0)
@@ -157,6 +147,7 @@ class TrainingModel(tf.keras.Model):
         self.loss_weights_ = weights
         self.gan_form = gan_form
         self.correctness_sampler, self.photometric_scales = correctness_sampler, int(photometric_scales)
+        self.flow_loss_on = flow_loss_on
         self.generator_optimizer = _loss_scaled(generator_optimizer)
         self.discriminator_optimizer = _loss_scaled(discriminator_optimizer) if self.uses_discriminator else None
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in self.loss_names}
@@ -304,6 +295,8 @@ class TrainingModel(tf.keras.Model):
         else:
             outputs = self.generator(inputs, training=training, return_intermediates=True)
             flows = {level: outputs[level]["flows"] for level in self.levels}
+            if self.flow_loss_on == "refined":  # base + residual: what the fusing block warps with
+                flows = {level: flow + outputs[level].get("residual_flows", 0.0) for level, flow in flows.items()}
             generated = outputs["image"]
 
         target_features = generated_features = source_features = None

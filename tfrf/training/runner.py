@@ -62,6 +62,7 @@ def compile_stage(stage: str, networks: Networks, config: TrainConfig,
             gan_form=config.gan_form,
             correctness_sampler=config.correctness_sampler,
             photometric_scales=config.photometric_scales,
+            flow_loss_on=config.flow_loss_on,
             **execution,
         )
     return model  # (under MultiWorkerMirroredStrategy compile reports replica 0's global means)
