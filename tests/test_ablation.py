@@ -68,14 +68,28 @@ def test_smoke_run_at_the_tiniest_budget(tmp_path, capsys):
     from tfrf.evaluation import data as data_lib
     from tfrf.evaluation.scores import evaluate_generator, evaluate_nearest_view
 
-    out = str(tmp_path / "ablation")
-    assert ablation.main(["--quick", "--variants", "baseline", "--no-gfla", "--out", out,
+    top = str(tmp_path / "ablation")
+    # One seed through --seeds: the per-seed ablation, then the summary over seeds.
+    assert ablation.main(["--quick", "--variants", "full", "baseline", "--no-gfla", "--seeds", "0", "--out", top,
                           "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "| baseline (all off) |" in printed
+    assert "| baseline (all off) |" in printed and "Per-tuple paired L1 difference" in printed
+    out = os.path.join(top, "seed0")
     with open(os.path.join(out, "ablation.json")) as stream:
         summary = json.load(stream)
-    row, copy = summary["rows"]
+    full_row, row, copy = summary["rows"]
+    with open(os.path.join(top, "ablation_seeds.json")) as stream:
+        over_seeds = json.load(stream)
+    for k in (1, 2, 4):  # one seed: the means are the seed's figures, the differences its tuples'
+        full_scores, scores = (np.loadtxt(os.path.join(out, "report", "generated", name, f"k{k}", "scores.csv"),
+                                          delimiter=",", skiprows=1) for name in ("full", "baseline"))
+        difference = over_seeds["differences"]["baseline"][str(k)]
+        assert difference["tuples"] == 4
+        assert difference["mean"] == pytest.approx(float(np.mean(full_scores[:, 2] - scores[:, 2])))
+        means = {entry["variant"]: entry["results"][str(k)]["l1"]["mean"] for entry in over_seeds["rows"]}
+        assert means["baseline"] == pytest.approx(row["results"][str(k)]["l1"])
+        assert means["full"] == pytest.approx(full_row["results"][str(k)]["l1"])
+    assert os.path.isfile(os.path.join(top, "ablation_seeds.md"))
     assert row["variant"] == "baseline" and set(row["results"]) == {"1", "2", "4"}
     assert copy["variant"] == "nearest_view" and set(copy["results"]) == {"1", "2", "4"}
     assert summary["timings"]["flow_warmup"]["flow_steps"] == 2 and summary["timings"]["baseline"]["full_steps"] == 2
@@ -99,3 +113,29 @@ def test_smoke_run_at_the_tiniest_budget(tmp_path, capsys):
         assert row["results"][str(k)]["ssim"] == pytest.approx(floats["ssim"], abs=0.02)
         assert copy["results"][str(k)] == evaluate_nearest_view(data.table, tuples)
     assert os.path.isfile(os.path.join(out, "ablation.md"))
+
+
+def test_mean_and_error_and_paired_differences(tmp_path):
+    from tfrf.benchmarks import ablation_seeds as stats
+
+    assert stats.mean_and_error([1.0, 2.0, 3.0]) == {"mean": 2.0, "se": pytest.approx(1 / np.sqrt(3)), "n": 3}
+    assert stats.mean_and_error([0.5]) == {"mean": 0.5, "se": None, "n": 1}
+
+    def scores(name, rows):
+        path = tmp_path / f"{name}.csv"
+        path.write_text("row,target,l1\n" + "".join(f"{row},{target},{l1}\n" for row, target, l1 in rows))
+        return str(path)
+
+    full = scores("full", [(0, 10, 0.10), (1, 11, 0.20), (2, 12, 0.30)])
+    other = scores("other", [(0, 10, 0.15), (1, 11, 0.20), (2, 12, 0.40)])
+    np.testing.assert_allclose(stats.paired_differences(full, other), [-0.05, 0.0, -0.10])
+    with pytest.raises(ValueError, match="different targets on rows \\[1\\]"):
+        stats.paired_differences(full, scores("moved", [(0, 10, 0.1), (1, 99, 0.2), (2, 12, 0.3)]))
+    # Seeds with mean differences -0.02, -0.04, +0.00 (two favour the full model).
+    summary = stats.difference_summary([np.array([-0.01, -0.03]), np.array([-0.04, -0.04]), np.array([0.01, -0.01])])
+    assert summary["mean"] == pytest.approx(-0.02) and summary["tuples"] == 6
+    assert summary["seed_means"] == pytest.approx([-0.02, -0.04, 0.0]) and summary["seeds_favouring_full"] == 2
+    pooled_half = 1.96 * np.std([-0.01, -0.03, -0.04, -0.04, 0.01, -0.01], ddof=1) / np.sqrt(6)
+    assert summary["pooled_interval"] == pytest.approx([-0.02 - pooled_half, -0.02 + pooled_half])
+    seed_half = 4.303 * 0.02 / np.sqrt(3)  # t(0.975, 2 df) x sd of (-0.02, -0.04, 0) over sqrt(3)
+    assert summary["seed_interval"] == pytest.approx([-0.02 - seed_half, -0.02 + seed_half])

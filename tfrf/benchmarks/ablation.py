@@ -12,9 +12,16 @@ in azimuth (no training).
     python -m tfrf.benchmarks.ablation --full-steps 300 --out runs/ablation_short
     python -m tfrf.benchmarks.ablation --quick --out /tmp/ablation     # smoke test, ~1 min
     python -m tfrf.benchmarks.ablation --misaligned --out runs/ablation_misaligned
+    python -m tfrf.benchmarks.ablation --seeds 0 1 2 --no-gfla --out runs/ablation_seeds
 
-Training is the `demo` preset's (quarter width, batch 8, K = 2, random VGG: correctness loss on,
-perceptual and style off); GFLA trains with its own recipe (`gfla_synthetic`: GFLA's loss weights,
+`--seeds` runs the whole ablation once per seed (data, weights and tuples of that seed) into
+`OUT/seed<N>/`, then writes `OUT/ablation_seeds.{md,json}` (`tfrf.benchmarks.ablation_seeds`): mean
+± standard error over seeds per variant and K, the mechanism metrics, and the per-tuple paired L1
+differences full − variant with their intervals. `--flow-loss-on refined` holds the residual flow
+to the flow losses in stage 2 (`TrainConfig.flow_loss_on`).
+
+Training is the `demo` preset's (quarter width, batch 8, K = 2, lr 5e-4; the photometric flow loss on
+pixels instead of the correctness loss on VGG features; perceptual and style off); GFLA trains with its own recipe (`gfla_synthetic`: GFLA's loss weights,
 Adam betas and discriminator) at the same budget, one source. Stage 1 (flow warm-up on L_flow) trains only the flow confidence
 extractor, which the ablation switches do not touch, so it runs once (`OUT/flow_warmup`) and
 every variant's run starts stage 2 from that checkpoint (copied into `OUT/VARIANT/checkpoints/flow`,
@@ -69,7 +76,8 @@ def ablation_config(settings: Dict, variant: str):
     else:
         model = ModelConfig.ablation(model, variant)
     interval = max(1, min(50, settings["full_steps"]))
-    return base.replace(model=model, flow_steps=settings["flow_steps"], full_steps=settings["full_steps"],
+    flow_loss_on = "base" if variant == "gfla" else settings.get("flow_loss_on", base.flow_loss_on)
+    return base.replace(model=model, flow_loss_on=flow_loss_on, flow_steps=settings["flow_steps"], full_steps=settings["full_steps"],
                         batch_size=settings["batch_size"], train_objects=settings["train_objects"],
                         test_objects=settings["test_objects"], eval_examples=settings["eval_examples"],
                         eval_ks=(1,) if variant == "gfla" else EVAL_KS, seed=settings["seed"],
@@ -234,6 +242,11 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         parser.add_argument("--" + name.replace("_", "-"), type=kind,
                             help=f"default {value} ({QUICK[name]} with --quick)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data, weights and tuples")
+    parser.add_argument("--seeds", type=int, nargs="+", metavar="N",
+                        help="one ablation per seed into OUT/seed<N>, then mean ± standard error and paired "
+                             "differences over them (OUT/ablation_seeds.md)")
+    parser.add_argument("--flow-loss-on", choices=("base", "refined"),
+                        help="which flow the flow losses score in stage 2 (default: the demo preset's)")
     parser.add_argument("--variants", nargs="+", choices=ALL_VARIANTS, default=list(ALL_VARIANTS),
                         help="which models (default: all)")
     parser.add_argument("--no-gfla", action="store_true", help="leave GFLA out")
@@ -256,7 +269,26 @@ def settings_of(args: argparse.Namespace) -> Dict:
     if budget["image_size"] % 32:
         raise ValueError(f"--image-size must be a multiple of 32, got {budget['image_size']}")
     budget.update(seed=args.seed, cache_dir=args.cache_dir, misaligned=bool(args.misaligned))
+    if args.flow_loss_on:
+        budget["flow_loss_on"] = args.flow_loss_on
+    if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
+        raise ValueError(f"--seeds must be distinct, got {args.seeds}")
     return budget
+
+
+def run_seeds(settings: Dict, out_dir: str, seeds: Sequence[int], variants: Sequence[str],
+              lpips_weights: Optional[str] = None, verbose: int = 2, say=print) -> Dict:
+    """`run_ablation` once per seed into `OUT/seed<N>`, then the summary over seeds."""
+    from tfrf.benchmarks import ablation_seeds
+
+    for seed in seeds:
+        say(f"ablation: seed {seed}")
+        run_ablation(dict(settings, seed=seed), os.path.join(out_dir, f"seed{seed}"), variants, lpips_weights,
+                     verbose, say)
+    summary = ablation_seeds.summarize(out_dir, seeds, variants, EVAL_KS)
+    summary["settings"] = {key: value for key, value in settings.items() if key not in ("seed", "cache_dir")}
+    say(ablation_seeds.write(out_dir, summary))
+    return summary
 
 
 def main(argv=None) -> int:
@@ -269,7 +301,10 @@ def main(argv=None) -> int:
 
             lpips_weight_files(args.lpips_weights)
         variants = [variant for variant in args.variants if not (args.no_gfla and variant == "gfla")]
-        run_ablation(settings, args.out, variants, args.lpips_weights, verbose=0 if args.quiet else 2)
+        if args.seeds:
+            run_seeds(settings, args.out, args.seeds, variants, args.lpips_weights, verbose=0 if args.quiet else 2)
+        else:
+            run_ablation(settings, args.out, variants, args.lpips_weights, verbose=0 if args.quiet else 2)
     except (ValueError, OSError) as error:
         print(f"ablation: {error}", file=sys.stderr)
         return 2
