@@ -197,7 +197,7 @@ def test_every_variant_is_builtin_and_matches_keras(variants, record_property):
                 np.testing.assert_allclose(image, reference, atol=FLOAT32_ATOL, rtol=0, err_msg=name)
             else:
                 value = psnr(image, reference)
-                record_property(f"psnr_{name}_db", round(value, 2))
+                record_property(f"psnr_{name}_db", round(float(value), 2))
                 print(f"{name}: PSNR vs Keras float32 {value:.1f} dB (floor {PSNR_FLOORS[name]})")
                 assert value >= PSNR_FLOORS[name], (name, value)
     for name in ("full-int8", "mobile-full-int8"):

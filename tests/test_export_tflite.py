@@ -118,7 +118,7 @@ def test_quantized_psnr_bounds(models, record_property):
     for quantize, bound in PSNR_BOUNDS.items():
         interpreter = tflite_lib.load_interpreter(models["flatbuffers"][quantize])
         values = [psnr(run_tflite(interpreter, example)[1], reference) for example, reference in zip(inputs, references)]
-        record_property(f"psnr_{quantize}_db", [round(value, 2) for value in values])
+        record_property(f"psnr_{quantize}_db", [round(float(value), 2) for value in values])
         print(f"{quantize}: PSNR vs Keras float32 {[round(value, 1) for value in values]} dB (bound {bound})")
         assert min(values) >= bound, (quantize, values)
     sizes = {quantize: len(flatbuffer) for quantize, flatbuffer in models["flatbuffers"].items()}

@@ -67,7 +67,7 @@ def test_trained_exports_match_keras(report, network, record_property):
     for quantize in VARIANTS[network]:
         floor = FLOORS_DB[quantize]
         value = results[quantize]["psnr_vs_keras"]
-        record_property(f"{network}_{quantize}_psnr_db", round(value, 2))
+        record_property(f"{network}_{quantize}_psnr_db", round(float(value), 2))
         print(f"{network} {quantize}: PSNR vs Keras {value:.1f} dB (floor {floor}), "
               f"L1 {results[quantize]['l1']:.4f} (Keras {results['keras']['l1']:.4f})")
         assert value >= floor, (network, quantize, value)
