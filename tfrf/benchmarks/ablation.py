@@ -76,8 +76,12 @@ def ablation_config(settings: Dict, variant: str):
     else:
         model = ModelConfig.ablation(model, variant)
     interval = max(1, min(50, settings["full_steps"]))
-    flow_loss_on = "base" if variant == "gfla" else settings.get("flow_loss_on", base.flow_loss_on)
-    return base.replace(model=model, flow_loss_on=flow_loss_on, flow_steps=settings["flow_steps"], full_steps=settings["full_steps"],
+    # Without a residual flow, base and refined are one flow: "base" for them (so their runs are
+    # the same whichever --flow-loss-on, and one folder serves both).
+    refines = variant != "gfla" and model.use_residual_flow
+    flow_loss_on = settings.get("flow_loss_on", base.flow_loss_on) if refines else "base"
+    return base.replace(model=model, flow_loss_on=flow_loss_on, flow_steps=settings["flow_steps"],
+                        full_steps=settings["full_steps"],
                         batch_size=settings["batch_size"], train_objects=settings["train_objects"],
                         test_objects=settings["test_objects"], eval_examples=settings["eval_examples"],
                         eval_ks=(1,) if variant == "gfla" else EVAL_KS, seed=settings["seed"],
@@ -130,7 +134,9 @@ def warm_up(settings: Dict, data, out_dir: str, verbose: int) -> Dict:
     """Stage 1 of the full model, shared by every variant, in `OUT/flow_warmup`."""
     from tfrf.training.run import TrainingRun
 
-    run = TrainingRun(ablation_config(settings, "full"), data, os.path.join(out_dir, "flow_warmup"), verbose=verbose)
+    # Stage 1 has no residual flow: its run is the same whichever --flow-loss-on (one folder serves both).
+    config = ablation_config(settings, "full").replace(flow_loss_on="base")
+    run = TrainingRun(config, data, os.path.join(out_dir, "flow_warmup"), verbose=verbose)
     return _timings(run.train(("flow",)))
 
 
