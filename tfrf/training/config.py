@@ -22,6 +22,10 @@ DISCRIMINATORS = ("rf", "gfla")  # tfrf.models.Discriminator (paper), tfrf.model
 CORRECTNESS_SAMPLERS = ("bilinear", "gaussian")  # how the correctness loss samples the source features
 # Which flow L_flow scores in stage 2: the extractor's ("base", the paper's) or base + residual ("refined").
 FLOW_LOSS_TARGETS = ("base", "refined")
+# Learning rate over a stage: constant (the paper's), or a cosine from `learning_rate` down to
+# COSINE_FLOOR of it at the stage's last step.
+LEARNING_RATE_DECAYS = ("constant", "cosine")
+COSINE_FLOOR = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +114,9 @@ class TrainConfig(SerializableConfig):
             the content and adversarial losses alone), or "refined", base + residual flow, the flow
             each RF block warps with (not in the paper; the residual flow is then held to the same
             flow losses). Stage 1 has no residual flow and always scores the base flow.
+        learning_rate_decay: "constant" (the paper's) or "cosine": each stage's generator and
+            discriminator rates fall from their value to `COSINE_FLOOR` of it over the stage's
+            steps (a cosine of the optimiser's step, so a resumed run continues the curve).
     """
 
     name: str = "custom"
@@ -140,6 +147,7 @@ class TrainConfig(SerializableConfig):
     augment: Optional[AugmentConfig] = None
     photometric_scales: int = 1
     flow_loss_on: str = "base"
+    learning_rate_decay: str = "constant"
 
     def __post_init__(self):
         if isinstance(self.augment, dict):
@@ -156,6 +164,9 @@ class TrainConfig(SerializableConfig):
             raise ValueError(f"TrainConfig.discriminator must be one of {DISCRIMINATORS}, got {self.discriminator!r}")
         if self.discriminator_blocks is not None and self.discriminator_blocks < 1:
             raise ValueError(f"TrainConfig.discriminator_blocks must be >= 1, got {self.discriminator_blocks}")
+        if self.learning_rate_decay not in LEARNING_RATE_DECAYS:
+            raise ValueError(f"TrainConfig.learning_rate_decay must be one of {LEARNING_RATE_DECAYS}, "
+                             f"got {self.learning_rate_decay!r}")
         if self.flow_loss_on not in FLOW_LOSS_TARGETS:
             raise ValueError(f"TrainConfig.flow_loss_on must be one of {FLOW_LOSS_TARGETS}, got {self.flow_loss_on!r}")
         if self.correctness_sampler not in CORRECTNESS_SAMPLERS:

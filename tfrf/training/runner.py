@@ -34,11 +34,20 @@ import tensorflow as tf
 
 from tfrf.training import distribute
 from tfrf.training.callbacks import StepCheckpoint, StopOnNonFiniteLoss, TensorBoardSummaries, training_step
-from tfrf.training.config import STAGES, TrainConfig
+from tfrf.training.config import COSINE_FLOOR, STAGES, TrainConfig
 from tfrf.training.model import TrainingModel
 from tfrf.training.checkpoints import (checkpoint_of, checkpoint_step, restore_checkpoint, resume_checkpoint,
                                        save_weights_atomically)
 from tfrf.training.networks import Networks, create_networks  # noqa: F401  (runner.create_networks)
+
+
+def stage_learning_rate(rate: float, config: TrainConfig, stage: str):
+    """`rate`, or under `config.learning_rate_decay == "cosine"` a schedule of the optimiser's step
+    from `rate` down to `COSINE_FLOOR * rate` at the stage's last step."""
+    if config.learning_rate_decay == "cosine":
+        return tf.keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(1, config.steps(stage)),
+                                                         alpha=COSINE_FLOOR)
+    return rate
 
 
 def compile_stage(stage: str, networks: Networks, config: TrainConfig,
@@ -55,9 +64,10 @@ def compile_stage(stage: str, networks: Networks, config: TrainConfig,
     with strategy.scope():
         model = (model_class or TrainingModel)(networks.generator, networks.discriminator, networks.vgg, stage=stage)
         model.compile(
-            generator_optimizer=tf.keras.optimizers.Adam(config.learning_rate, config.beta_1, config.beta_2),
-            discriminator_optimizer=tf.keras.optimizers.Adam(config.discriminator_learning_rate, config.beta_1,
-                                                             config.beta_2),
+            generator_optimizer=tf.keras.optimizers.Adam(stage_learning_rate(config.learning_rate, config, stage),
+                                                         config.beta_1, config.beta_2),
+            discriminator_optimizer=tf.keras.optimizers.Adam(
+                stage_learning_rate(config.discriminator_learning_rate, config, stage), config.beta_1, config.beta_2),
             loss_weights=config.stage_loss_weights(stage),
             gan_form=config.gan_form,
             correctness_sampler=config.correctness_sampler,
