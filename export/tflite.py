@@ -134,21 +134,46 @@ def tflite_module(generator, num_sources: int, landmark_signatures: bool = False
     return module
 
 
-def _add_landmark_signatures(module, config, k: int, features) -> None:
-    """`encode_crops` and `render_landmarks` on `module` (see the module docstring)."""
+def landmark_input_specs(k: int, height: int, width: int) -> Dict[str, tf.TensorSpec]:
+    """The face signatures' landmark-side inputs: `source_crops` uint8 `[K,H,W,3]`,
+    `source_landmarks` `[K,68,2]`, `target_landmarks` `[68,2]` (shared with
+    `tfrf.export.tflite_drawing`)."""
     from tfrf.pose.face import NUM_LANDMARKS
+
+    return {"source_crops": tf.TensorSpec([k, height, width, 3], tf.uint8, name="source_crops"),
+            "source_landmarks": tf.TensorSpec([k, NUM_LANDMARKS, 2], tf.float32, name="source_landmarks"),
+            "target_landmarks": tf.TensorSpec([NUM_LANDMARKS, 2], tf.float32, name="target_landmarks")}
+
+
+def draw_sources(source_crops, source_landmarks, height: int, width: int):
+    """(`source_images` `[1,K,H,W,3]` in [-1, 1], `source_poses` `[1,K,H,W,3]`) of uint8 crops and
+    their landmarks: what `encode_crops` feeds the encoder (and `tfrf.export.tflite_drawing`'s
+    `draw_crops` returns)."""
     from tfrf.pose.face_graph import draw_landmarks_graph
 
+    images = tf.expand_dims(tf.cast(source_crops, tf.float32) / 127.5 - 1.0, 0)
+    poses = tf.expand_dims(draw_landmarks_graph(source_landmarks, height, width), 0)
+    return images, poses
+
+
+def draw_target(target_landmarks, height: int, width: int):
+    """`target_pose` `[1,H,W,3]` of `[68,2]` landmarks: what `render_landmarks` feeds `render`."""
+    from tfrf.pose.face_graph import draw_landmarks_graph
+
+    return tf.expand_dims(draw_landmarks_graph(target_landmarks, height, width), 0)
+
+
+def _add_landmark_signatures(module, config, k: int, features) -> None:
+    """`encode_crops` and `render_landmarks` on `module` (see the module docstring)."""
     if not takes_landmarks(config):
         raise ValueError(f"landmark signatures need a face model (pose channels {FACE_POSE_CHANNELS}), "
                          f"got pose channels {config.pose_channels}")
     h, w = config.image_height, config.image_width
+    specs = landmark_input_specs(k, h, w)
 
-    @tf.function(input_signature=[tf.TensorSpec([k, h, w, 3], tf.uint8, name="source_crops"),
-                                  tf.TensorSpec([k, NUM_LANDMARKS, 2], tf.float32, name="source_landmarks")])
+    @tf.function(input_signature=[specs["source_crops"], specs["source_landmarks"]])
     def encode_crops(source_crops, source_landmarks):
-        images = tf.expand_dims(tf.cast(source_crops, tf.float32) / 127.5 - 1.0, 0)
-        poses = tf.expand_dims(draw_landmarks_graph(source_landmarks, h, w), 0)
+        images, poses = draw_sources(source_crops, source_landmarks, h, w)
         return {"source_images": images, "source_poses": poses, **module.encode_sources(images)}
 
     @tf.function(input_signature=[
@@ -156,10 +181,10 @@ def _add_landmark_signatures(module, config, k: int, features) -> None:
         tf.TensorSpec([1, k, h, w, FACE_POSE_CHANNELS], tf.float32, name="source_poses"),
         tf.TensorSpec(features["h8"], tf.float32, name="source_features_h8"),
         tf.TensorSpec(features["h4"], tf.float32, name="source_features_h4"),
-        tf.TensorSpec([NUM_LANDMARKS, 2], tf.float32, name="target_landmarks"),
+        specs["target_landmarks"],
     ])
     def render_landmarks(source_images, source_poses, source_features_h8, source_features_h4, target_landmarks):
-        target_pose = tf.expand_dims(draw_landmarks_graph(target_landmarks, h, w), 0)
+        target_pose = draw_target(target_landmarks, h, w)
         return module.render(source_images, source_poses, source_features_h8, source_features_h4, target_pose)
 
     module.encode_crops = encode_crops
@@ -240,6 +265,29 @@ def convert(generator, num_sources: int, quantize: str = "none", export_kernels:
     if export_kernels:
         generator = rebuild_generator(generator, "export")
     module = tflite_module(generator, num_sources, landmark_signatures)
+
+    def configure(converter):
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantize == "full-int8":
+            inputs = representative_inputs
+            if inputs is None:
+                inputs = random_representative_inputs(generator.config, num_sources)
+            converter.representative_dataset = _representative_dataset(generator, inputs)
+            # int8 kernels wherever they exist; the few ops without one (FLOOR) stay float.
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                                   tf.lite.OpsSet.TFLITE_BUILTINS]
+
+    return module_flatbuffer(module, configure)
+
+
+def module_flatbuffer(module: tf.Module, configure: Optional[Callable] = None) -> bytes:
+    """The TFLite flatbuffer of `module`'s `tflite_signatures` (name -> tf.function) through a
+    SavedModel, builtin ops only; `configure(converter)` may set quantisation first. The
+    converter's statistics are held back (shown on failure or with --verbose); the result is
+    `gpu_ready` and checked for builtin ops."""
     directory = tempfile.mkdtemp(prefix="tfrf-tflite-")
     try:
         with held_stderr():  # the converter's statistics: shown on failure or with --verbose
@@ -247,17 +295,8 @@ def convert(generator, num_sources: int, quantize: str = "none", export_kernels:
             converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=list(module.tflite_signatures))
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
             converter.allow_custom_ops = False
-            if quantize != "none":
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            if quantize == "float16":
-                converter.target_spec.supported_types = [tf.float16]
-            if quantize == "full-int8":
-                if representative_inputs is None:
-                    representative_inputs = random_representative_inputs(generator.config, num_sources)
-                converter.representative_dataset = _representative_dataset(generator, representative_inputs)
-                # int8 kernels wherever they exist; the few ops without one (FLOOR) stay float.
-                converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                                                       tf.lite.OpsSet.TFLITE_BUILTINS]
+            if configure is not None:
+                configure(converter)
             model = converter.convert()
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -1,7 +1,9 @@
-"""`tfrf web`: a broken model is one line and exit 2; the server serves only its listed files with
-cross-origin isolation; in headless Chromium (Debian's, with a fake camera clip made here) the
-page tracks the face, animates >= 20 frames and its LiteRT.js output for fixed crops and
-landmarks equals the Python runtime's.
+"""`tfrf web`: a broken model or one that is no face export is one line and exit 2; the server
+serves only its listed files with cross-origin isolation, and for a full-int8 face export the
+drawing model (`tfrf.export.tflite_drawing`, whose outputs equal the float export's in-graph
+drawing); in headless Chromium (Debian's, with a fake camera clip made here) the page tracks the
+face, animates >= 20 frames and its LiteRT.js output for fixed crops and landmarks equals the
+Python runtime's, for a float32 export and for a full-int8 one with the drawing model.
 
 The browser test needs `chromium`, `chromedriver` and the npm assets (`.ci/run` installs all
 three); without them it is skipped with the reason, except where TFRF_REQUIRE_BROWSER=1 (CI),
@@ -20,6 +22,15 @@ from tfrf.web import server as web
 from tfrf.web.browser import MESSAGE, STATS, browser_paths, call_hook, start_chromium, wait_for, write_y4m
 
 FLOAT32_ATOL = 1e-3  # the float32 export's tolerance against Keras (tests/test_export_tflite.py)
+# LiteRT.js (WASM, XNNPACK's int8 kernels) against the native runtime (TF 2.15's builtin int8
+# kernels) on the full-int8 export: the same graph, but the two requantise differently, so an
+# activation lands a step or more apart. The cached features differ by a few int8 steps
+# (measured max 0.019 of a range 0.64); through `render` of a random network the differences grow
+# to about the int8 model's own error against its float32 (measured: page vs native max 0.53, mean
+# 0.065; int8 vs float32 natively max 0.44, mean 0.054, for the test model below). The page's
+# chaining itself is checked exactly (against the same signatures run one by one in the page).
+INT8_FEATURES_ATOL = 0.05
+INT8_IMAGE_MEAN, INT8_IMAGE_MAX = 0.1, 0.75
 
 
 def test_broken_models_are_one_line_errors(face_model, tmp_path, capsys):
@@ -74,6 +85,68 @@ def face_model(tmp_path_factory):
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def int8_face_model(tmp_path_factory):
+    """A tiny random full-int8 face export (64 x 64, K = 1; no landmark signatures) and its path,
+    calibrated on `random_representative_inputs`. Without attention and occlusion: with their
+    random logits the int8 image is chaotic (against float32: max 1.99, mean 0.44 with them; max
+    0.44, mean 0.054 without), and a rounding difference between runtimes changes all of it."""
+    import tensorflow as tf
+
+    from tfrf.export import export_generator
+    from tfrf.export import tflite as tflite_lib
+
+    from helpers import tiny_config
+
+    tf.keras.utils.set_random_seed(13)
+    path = tmp_path_factory.mktemp("web") / "face-int8.tflite"
+    config = tiny_config(use_attention=False, use_occlusion=False)
+    path.write_bytes(tflite_lib.convert(export_generator(config, tflite=True), 1, "full-int8"))
+    return str(path)
+
+
+def test_drawing_model_equals_the_float_exports_drawing(face_model):
+    import tensorflow as tf
+
+    from tfrf.export.tflite import draw_target, load_interpreter
+    from tfrf.export.tflite_drawing import drawing_model_for
+
+    drawing = load_interpreter(drawing_model_for(face_model))
+    assert sorted(drawing.get_signature_list()) == ["draw_crops", "draw_target"]
+    rng = np.random.default_rng(3)
+    crops = rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    for landmarks in (rng.uniform(-4, 68, (1, 68, 2)), rng.uniform(16, 48, (1, 68, 2))):
+        landmarks = landmarks.astype(np.float32)
+        drawn = drawing.get_signature_runner("draw_crops")(source_crops=crops, source_landmarks=landmarks)
+        encoded = load_interpreter(face_model).get_signature_runner("encode_crops")(
+            source_crops=crops, source_landmarks=landmarks)
+        for name in ("source_images", "source_poses"):
+            np.testing.assert_allclose(drawn[name], encoded[name], atol=1e-5, rtol=0, err_msg=name)
+        assert drawn["source_poses"].max() == 1.0  # something drawn
+        pose = drawing.get_signature_runner("draw_target")(target_landmarks=landmarks[0])["target_pose"]
+        np.testing.assert_allclose(pose, draw_target(tf.constant(landmarks[0]), 64, 64).numpy(), atol=1e-5, rtol=0)
+
+
+def test_a_model_that_is_no_face_export_is_a_one_line_error(tmp_path, capsys):
+    import tensorflow as tf
+
+    from tfrf.export.tflite import module_flatbuffer
+
+    module = tf.Module()  # the two signatures of an 18-channel (keypoint) export, tiny
+    module.encode_sources = tf.function(lambda source_images: {"source_features_h8": source_images * 2.0},
+                                        input_signature=[tf.TensorSpec([1, 1, 64, 64, 3], tf.float32)])
+    module.render = tf.function(
+        lambda source_images, source_poses, target_pose: {"image": source_images[:, 0] + target_pose[..., :3]},
+        input_signature=[tf.TensorSpec([1, 1, 64, 64, 3], tf.float32), tf.TensorSpec([1, 1, 64, 64, 18], tf.float32),
+                         tf.TensorSpec([1, 64, 64, 18], tf.float32)])
+    module.tflite_signatures = {"encode_sources": module.encode_sources, "render": module.render}
+    (tmp_path / "pose.tflite").write_bytes(module_flatbuffer(module))
+    assert cli_main(["web", "--model", str(tmp_path / "pose.tflite"), "--port", "0"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("tfrf web: ") and "is not a face export: its pose has 18 channels" in error, error
+    assert "\n" not in error, error
+
+
 def test_server_serves_only_the_page_the_model_and_the_assets(face_model, tmp_path):
     server = web.WebServer(face_model, port=0, assets_dir=str(fake_assets(tmp_path))).start()
     try:
@@ -89,14 +162,32 @@ def test_server_serves_only_the_page_the_model_and_the_assets(face_model, tmp_pa
         from tfrf.pose.face import MEDIAPIPE_TO_68
 
         assert settings == {"size": 64, "width": 64, "num_sources": 1, "margin": 0.25,
-                            "mediapipe_to_68": list(MEDIAPIPE_TO_68)}
+                            "mediapipe_to_68": list(MEDIAPIPE_TO_68), "drawing": False}
         with urllib.request.urlopen(server.url + "vendor/litertjs/core/wasm/litert_wasm_internal.wasm") as response:
             assert response.headers["Content-Type"] == "application/wasm"
-        for path in ("vendor/litertjs/core/package.json", "../setup.py", "static/app.js", "vendor/"):
+        for path in ("vendor/litertjs/core/package.json", "../setup.py", "static/app.js", "vendor/", "drawing.tflite"):
             with pytest.raises(urllib.error.HTTPError, match="404"):
                 urllib.request.urlopen(server.url + path)
     finally:
         server.close()
+
+
+@pytest.mark.slow
+def test_server_serves_a_drawing_model_for_a_full_int8_face_export(int8_face_model, tmp_path):
+    from tfrf.export.tflite import load_interpreter
+
+    server = web.WebServer(int8_face_model, port=0, assets_dir=str(fake_assets(tmp_path))).start()
+    try:
+        with urllib.request.urlopen(server.url + "settings.json") as response:
+            settings = json.loads(response.read())
+        assert settings["drawing"] is True and (settings["size"], settings["num_sources"]) == (64, 1), settings
+        with urllib.request.urlopen(server.url + "drawing.tflite") as response:
+            drawing = load_interpreter(response.read())
+    finally:
+        server.close()
+    inputs = {name: drawing.get_signature_runner(name).get_input_details() for name in ("draw_crops", "draw_target")}
+    assert list(inputs["draw_crops"]["source_crops"]["shape"]) == [1, 64, 64, 3]
+    assert list(inputs["draw_target"]["target_landmarks"]["shape"]) == [68, 2]
 
 
 def browser_or_skip():
@@ -121,59 +212,145 @@ def browser_or_skip():
     return chromium, driver, web.default_assets_dir()
 
 
-@pytest.mark.slow
-def test_page_animates_a_face_in_chromium(face_model, tmp_path):
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """One headless Chromium for this file's page tests (`.driver`), its fake camera playing a
+    clip of a face photo; `.work` holds face.png, blank.png and the clip; skips without one."""
+    from types import SimpleNamespace
+
     from PIL import Image
-    from selenium.webdriver.common.by import By
     from skimage import data
 
-    from tfrf.export.tflite import load_interpreter
+    chromium, chromedriver, assets = browser_or_skip()
+    work = tmp_path_factory.mktemp("page")
+    photo = data.astronaut()  # 512 x 512, one face
+    Image.fromarray(photo).save(work / "face.png")
+    Image.fromarray(np.full((128, 128, 3), 90, np.uint8)).save(work / "blank.png")
+    write_y4m(str(work / "clip.y4m"), [np.roll(photo, 3 * (index % 6) - 9, axis=1) for index in range(12)])
+    driver = start_chromium(chromium, chromedriver, str(work / "clip.y4m"))
+    try:
+        yield SimpleNamespace(driver=driver, work=work, chromium=chromium, chromedriver=chromedriver, assets=assets)
+    finally:
+        driver.quit()
+
+
+def open_page(driver, url):
+    """The page at `url`, ready (its model, drawing model and tracker loaded) on WASM."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(url)
+    wait_for(driver, "return document.body.dataset.ready === '1'", 120, "the page's model and tracker")
+    assert json.loads(driver.find_element(By.ID, "stats").text)["backend"] == "wasm"
+
+
+def animate(driver, photo):
+    """Picks `photo` as the source, starts the camera and waits for 20 animated frames; the stats."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.ID, "photos").send_keys(str(photo))
+    assert "Sources ready" in wait_for(driver, MESSAGE, 60, "the sources")
+    driver.find_element(By.ID, "camera").click()
+    wait_for(driver, f"{STATS.replace('return ', 'return (')}).frames >= 20", 150, "20 animated frames")
+    stats = driver.execute_script(STATS)
+    assert stats["faces"] >= stats["frames"] >= 20 and stats["ms_per_frame"] > 0, stats
+    return stats
+
+
+def fixed_inputs():
+    """Fixed crops `[1,64,64,3]`, their landmarks `[1,68,2]` and target landmarks `[68,2]`."""
     from tfrf.pose import face
 
-    chromium, chromedriver, assets = browser_or_skip()
-    photo = data.astronaut()  # 512 x 512, one face
-    Image.fromarray(photo).save(tmp_path / "face.png")
-    Image.fromarray(np.full((128, 128, 3), 90, np.uint8)).save(tmp_path / "blank.png")
-    write_y4m(str(tmp_path / "clip.y4m"), [np.roll(photo, 3 * (index % 6) - 9, axis=1) for index in range(12)])
-    server = web.WebServer(face_model, port=0, assets_dir=assets).start()
-    driver = start_chromium(chromium, chromedriver, str(tmp_path / "clip.y4m"))
+    rng = np.random.default_rng(5)
+    crops = rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    landmarks = face.template_landmarks(64, 64)[None].astype(np.float32)
+    target = (face.template_landmarks(64, 64) + rng.normal(0, 2, (68, 2))).astype(np.float32)
+    return crops, landmarks, target
+
+
+def render_fixed(driver, crops, landmarks, target):
+    """The page's generated image (flat) for fixed crops and landmarks (`window.tfrfTest.renderFixed`)."""
+    return call_hook(driver, "renderFixed", crops.ravel().tolist(), landmarks.ravel().tolist(), target.ravel().tolist())
+
+
+@pytest.mark.slow
+def test_page_animates_a_face_in_chromium(face_model, browser):
+    from selenium.webdriver.common.by import By
+
+    from tfrf.export.tflite import load_interpreter
+
+    driver, work = browser.driver, browser.work
+    server = web.WebServer(face_model, port=0, assets_dir=browser.assets).start()
     try:
-        driver.get(server.url)
-        wait_for(driver, "return document.body.dataset.ready === '1'", 120, "the page's model and tracker")
-        assert json.loads(driver.find_element(By.ID, "stats").text)["backend"] == "wasm"
+        open_page(driver, server.url)
         # The face mesh's networks run on the CPU (WASM) by default: WebGL is software-rendered here.
         assert driver.execute_script("return document.getElementById('mesh').contentWindow.tracker.inference") == "cpu"
         photos = driver.find_element(By.ID, "photos")
-        photos.send_keys(str(tmp_path / "blank.png"))
+        photos.send_keys(str(work / "blank.png"))
         assert "No face found in the photo blank.png" in wait_for(driver, MESSAGE, 60, "the no-face message")
         driver.execute_script("document.getElementById('message').textContent = ''; arguments[0].value = ''", photos)
-        photos.send_keys(str(tmp_path / "face.png"))
-        assert "Sources ready" in wait_for(driver, MESSAGE, 60, "the sources")
-        driver.find_element(By.ID, "camera").click()
-        wait_for(driver, f"{STATS.replace('return ', 'return (')}).frames >= 20", 150, "20 animated frames")
-        stats = driver.execute_script(STATS)
-        assert stats["faces"] >= stats["frames"] >= 20 and stats["ms_per_frame"] > 0, stats
+        animate(driver, work / "face.png")
         # Fixed crops and landmarks: the page's LiteRT.js output against the Python runtime's.
-        rng = np.random.default_rng(5)
-        crops = rng.integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
-        landmarks = face.template_landmarks(64, 64)[None].astype(np.float32)
-        target = (face.template_landmarks(64, 64) + rng.normal(0, 2, (68, 2))).astype(np.float32)
-        in_browser = call_hook(driver, "renderFixed", crops.ravel().tolist(), landmarks.ravel().tolist(),
-                               target.ravel().tolist())
+        crops, landmarks, target = fixed_inputs()
+        in_browser = render_fixed(driver, crops, landmarks, target)
         interpreter = load_interpreter(face_model)
         encoded = interpreter.get_signature_runner("encode_crops")(source_crops=crops, source_landmarks=landmarks)
         expected = interpreter.get_signature_runner("render_landmarks")(target_landmarks=target, **encoded)["image"]
         assert expected.std() > 0.1
         np.testing.assert_allclose(np.reshape(in_browser, expected.shape), expected, atol=FLOAT32_ATOL, rtol=0)
-        driver.save_screenshot(str(tmp_path / "page.png"))
+        driver.save_screenshot(str(work / "page.png"))
+        denied = start_chromium(browser.chromium, browser.chromedriver, str(work / "clip.y4m"), deny_camera=True)
+        try:
+            denied.get(server.url)
+            wait_for(denied, "return document.body.dataset.ready === '1'", 120, "the page")
+            denied.find_element(By.ID, "camera").click()
+            assert "The camera cannot be used" in wait_for(denied, MESSAGE, 30, "the camera message")
+        finally:
+            denied.quit()
     finally:
-        driver.quit()
-    denied = start_chromium(chromium, chromedriver, str(tmp_path / "clip.y4m"), deny_camera=True)
-    try:
-        denied.get(server.url)
-        wait_for(denied, "return document.body.dataset.ready === '1'", 120, "the page")
-        denied.find_element(By.ID, "camera").click()
-        assert "The camera cannot be used" in wait_for(denied, MESSAGE, 30, "the camera message")
-    finally:
-        denied.quit()
         server.close()
+
+
+@pytest.mark.slow
+def test_page_animates_a_full_int8_face_export_with_the_drawing_model(int8_face_model, browser):
+    from tfrf.export.tflite import load_interpreter
+
+    driver = browser.driver
+    server = web.WebServer(int8_face_model, port=0, assets_dir=browser.assets).start()
+    try:
+        open_page(driver, server.url)
+        assert "poses from the drawing model" in driver.execute_script("return document.getElementById('status').textContent")
+        animate(driver, browser.work / "face.png")
+        crops, landmarks, target = fixed_inputs()
+        in_browser = render_fixed(driver, crops, landmarks, target)
+        # The same signatures one by one in the page (`runSignature`): the page chains them so.
+        staged = {"draw_crops": call_hook(driver, "runSignature", "draw_crops", {
+            "source_crops": crops.ravel().tolist(), "source_landmarks": landmarks.ravel().tolist()})}
+        staged["encode_sources"] = call_hook(driver, "runSignature", "encode_sources",
+                                             {"source_images": staged["draw_crops"]["source_images"]})
+        staged["draw_target"] = call_hook(driver, "runSignature", "draw_target", {"target_landmarks": target.ravel().tolist()})
+        staged["render"] = call_hook(driver, "runSignature", "render", {
+            **staged["draw_crops"], **staged["encode_sources"], **staged["draw_target"]})
+        with urllib.request.urlopen(server.url + "drawing.tflite") as response:
+            drawing = load_interpreter(response.read())
+    finally:
+        server.close()
+    np.testing.assert_allclose(in_browser, staged["render"]["image"], atol=1e-6, rtol=0)
+    # The same two models chained the same way in the Python runtime.
+    model = load_interpreter(int8_face_model)
+    native = {"draw_crops": drawing.get_signature_runner("draw_crops")(source_crops=crops, source_landmarks=landmarks),
+              "draw_target": drawing.get_signature_runner("draw_target")(target_landmarks=target)}
+    native["encode_sources"] = model.get_signature_runner("encode_sources")(
+        source_images=native["draw_crops"]["source_images"])
+    native["render"] = model.get_signature_runner("render")(
+        **native["draw_crops"], **native["encode_sources"], **native["draw_target"])
+    for signature, tolerance in (("draw_crops", 1e-6), ("draw_target", 1e-6), ("encode_sources", INT8_FEATURES_ATOL)):
+        for name, expected in native[signature].items():
+            np.testing.assert_allclose(np.reshape(staged[signature][name], expected.shape), expected, atol=tolerance,
+                                       rtol=0, err_msg=f"{signature} {name}")
+    expected = native["render"]["image"]
+    assert expected.std() > 0.1
+    difference = np.abs(np.reshape(in_browser, expected.shape) - expected)
+    print(f"full-int8 page vs native: max difference {difference.max():.4f}, mean {difference.mean():.4f}")
+    assert difference.mean() <= INT8_IMAGE_MEAN and difference.max() <= INT8_IMAGE_MAX, (
+        f"page vs native: max {difference.max():.4f} (at most {INT8_IMAGE_MAX}), "
+        f"mean {difference.mean():.4f} (at most {INT8_IMAGE_MEAN})")

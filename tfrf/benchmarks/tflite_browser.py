@@ -5,7 +5,8 @@
 For a randomly initialised `--preset` (latency does not depend on the weights) exported at K =
 `--k` in float32 (with the landmark signatures) and full-int8, prints:
 
-1. ms per `render` call (and `render_landmarks`, which also draws the pose) in the page of
+1. ms per `render` call (and `render_landmarks`, which also draws the pose; for full-int8
+   `draw_target`, the drawing model's pose drawing, see 3.) in the page of
    `tfrf web` in Debian's headless Chromium: the median call of `--rounds` turns of `--calls`
    calls per signature (three warm-ups each turn), on the
    backend the page chose (WASM/XNNPACK here: no WebGPU adapter headless), threads when the page
@@ -13,8 +14,10 @@ For a randomly initialised `--preset` (latency does not depend on the weights) e
 2. the same signatures in the native runtime (`tfrf.export.tflite.load_interpreter`, 2 threads),
    timed alike;
 3. the page driven by a fake camera (a clip of a face photo, `tfrf.web.browser.write_y4m`) for
-   `--frames` frames: face mesh ms per frame, model ms per frame, and the page's `ms_per_frame`,
-   with the face mesh's networks on each `--tracker` (cpu: WASM, the page's default; gpu: WebGL).
+   `--frames` frames, for each export: face mesh ms per frame, model ms per frame, and the page's
+   `ms_per_frame`, with the face mesh's networks on each `--tracker` (cpu: WASM, the page's
+   default; gpu: WebGL). The full-int8 export runs with the drawing model `tfrf web` builds for
+   it (`tfrf.export.tflite_drawing`): its model ms are `draw_target` + `render`.
 
 Needs chromium, chromedriver, selenium and the npm assets of `tfrf web` (`.ci/run` installs them).
 """
@@ -107,7 +110,7 @@ def main(argv: Sequence[str] = None) -> int:
     parser.add_argument("--k", type=int, default=1, help="number of sources K of the exports")
     parser.add_argument("--calls", type=int, default=10, help="timed calls per signature and round")
     parser.add_argument("--rounds", type=int, default=3, help="turns of each signature")
-    parser.add_argument("--frames", type=int, default=40, help="camera frames of the page run (float32 model)")
+    parser.add_argument("--frames", type=int, default=40, help="camera frames of the page run of each export")
     parser.add_argument("--tracker", nargs="+", choices=("cpu", "gpu"), default=["cpu"],
                         help="where the face mesh's networks run in the page run(s) (the page's ?tracker=; "
                              "default cpu: WASM, as the page does; gpu: WebGL, software-rendered headless)")
@@ -116,6 +119,7 @@ def main(argv: Sequence[str] = None) -> int:
     import tfrf
     from tfrf.export import export_generator
     from tfrf.export.tflite import convert, runtime_name
+    from tfrf.export.tflite_drawing import drawing_model_for
 
     config = tfrf.ModelConfig.preset(args.preset)
     generator = export_generator(config, tflite=True)
@@ -126,11 +130,15 @@ def main(argv: Sequence[str] = None) -> int:
             path = os.path.join(work, f"{quantize}.tflite")
             with open(path, "wb") as stream:
                 stream.write(convert(generator, args.k, quantize))
-            signatures = ["render"] + (["render_landmarks"] if quantize == "none" else [])
-            page = page_figures(path, signatures, args.calls, args.rounds, args.frames if quantize == "none" else 0, work,
-                                args.tracker[0])
+            signatures = ["render"] + (["render_landmarks"] if quantize == "none" else ["draw_target"])
+            paths = {signature: path for signature in signatures}
+            if quantize == "full-int8":  # the drawing model the page gets from `tfrf web`, natively
+                paths["draw_target"] = os.path.join(work, "drawing.tflite")
+                with open(paths["draw_target"], "wb") as stream:
+                    stream.write(drawing_model_for(path))
+            page = page_figures(path, signatures, args.calls, args.rounds, args.frames, work, args.tracker[0])
             for signature in signatures:
-                native = native_ms(path, signature, args.calls, args.rounds, config.image_height)
+                native = native_ms(paths[signature], signature, args.calls, args.rounds, config.image_height)
                 browser = page[f"{signature}_ms"]
                 print(f"  {quantize:>9} {signature:>16}: browser {browser:7.1f} ms ({page['threads']} threads), "
                       f"native {native:7.1f} ms, browser/native {browser / native:4.2f}", flush=True)
@@ -140,7 +148,7 @@ def main(argv: Sequence[str] = None) -> int:
                           for tracker in args.tracker[1:]]
             for tracker, figures in pages:
                 total = figures["mesh_ms"] + figures["model_ms"]
-                print(f"  page, fake camera, {args.frames} frames, face mesh on {tracker}: face mesh "
+                print(f"  {quantize:>9} page, fake camera, {args.frames} frames, face mesh on {tracker}: face mesh "
                       f"{figures['mesh_ms']:.1f} ms + model {figures['model_ms']:.1f} ms per frame = {total:.1f} ms "
                       f"({1e3 / total:.1f} fps); #stats ms_per_frame {figures['page_ms_per_frame']:.1f} "
                       f"({1e3 / figures['page_ms_per_frame']:.1f} fps)", flush=True)

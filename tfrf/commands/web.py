@@ -8,7 +8,10 @@ camera (or a video file) drives, and the generated face appears beside the input
 listens on loopback unless --host says otherwise and serves only the page, the model and the
 pinned JS/WASM files of LiteRT.js and MediaPipe face mesh, installed at build time with npm
 (--assets, default $TFRF_WEB_ASSETS or ~/.cache/tfrf/web; a missing install names the npm line).
-A truncated or foreign model is refused before anything is served (exit status 2).
+A full-int8 face export (no landmark signatures) runs with a small float32 drawing model built
+at start (`tfrf.export.tflite_drawing`: the landmark drawing the float exports do in the graph),
+served beside it. A truncated or foreign model, or one that is no face export, is refused before
+anything is served (exit status 2).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from tfrf.commands.common import documented_parser
 
 def register(subparsers) -> None:
     parser = documented_parser(subparsers, "web", "animate a face in the browser (LiteRT.js + face mesh)", __doc__)
-    parser.add_argument("--model", required=True, help="a face .tflite from `tfrf export tflite` (not full-int8)")
+    parser.add_argument("--model", required=True, help="a face .tflite from `tfrf export tflite` (any --quantize)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
     parser.add_argument("--assets", help="folder of the npm install (default $TFRF_WEB_ASSETS or ~/.cache/tfrf/web)")

@@ -1,4 +1,5 @@
-"""The static server of `tfrf web`: the page, the model and the pinned npm assets, nothing else.
+"""The static server of `tfrf web`: the page, the model (and for a full-int8 face export the
+drawing model, built at start), and the pinned npm assets, nothing else.
 
 Assets are the npm packages in `ASSET_PACKAGES`, installed at build time into a folder
 (`npm install --prefix DIR ...`, see `npm_command`); `find_assets` checks their versions. Every
@@ -71,10 +72,13 @@ def find_assets(assets_dir: Optional[str] = None) -> str:
     return modules
 
 
-def routes(model_path: str, modules: str, settings: dict) -> Dict[str, object]:
-    """URL path -> a file path (str) or the bytes to serve."""
+def routes(model_path: str, modules: str, settings: dict, drawing: Optional[bytes] = None) -> Dict[str, object]:
+    """URL path -> a file path (str) or the bytes to serve; `drawing`: the drawing model's bytes
+    (`/drawing.tflite`)."""
     table: Dict[str, object] = {"/": os.path.join(STATIC, "index.html"), "/model.tflite": model_path,
                                 "/settings.json": json.dumps(settings).encode()}
+    if drawing is not None:
+        table["/drawing.tflite"] = drawing
     for name in PAGE_FILES:
         table[f"/{name}"] = os.path.join(STATIC, name)
     for package, (_, files) in ASSET_PACKAGES.items():
@@ -116,25 +120,35 @@ def make_handler(table: Dict[str, object]):
 
 def page_settings(model_path: str, require_landmarks: bool = True) -> dict:
     """What the page needs to know beside the model: its crop size and K (read from the model's
-    `render` signature), the dataset's crop margin and the 468 -> 68 table. A model without the
-    landmark signatures is refused unless `require_landmarks` is False (benchmarks time its
+    `render` signature), the dataset's crop margin, the 468 -> 68 table and `drawing`: whether
+    the page draws the poses with the drawing model (`/drawing.tflite`,
+    `tfrf.export.tflite_drawing`), for a face export without the landmark signatures (full-int8).
+    A model that is neither is refused unless `require_landmarks` is False (benchmarks time its
     `render` in the page)."""
     from tfrf.export.tflite import ENCODE_CROPS_SIGNATURE, RENDER_LANDMARKS_SIGNATURE, RENDER_SIGNATURE, load_interpreter
+    from tfrf.export.tflite_drawing import int8_face_shapes
     from tfrf.pose.face import MEDIAPIPE_TO_68
 
+    name = f"TFLite model {model_path}"
     interpreter = load_interpreter(model_path)  # checks the flatbuffer first
     signatures = interpreter.get_signature_list()
-    missing = [name for name in (ENCODE_CROPS_SIGNATURE, RENDER_LANDMARKS_SIGNATURE) if name not in signatures]
-    if missing and require_landmarks:
-        raise ValueError(f"TFLite model {model_path} has no {' / '.join(missing)} signature (signatures "
-                         f"{sorted(signatures)}); export a face model with tfrf export tflite --quantize none, "
-                         "float16 or dynamic-int8")
+    missing = [key for key in (ENCODE_CROPS_SIGNATURE, RENDER_LANDMARKS_SIGNATURE) if key not in signatures]
+    drawing = False
+    if missing:
+        try:
+            int8_face_shapes(interpreter, name)  # a face export without them: the drawing model draws
+            drawing = True
+        except ValueError as error:
+            if require_landmarks:
+                raise ValueError(f"{name} has no {' / '.join(missing)} signature and is no full-int8 face export "
+                                 f"({str(error).replace(name, 'it')}); export a face model with tfrf export "
+                                 "tflite") from error
     if RENDER_SIGNATURE not in signatures:
-        raise ValueError(f"TFLite model {model_path} is not a tfrf export (signatures {sorted(signatures)})")
+        raise ValueError(f"{name} is not a tfrf export (signatures {sorted(signatures)})")
     details = interpreter.get_signature_runner(RENDER_SIGNATURE).get_input_details()["source_images"]
     _, num_sources, height, width, _ = (int(dim) for dim in details["shape"])
     return {"size": height, "width": width, "num_sources": num_sources, "margin": 0.25,
-            "mediapipe_to_68": list(MEDIAPIPE_TO_68)}
+            "mediapipe_to_68": list(MEDIAPIPE_TO_68), "drawing": drawing}
 
 
 class WebServer:
@@ -143,7 +157,12 @@ class WebServer:
     def __init__(self, model_path: str, host: str = "127.0.0.1", port: int = 8080, assets_dir: Optional[str] = None,
                  require_landmarks: bool = True):
         settings = page_settings(model_path, require_landmarks)  # the model is checked before anything else
-        table = routes(os.path.abspath(model_path), find_assets(assets_dir), settings)
+        modules, drawing = find_assets(assets_dir), None
+        if settings["drawing"]:  # built here, for this model's H, W and K (seconds)
+            from tfrf.export.tflite_drawing import drawing_model_for
+
+            drawing = drawing_model_for(model_path)
+        table = routes(os.path.abspath(model_path), modules, settings, drawing)
         self.httpd = ThreadingHTTPServer((host, port), make_handler(table))
         self.host, self.port = host, self.httpd.server_address[1]
         self._thread = None

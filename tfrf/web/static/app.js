@@ -1,11 +1,14 @@
 // tfrf web: the face export (encode_crops / render_landmarks) with LiteRT.js, the face tracked by
 // MediaPipe face mesh, both in this page. Crops follow tfrf.pose.face.face_box / crop_face.
+// A full-int8 face export has no landmark signatures: then (settings.drawing) the server's float32
+// drawing model (/drawing.tflite: draw_crops, draw_target) draws the poses and the export runs
+// encode_sources / render on them.
 import {loadLiteRt, loadAndCompile, Tensor} from "@litertjs/core";
 
 const $ = (id) => document.getElementById(id);
 const stats = {frames: 0, faces: 0, ms_per_frame: 0, backend: "wasm"};
 const times = {mesh_ms: [], model_ms: []};  // per frame, for benchmarks (window.tfrfTimes)
-let settings = null, model = null, faceMesh = null, cache = null, driving = false, spentMs = 0, processed = 0;
+let settings = null, model = null, drawing = null, faceMesh = null, cache = null, driving = false, spentMs = 0, processed = 0;
 
 function showStats() { $("stats").textContent = JSON.stringify(stats); }
 function message(text, kind = "error") { $("message").textContent = text; $("message").dataset.kind = kind; }
@@ -21,12 +24,16 @@ async function loadRuntime() {
   if (navigator.gpu) {
     try { if (await navigator.gpu.requestAdapter()) accelerator = "webgpu"; } catch (error) { /* no adapter */ }
   }
-  try {
+  const compile = async () => {
     model = await loadAndCompile("/model.tflite", {accelerator});
+    if (settings.drawing) drawing = await loadAndCompile("/drawing.tflite", {accelerator});
+  };
+  try {
+    await compile();
   } catch (error) {
     if (accelerator === "wasm") throw error;
     accelerator = "wasm";
-    model = await loadAndCompile("/model.tflite", {accelerator});
+    await compile();
   }
   stats.backend = accelerator;
 }
@@ -34,8 +41,10 @@ async function loadRuntime() {
 // ms of each of `calls` runs of one signature on random inputs (uniform in [0, 1), landmarks in
 // [0, size), uint8 in [0, 255]), after three warm-ups (benchmarks; constant inputs would run
 // into denormal floats, which WASM does not flush).
+// A signature of the drawing model (draw_target, draw_crops) where the model has none of that name.
 async function timeSignature(name, calls) {
-  const signature = model.signatures[name], inputs = {}, times = [];
+  const runner = model.signatures[name] || !drawing ? model : drawing;
+  const signature = runner.signatures[name], inputs = {}, times = [];
   for (const details of signature.getInputDetails()) {
     const size = details.shape.reduce((a, b) => a * b, 1);
     const scale = details.dtype === "uint8" ? 256 : (details.name.includes("landmarks") ? settings.size : 1);
@@ -43,7 +52,7 @@ async function timeSignature(name, calls) {
     for (let i = 0; i < size; i++) data[i] = details.dtype === "uint8" ? Math.floor(Math.random() * scale) : Math.random() * scale;
     inputs[details.name] = new Tensor(data, Array.from(details.shape));
   }
-  const once = async () => Object.values(await model.run(name, inputs)).forEach((tensor) => tensor.delete());
+  const once = async () => Object.values(await runner.run(name, inputs)).forEach((tensor) => tensor.delete());
   for (let i = 0; i < 3; i++) await once();
   for (let i = 0; i < calls; i++) {
     const began = performance.now();
@@ -92,11 +101,24 @@ function cropPixels(image, box) {  // uint8 RGB [size, size, 3] of the box, outs
   return rgb;
 }
 
+// The cached encoding {source_images, source_poses, source_features_h8, source_features_h4}: from
+// encode_crops, or with the drawing model from draw_crops -> encode_sources.
+async function encodeCrops(inputs) {
+  if (!drawing) return model.run("encode_crops", inputs);
+  const drawn = await drawing.run("draw_crops", inputs);
+  try {
+    return {...drawn, ...(await model.run("encode_sources", {source_images: drawn.source_images}))};
+  } catch (error) {
+    Object.values(drawn).forEach((tensor) => tensor.delete());
+    throw error;
+  }
+}
+
 async function encode(crops, landmarks) {  // Uint8Array K*H*W*3, Float32Array K*68*2 -> the cached encoding
   const k = settings.num_sources, size = settings.size;
   const inputs = {source_crops: new Tensor(crops, [k, size, size, 3]), source_landmarks: new Tensor(landmarks, [k, 68, 2])};
   try {
-    const encoded = await model.run("encode_crops", inputs);
+    const encoded = await encodeCrops(inputs);
     if (cache) Object.values(cache).forEach((tensor) => tensor.delete());
     cache = encoded;
   } finally {
@@ -104,10 +126,24 @@ async function encode(crops, landmarks) {  // Uint8Array K*H*W*3, Float32Array K
   }
 }
 
+async function renderOutputs(landmarks) {  // render_landmarks, or with the drawing model draw_target -> render
+  if (!drawing) return model.run("render_landmarks", {...cache, target_landmarks: landmarks});
+  const {target_pose} = await drawing.run("draw_target", {target_landmarks: landmarks});
+  try {
+    return await model.run("render", {...cache, target_pose});
+  } finally {
+    target_pose.delete();
+  }
+}
+
 async function render(target) {  // Float32Array 68*2 -> Float32Array [H, W, 3] in [-1, 1]
   const landmarks = new Tensor(target, [68, 2]);
-  const outputs = await model.run("render_landmarks", {...cache, target_landmarks: landmarks});
-  landmarks.delete();
+  let outputs;
+  try {
+    outputs = await renderOutputs(landmarks);
+  } finally {
+    landmarks.delete();
+  }
   const image = await outputs.image.moveTo("wasm");
   const values = image.toTypedArray().slice();
   image.delete();
@@ -209,11 +245,30 @@ async function main() {
       await encode(Uint8Array.from(crops), Float32Array.from(landmarks));
       return Array.from(await render(Float32Array.from(target)));
     },
+    async runSignature(name, values) {  // flat arrays in and out by tensor name (the drawing model's too)
+      const runner = model.signatures[name] || !drawing ? model : drawing, inputs = {}, result = {};
+      for (const details of runner.signatures[name].getInputDetails()) {
+        const data = details.dtype === "uint8" ? Uint8Array.from(values[details.name]) : Float32Array.from(values[details.name]);
+        inputs[details.name] = new Tensor(data, Array.from(details.shape));
+      }
+      try {
+        for (const [key, tensor] of Object.entries(await runner.run(name, inputs))) {
+          const moved = await tensor.moveTo("wasm");
+          result[key] = Array.from(moved.toTypedArray());
+          moved.delete();
+        }
+      } finally {
+        Object.values(inputs).forEach((tensor) => tensor.delete());
+      }
+      return result;
+    },
   };
-  const missing = ["encode_crops", "render_landmarks"].filter((name) => !model.signatures[name]);
+  const needed = drawing ? [[model, "encode_sources"], [model, "render"], [drawing, "draw_crops"], [drawing, "draw_target"]]
+    : [[model, "encode_crops"], [model, "render_landmarks"]];
+  const missing = needed.filter(([runner, name]) => !runner.signatures[name]).map(([, name]) => name);
   if (missing.length) {
     $("status").textContent = "not ready";
-    message(`The model has no ${missing.join(" / ")} signature: export a face model (not full-int8).`);
+    message(`The model has no ${missing.join(" / ")} signature: export a face model with tfrf export tflite.`);
     document.body.dataset.ready = "model-only";
     return;
   }
@@ -221,7 +276,7 @@ async function main() {
   $("photos").addEventListener("change", (event) => useSources([...event.target.files]).catch((e) => message(e.message)));
   $("camera").addEventListener("click", startCamera);
   $("video-file").addEventListener("change", (event) => event.target.files[0] && startVideo(event.target.files[0]));
-  $("status").textContent = `ready (${stats.backend}, ${settings.size}x${settings.size}, K = ${settings.num_sources})`;
+  $("status").textContent = `ready (${stats.backend}, ${settings.size}x${settings.size}, K = ${settings.num_sources}${drawing ? ", poses from the drawing model" : ""})`;
   document.body.dataset.ready = "1";
 }
 
