@@ -15,7 +15,9 @@ order) and draw the pose in the graph (`tfrf.pose.face_graph.draw_landmarks_grap
 `tfrf.pose.face.draw_landmarks`), so an app needs no drawing code; crops as the dataset's
 (`tfrf.pose.face.crop_face`: the landmarks' box + 25 % margin, square, resized to H x W). They
 are in the float32, float16 and dynamic-int8 exports of a face preset (pose channels 3), not
-in full-int8 (calibration would quantise the drawing's coordinate arithmetic).
+in full-int8 (calibration would quantise the drawing's coordinate arithmetic): for those,
+`export/tflite_drawing.py` builds a separate float32 drawing model (`draw_crops`, `draw_target`)
+whose outputs feed `encode_sources` and `render` (what `tfrf web` does).
 
 All signature tensors but `source_crops` are float32 (also in the float16 and dynamic-int8 variants, which quantise
 the weights only, and in full-int8, which quantises weights and activations to int8 from a
