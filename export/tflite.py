@@ -17,7 +17,8 @@ order) and draw the pose in the graph (`tfrf.pose.face_graph.draw_landmarks_grap
 are in the float32, float16 and dynamic-int8 exports of a face preset (pose channels 3), not
 in full-int8 (calibration would quantise the drawing's coordinate arithmetic): for those,
 `export/tflite_drawing.py` builds a separate float32 drawing model (`draw_crops`, `draw_target`)
-whose outputs feed `encode_sources` and `render` (what `tfrf web` does).
+whose outputs feed `encode_sources` and `render` (for native apps; `tfrf web`'s page draws the
+same poses in JavaScript, `tfrf/web/static/draw.js`).
 
 All signature tensors but `source_crops` are float32 (also in the float16 and dynamic-int8 variants, which quantise
 the weights only, and in full-int8, which quantises weights and activations to int8 from a

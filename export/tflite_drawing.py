@@ -13,7 +13,9 @@ gives what `encode_crops` / `render_landmarks` of a float export give: the same 
 (`tfrf.export.tflite.draw_sources` / `draw_target`, i.e. `tfrf.pose.face_graph.draw_landmarks_graph`)
 traced in float32, so the landmark drawing is exact while the network runs in int8. It holds no
 weights, only the drawing's small constant tables (about 100 KB at 64 x 64), and converts in
-seconds, so `tfrf web` builds it at start for the model it serves.
+seconds (`drawing_model_for` reads H, W and K from the int8 export). For a native app; in the
+browser, `tfrf web`'s page draws the same poses in JavaScript (10 ms as this model there, 1.5 ms
+in JavaScript, 256 x 256).
 """
 from __future__ import annotations
 

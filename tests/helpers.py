@@ -147,3 +147,22 @@ def save_tiny_people_model(root, size=64):
     with open(config_path, "w", encoding="utf-8") as stream:
         stream.write(config.to_json())
     return generator, weights, config_path
+
+
+# (H, W, line width) of the landmark drawing tests: the defaults (1 px at 64, 2 px at 256), wider, not square
+DRAWING_SIZES = [(64, 64, None), (256, 256, None), (100, 150, 2), (128, 128, 3), (60, 90, 5)]
+
+
+def landmark_sets(height, width, seed):
+    """Faces, jittered faces, half-integer points (ties of the rounding), coincident and
+    axis-aligned points, points spilling off the canvas, random scribbles."""
+    from tfrf.pose import face
+
+    rng = np.random.default_rng(seed)
+    base = face.template_landmarks(height, width)
+    sets = [base, base + rng.normal(0, 3, base.shape),
+            np.round(base + rng.normal(0, 5, base.shape)) + rng.choice([0.0, 0.5, -0.5], base.shape),
+            np.round(base / 8) * 8, base * 1.4 - [0.2 * width, 0.2 * height],
+            rng.uniform(-20, max(height, width) + 20, base.shape),
+            rng.integers(0, 12, base.shape) + np.array([width / 2, height / 2])]
+    return np.stack(sets).astype(np.float32)

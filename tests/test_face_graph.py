@@ -12,6 +12,8 @@ from tfrf.export.tflite_gpu import gpu_warnings
 from tfrf.pose import face
 from tfrf.pose.face_graph import SORT8, default_line_width, draw_landmarks_graph
 
+from helpers import DRAWING_SIZES, landmark_sets
+
 
 def test_sorting_network_sorts_every_01_input():
     for bits in itertools.product([0, 1], repeat=8):
@@ -21,21 +23,7 @@ def test_sorting_network_sorts_every_01_input():
         assert values == sorted(bits)
 
 
-def landmark_sets(height, width, seed):
-    """Faces, jittered faces, half-integer points (ties of the rounding), coincident and
-    axis-aligned points, points spilling off the canvas, random scribbles."""
-    rng = np.random.default_rng(seed)
-    base = face.template_landmarks(height, width)
-    sets = [base, base + rng.normal(0, 3, base.shape),
-            np.round(base + rng.normal(0, 5, base.shape)) + rng.choice([0.0, 0.5, -0.5], base.shape),
-            np.round(base / 8) * 8, base * 1.4 - [0.2 * width, 0.2 * height],
-            rng.uniform(-20, max(height, width) + 20, base.shape),
-            rng.integers(0, 12, base.shape) + np.array([width / 2, height / 2])]
-    return np.stack(sets).astype(np.float32)
-
-
-@pytest.mark.parametrize("height, width, line_width", [(64, 64, None), (256, 256, None), (100, 150, 2),
-                                                       (128, 128, 3), (60, 90, 5)])
+@pytest.mark.parametrize("height, width, line_width", DRAWING_SIZES)
 def test_drawing_equals_pillow(height, width, line_width):
     points = landmark_sets(height, width, seed=height + width)
     drawn = draw_landmarks_graph(points, height, width, line_width).numpy()

@@ -1,9 +1,10 @@
 """`tfrf web`: a broken model or one that is no face export is one line and exit 2; the server
-serves only its listed files with cross-origin isolation, and for a full-int8 face export the
-drawing model (`tfrf.export.tflite_drawing`, whose outputs equal the float export's in-graph
-drawing); in headless Chromium (Debian's, with a fake camera clip made here) the page tracks the
-face, animates >= 20 frames and its LiteRT.js output for fixed crops and landmarks equals the
-Python runtime's, for a float32 export and for a full-int8 one with the drawing model.
+serves only its listed files with cross-origin isolation; the drawing model
+(`tfrf.export.tflite_drawing`, for native apps of a full-int8 export) equals the float export's
+in-graph drawing; in headless Chromium (Debian's, with a fake camera clip made here) the page's
+own pose drawing (`draw.js`) equals `tfrf.pose.face.draw_landmarks` pixel for pixel, and the page
+tracks the face, animates >= 20 frames and its LiteRT.js output for fixed crops and landmarks
+equals the Python runtime's, for a float32 export and for a full-int8 one (poses drawn in the page).
 
 The browser test needs `chromium`, `chromedriver` and the npm assets (`.ci/run` installs all
 three); without them it is skipped with the reason, except where TFRF_REQUIRE_BROWSER=1 (CI),
@@ -20,6 +21,8 @@ import pytest
 from tfrf.cli import main as cli_main
 from tfrf.web import server as web
 from tfrf.web.browser import MESSAGE, STATS, browser_paths, call_hook, start_chromium, wait_for, write_y4m
+
+from helpers import DRAWING_SIZES, landmark_sets
 
 FLOAT32_ATOL = 1e-3  # the float32 export's tolerance against Keras (tests/test_export_tflite.py)
 # LiteRT.js (WASM, XNNPACK's int8 kernels) against the native runtime (TF 2.15's builtin int8
@@ -162,7 +165,7 @@ def test_server_serves_only_the_page_the_model_and_the_assets(face_model, tmp_pa
         from tfrf.pose.face import MEDIAPIPE_TO_68
 
         assert settings == {"size": 64, "width": 64, "num_sources": 1, "margin": 0.25,
-                            "mediapipe_to_68": list(MEDIAPIPE_TO_68), "drawing": False}
+                            "mediapipe_to_68": list(MEDIAPIPE_TO_68), "drawing_table": web.drawing_table()}
         with urllib.request.urlopen(server.url + "vendor/litertjs/core/wasm/litert_wasm_internal.wasm") as response:
             assert response.headers["Content-Type"] == "application/wasm"
         for path in ("vendor/litertjs/core/package.json", "../setup.py", "static/app.js", "vendor/", "drawing.tflite"):
@@ -172,22 +175,35 @@ def test_server_serves_only_the_page_the_model_and_the_assets(face_model, tmp_pa
         server.close()
 
 
-@pytest.mark.slow
-def test_server_serves_a_drawing_model_for_a_full_int8_face_export(int8_face_model, tmp_path):
-    from tfrf.export.tflite import load_interpreter
+def test_the_drawing_table_is_the_drawings_segments_parts_and_colours():
+    from tfrf.pose.face import FACE_PARTS, PART_COLORS, part_polylines
 
+    table = web.drawing_table()
+    assert [part["name"] for part in table["parts"]] == list(FACE_PARTS)  # Pillow's drawing order
+    lines = part_polylines()
+    assert len(table["starts"]) == len(table["ends"]) == sum(len(indices) - 1 for _, indices in lines) == 63
+    jaw = table["parts"][0]  # the jaw: one open line 0 -> 16
+    assert (jaw["first"], jaw["last"], jaw["tips"]) == (0, 16, [16])
+    assert table["starts"][:16] == list(range(16)) and table["ends"][:16] == list(range(1, 17))
+    for part in table["parts"]:
+        assert tuple(part["color"]) == tuple(PART_COLORS[part["name"]])
+        segments = set(zip(table["starts"][part["first"]:part["last"]], table["ends"][part["first"]:part["last"]]))
+        assert segments == {(int(a), int(b)) for name, indices in lines if name == part["name"]
+                            for a, b in zip(indices[:-1], indices[1:])}
+
+
+@pytest.mark.slow
+def test_server_takes_a_full_int8_face_export(int8_face_model, tmp_path):
     server = web.WebServer(int8_face_model, port=0, assets_dir=str(fake_assets(tmp_path))).start()
     try:
         with urllib.request.urlopen(server.url + "settings.json") as response:
             settings = json.loads(response.read())
-        assert settings["drawing"] is True and (settings["size"], settings["num_sources"]) == (64, 1), settings
-        with urllib.request.urlopen(server.url + "drawing.tflite") as response:
-            drawing = load_interpreter(response.read())
+        assert (settings["size"], settings["num_sources"]) == (64, 1), settings
+        assert settings["drawing_table"] == web.drawing_table()
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(server.url + "drawing.tflite")
     finally:
         server.close()
-    inputs = {name: drawing.get_signature_runner(name).get_input_details() for name in ("draw_crops", "draw_target")}
-    assert list(inputs["draw_crops"]["source_crops"]["shape"]) == [1, 64, 64, 3]
-    assert list(inputs["draw_target"]["target_landmarks"]["shape"]) == [68, 2]
 
 
 def browser_or_skip():
@@ -311,42 +327,65 @@ def test_page_animates_a_face_in_chromium(face_model, browser):
 
 
 @pytest.mark.slow
-def test_page_animates_a_full_int8_face_export_with_the_drawing_model(int8_face_model, browser):
+def test_the_pages_pose_drawing_equals_draw_landmarks(face_model, browser):
+    """The sets and sizes of tests/test_face_graph.py (the in-graph drawing's): faces, half-pixel
+    ties, coincident and axis-aligned points, points off the canvas, scribbles; 1 to 5 px."""
+    import base64
+
+    from tfrf.pose.face import draw_landmarks
+
+    cases = [(points, height, width, line_width) for height, width, line_width in DRAWING_SIZES
+             for points in landmark_sets(height, width, seed=height + width + 1)]
+    server = web.WebServer(face_model, port=0, assets_dir=browser.assets).start()
+    try:
+        open_page(browser.driver, server.url)
+        drawn = [call_hook(browser.driver, "drawLandmarks", points.ravel().tolist(), height, width, line_width)
+                 for points, height, width, line_width in cases]
+    finally:
+        server.close()
+    for index, ((points, height, width, line_width), page) in enumerate(zip(cases, drawn)):
+        expected = draw_landmarks(points, height, width, line_width).astype(np.float32) / np.float32(255)
+        page = np.frombuffer(base64.b64decode(page), np.float32).reshape(expected.shape)
+        wrong = np.argwhere(np.any(page != expected, axis=-1))
+        assert not len(wrong), (f"{height}x{width}, width {line_width}, set {index % 7}: {len(wrong)} pixels differ, "
+                                f"e.g. (y, x) {wrong[:5].tolist()}")
+    assert all(draw_landmarks(points, h, w, lw).max() == 255 for points, h, w, lw in cases[::7])  # faces drawn
+
+
+@pytest.mark.slow
+def test_page_animates_a_full_int8_face_export_drawing_the_poses_itself(int8_face_model, browser):
     from tfrf.export.tflite import load_interpreter
+    from tfrf.pose.face import draw_landmarks
 
     driver = browser.driver
     server = web.WebServer(int8_face_model, port=0, assets_dir=browser.assets).start()
     try:
         open_page(driver, server.url)
-        assert "poses from the drawing model" in driver.execute_script("return document.getElementById('status').textContent")
+        assert "poses drawn in the page" in driver.execute_script("return document.getElementById('status').textContent")
         animate(driver, browser.work / "face.png")
         crops, landmarks, target = fixed_inputs()
         in_browser = render_fixed(driver, crops, landmarks, target)
-        # The same signatures one by one in the page (`runSignature`): the page chains them so.
-        staged = {"draw_crops": call_hook(driver, "runSignature", "draw_crops", {
-            "source_crops": crops.ravel().tolist(), "source_landmarks": landmarks.ravel().tolist()})}
-        staged["encode_sources"] = call_hook(driver, "runSignature", "encode_sources",
-                                             {"source_images": staged["draw_crops"]["source_images"]})
-        staged["draw_target"] = call_hook(driver, "runSignature", "draw_target", {"target_landmarks": target.ravel().tolist()})
-        staged["render"] = call_hook(driver, "runSignature", "render", {
-            **staged["draw_crops"], **staged["encode_sources"], **staged["draw_target"]})
-        with urllib.request.urlopen(server.url + "drawing.tflite") as response:
-            drawing = load_interpreter(response.read())
+        # What the float exports feed their network (`encode_crops` / `render_landmarks`), from Python's
+        # drawing, through the same two signatures run one by one in the page (`runSignature`).
+        inputs = {"source_images": (crops.astype(np.float32) / np.float32(127.5) - np.float32(1.0))[None],
+                  "source_poses": (np.stack([draw_landmarks(points, 64, 64) for points in landmarks])[None]
+                                   .astype(np.float32) / np.float32(255)),
+                  "target_pose": (draw_landmarks(target, 64, 64)[None].astype(np.float32) / np.float32(255))}
+        flat = {name: value.ravel().tolist() for name, value in inputs.items()}
+        staged = {"encode_sources": call_hook(driver, "runSignature", "encode_sources",
+                                              {"source_images": flat["source_images"]})}
+        staged["render"] = call_hook(driver, "runSignature", "render", {**flat, **staged["encode_sources"]})
     finally:
         server.close()
+    # The page's chain (its own drawing and crop conversion) is exactly that.
     np.testing.assert_allclose(in_browser, staged["render"]["image"], atol=1e-6, rtol=0)
-    # The same two models chained the same way in the Python runtime.
+    # The same signatures in the Python runtime.
     model = load_interpreter(int8_face_model)
-    native = {"draw_crops": drawing.get_signature_runner("draw_crops")(source_crops=crops, source_landmarks=landmarks),
-              "draw_target": drawing.get_signature_runner("draw_target")(target_landmarks=target)}
-    native["encode_sources"] = model.get_signature_runner("encode_sources")(
-        source_images=native["draw_crops"]["source_images"])
-    native["render"] = model.get_signature_runner("render")(
-        **native["draw_crops"], **native["encode_sources"], **native["draw_target"])
-    for signature, tolerance in (("draw_crops", 1e-6), ("draw_target", 1e-6), ("encode_sources", INT8_FEATURES_ATOL)):
-        for name, expected in native[signature].items():
-            np.testing.assert_allclose(np.reshape(staged[signature][name], expected.shape), expected, atol=tolerance,
-                                       rtol=0, err_msg=f"{signature} {name}")
+    native = {"encode_sources": model.get_signature_runner("encode_sources")(source_images=inputs["source_images"])}
+    native["render"] = model.get_signature_runner("render")(**inputs, **native["encode_sources"])
+    for name, expected in native["encode_sources"].items():
+        np.testing.assert_allclose(np.reshape(staged["encode_sources"][name], expected.shape), expected,
+                                   atol=INT8_FEATURES_ATOL, rtol=0, err_msg=f"encode_sources {name}")
     expected = native["render"]["image"]
     assert expected.std() > 0.1
     difference = np.abs(np.reshape(in_browser, expected.shape) - expected)

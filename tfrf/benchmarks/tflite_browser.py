@@ -5,9 +5,9 @@
 For a randomly initialised `--preset` (latency does not depend on the weights) exported at K =
 `--k` in float32 (with the landmark signatures) and full-int8, prints:
 
-1. ms per `render` call (and `render_landmarks`, which also draws the pose; for full-int8
-   `draw_target`, the drawing model's pose drawing, see 3.) in the page of
-   `tfrf web` in Debian's headless Chromium: the median call of `--rounds` turns of `--calls`
+1. ms per `render` call (and for float32 `render_landmarks`, which also draws the pose in the
+   graph), and ms per pose drawing of the page's own `draw.js` (random landmarks in the crop), in
+   the page of `tfrf web` in Debian's headless Chromium: the median call of `--rounds` turns of `--calls`
    calls per signature (three warm-ups each turn), on the
    backend the page chose (WASM/XNNPACK here: no WebGPU adapter headless), threads when the page
    is cross-origin isolated;
@@ -16,8 +16,10 @@ For a randomly initialised `--preset` (latency does not depend on the weights) e
 3. the page driven by a fake camera (a clip of a face photo, `tfrf.web.browser.write_y4m`) for
    `--frames` frames, for each export: face mesh ms per frame, model ms per frame, and the page's
    `ms_per_frame`, with the face mesh's networks on each `--tracker` (cpu: WASM, the page's
-   default; gpu: WebGL). The full-int8 export runs with the drawing model `tfrf web` builds for
-   it (`tfrf.export.tflite_drawing`): its model ms are `draw_target` + `render`.
+   default; gpu: WebGL) and camera frames downscaled for it to each `--tracker-side` (the page's
+   default 320 px; 0: whole frames). The float32 export runs `render_landmarks` (the drawing in its graph);
+   the full-int8 one, which has no landmark signature, `render` on the pose the page draws in
+   JavaScript (`draw.js`). Model ms: the drawing, the network, reading the output and painting it.
 
 Needs chromium, chromedriver, selenium and the npm assets of `tfrf web` (`.ci/run` installs them).
 """
@@ -55,11 +57,11 @@ def native_ms(path: str, signature: str, calls: int, rounds: int, size: int, thr
 
 
 def page_figures(path: str, signatures: Sequence[str], calls: int, rounds: int, frames: int, work: str,
-                 tracker: str = "cpu") -> Dict[str, float]:
+                 tracker: str = "cpu", tracker_side: int = 320) -> Dict[str, float]:
     """Browser figures of one model: `<signature>_ms` per signature (the median call of `rounds`
     turns of `calls` calls, signatures in turn), and with `frames`, the tracker's and the model's
     ms per camera frame, the face mesh's networks on `tracker` ("cpu" or "gpu", the page's
-    `?tracker=`)."""
+    `?tracker=`), camera frames downscaled for it to `tracker_side` px (`?tracker_side=`, 0: whole)."""
     import numpy as np
     from PIL import Image
     from selenium.webdriver.common.by import By
@@ -79,7 +81,7 @@ def page_figures(path: str, signatures: Sequence[str], calls: int, rounds: int, 
     driver = start_chromium(chromium, chromedriver, clip)
     figures = {}
     try:
-        driver.get(f"{server.url}?tracker={tracker}")
+        driver.get(f"{server.url}?tracker={tracker}&tracker_side={tracker_side}")
         wait_for(driver, "return document.body.dataset.ready", 180, "the page")
         figures["threads"] = driver.execute_script("return self.crossOriginIsolated ? navigator.hardwareConcurrency : 1")
         times = {signature: [] for signature in signatures}
@@ -88,6 +90,7 @@ def page_figures(path: str, signatures: Sequence[str], calls: int, rounds: int, 
                 times[signature] += call_hook(driver, "timeSignature", signature, calls)
         for signature, values in times.items():
             figures[f"{signature}_ms"] = statistics.median(values)
+        figures["drawing_ms"] = statistics.median(call_hook(driver, "timeDrawing", max(calls * rounds, 1)))
         if frames:
             driver.find_element(By.ID, "photos").send_keys(os.path.join(work, "face.png"))
             wait_for(driver, "return document.getElementById('message').textContent.includes('Sources ready')", 120,
@@ -114,12 +117,14 @@ def main(argv: Sequence[str] = None) -> int:
     parser.add_argument("--tracker", nargs="+", choices=("cpu", "gpu"), default=["cpu"],
                         help="where the face mesh's networks run in the page run(s) (the page's ?tracker=; "
                              "default cpu: WASM, as the page does; gpu: WebGL, software-rendered headless)")
+    parser.add_argument("--tracker-side", nargs="+", type=int, default=[320],
+                        help="longer side of the camera frames the tracker sees in the page run(s) (the page's "
+                             "?tracker_side=; default 320 as the page; 0: whole frames)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tfrf
     from tfrf.export import export_generator
     from tfrf.export.tflite import convert, runtime_name
-    from tfrf.export.tflite_drawing import drawing_model_for
 
     config = tfrf.ModelConfig.preset(args.preset)
     generator = export_generator(config, tflite=True)
@@ -130,25 +135,23 @@ def main(argv: Sequence[str] = None) -> int:
             path = os.path.join(work, f"{quantize}.tflite")
             with open(path, "wb") as stream:
                 stream.write(convert(generator, args.k, quantize))
-            signatures = ["render"] + (["render_landmarks"] if quantize == "none" else ["draw_target"])
-            paths = {signature: path for signature in signatures}
-            if quantize == "full-int8":  # the drawing model the page gets from `tfrf web`, natively
-                paths["draw_target"] = os.path.join(work, "drawing.tflite")
-                with open(paths["draw_target"], "wb") as stream:
-                    stream.write(drawing_model_for(path))
-            page = page_figures(path, signatures, args.calls, args.rounds, args.frames, work, args.tracker[0])
+            signatures = ["render"] + (["render_landmarks"] if quantize == "none" else [])
+            runs = [(tracker, side) for tracker in args.tracker for side in args.tracker_side]
+            page = page_figures(path, signatures, args.calls, args.rounds, args.frames, work, *runs[0])
+            print(f"  {quantize:>9} draw.js pose drawing: browser {page['drawing_ms']:7.2f} ms", flush=True)
             for signature in signatures:
-                native = native_ms(paths[signature], signature, args.calls, args.rounds, config.image_height)
+                native = native_ms(path, signature, args.calls, args.rounds, config.image_height)
                 browser = page[f"{signature}_ms"]
                 print(f"  {quantize:>9} {signature:>16}: browser {browser:7.1f} ms ({page['threads']} threads), "
                       f"native {native:7.1f} ms, browser/native {browser / native:4.2f}", flush=True)
-            pages = [(args.tracker[0], page)] if "mesh_ms" in page else []
+            pages = [(runs[0], page)] if "mesh_ms" in page else []
             if pages:
-                pages += [(tracker, page_figures(path, [], 0, 0, args.frames, work, tracker))
-                          for tracker in args.tracker[1:]]
-            for tracker, figures in pages:
+                pages += [(run, page_figures(path, [], 0, 0, args.frames, work, *run)) for run in runs[1:]]
+            for (tracker, side), figures in pages:
                 total = figures["mesh_ms"] + figures["model_ms"]
-                print(f"  {quantize:>9} page, fake camera, {args.frames} frames, face mesh on {tracker}: face mesh "
+                frame = f"frames at {side} px" if side else "whole frames"
+                print(f"  {quantize:>9} page, fake camera (512 x 512), {args.frames} frames, face mesh on {tracker}, "
+                      f"{frame}: face mesh "
                       f"{figures['mesh_ms']:.1f} ms + model {figures['model_ms']:.1f} ms per frame = {total:.1f} ms "
                       f"({1e3 / total:.1f} fps); #stats ms_per_frame {figures['page_ms_per_frame']:.1f} "
                       f"({1e3 / figures['page_ms_per_frame']:.1f} fps)", flush=True)

@@ -8,9 +8,9 @@ camera (or a video file) drives, and the generated face appears beside the input
 listens on loopback unless --host says otherwise and serves only the page, the model and the
 pinned JS/WASM files of LiteRT.js and MediaPipe face mesh, installed at build time with npm
 (--assets, default $TFRF_WEB_ASSETS or ~/.cache/tfrf/web; a missing install names the npm line).
-A full-int8 face export (no landmark signatures) runs with a small float32 drawing model built
-at start (`tfrf.export.tflite_drawing`: the landmark drawing the float exports do in the graph),
-served beside it. A truncated or foreign model, or one that is no face export, is refused before
+The page draws the pose maps itself (`tfrf/web/static/draw.js`, equal to
+`tfrf.pose.face.draw_landmarks`) and runs the export's `encode_sources` / `render`, so float and
+full-int8 face exports serve alike. A truncated or foreign model, or one that is no face export, is refused before
 anything is served (exit status 2).
 """
 from __future__ import annotations

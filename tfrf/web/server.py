@@ -1,5 +1,5 @@
-"""The static server of `tfrf web`: the page, the model (and for a full-int8 face export the
-drawing model, built at start), and the pinned npm assets, nothing else.
+"""The static server of `tfrf web`: the page, the model, its settings and the pinned npm assets,
+nothing else.
 
 Assets are the npm packages in `ASSET_PACKAGES`, installed at build time into a folder
 (`npm install --prefix DIR ...`, see `npm_command`); `find_assets` checks their versions. Every
@@ -31,7 +31,7 @@ ASSET_PACKAGES: Dict[str, Tuple[str, Tuple[str, ...]]] = {
 }
 ASSETS_ENV = "TFRF_WEB_ASSETS"
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
-PAGE_FILES = ("index.html", "app.js", "mesh.html")
+PAGE_FILES = ("index.html", "app.js", "draw.js", "mesh.html")
 CONTENT_TYPES = {".js": "text/javascript", ".wasm": "application/wasm", ".html": "text/html; charset=utf-8",
                  ".json": "application/json"}
 
@@ -72,13 +72,10 @@ def find_assets(assets_dir: Optional[str] = None) -> str:
     return modules
 
 
-def routes(model_path: str, modules: str, settings: dict, drawing: Optional[bytes] = None) -> Dict[str, object]:
-    """URL path -> a file path (str) or the bytes to serve; `drawing`: the drawing model's bytes
-    (`/drawing.tflite`)."""
+def routes(model_path: str, modules: str, settings: dict) -> Dict[str, object]:
+    """URL path -> a file path (str) or the bytes to serve."""
     table: Dict[str, object] = {"/": os.path.join(STATIC, "index.html"), "/model.tflite": model_path,
                                 "/settings.json": json.dumps(settings).encode()}
-    if drawing is not None:
-        table["/drawing.tflite"] = drawing
     for name in PAGE_FILES:
         table[f"/{name}"] = os.path.join(STATIC, name)
     for package, (_, files) in ASSET_PACKAGES.items():
@@ -118,12 +115,26 @@ def make_handler(table: Dict[str, object]):
     return Handler
 
 
+def drawing_table() -> dict:
+    """What the page's `draw.js` needs to draw as `tfrf.pose.face.draw_landmarks` does: the start
+    and end landmark of every segment, and per part in drawing order its segment range
+    [first, last), colour and the last landmark of each of its lines (`tips`)."""
+    from tfrf.pose.face import PART_COLORS, part_polylines
+    from tfrf.pose.face_graph import segment_table
+
+    starts, ends, ranges = segment_table()
+    parts = [{"name": part, "first": first, "last": last, "color": [int(value) for value in PART_COLORS[part]],
+              "tips": [int(indices[-1]) for name, indices in part_polylines() if name == part]}
+             for part, first, last in ranges]
+    return {"starts": [int(value) for value in starts], "ends": [int(value) for value in ends], "parts": parts}
+
+
 def page_settings(model_path: str, require_landmarks: bool = True) -> dict:
     """What the page needs to know beside the model: its crop size and K (read from the model's
-    `render` signature), the dataset's crop margin, the 468 -> 68 table and `drawing`: whether
-    the page draws the poses with the drawing model (`/drawing.tflite`,
-    `tfrf.export.tflite_drawing`), for a face export without the landmark signatures (full-int8).
-    A model that is neither is refused unless `require_landmarks` is False (benchmarks time its
+    `render` signature), the dataset's crop margin, the 468 -> 68 table and the drawing's table
+    (`drawing_table`). The page draws the poses itself and runs `encode_sources` / `render`, so
+    float exports (with the landmark signatures) and full-int8 face exports (without) both serve;
+    a model that is neither is refused unless `require_landmarks` is False (benchmarks time its
     `render` in the page)."""
     from tfrf.export.tflite import ENCODE_CROPS_SIGNATURE, RENDER_LANDMARKS_SIGNATURE, RENDER_SIGNATURE, load_interpreter
     from tfrf.export.tflite_drawing import int8_face_shapes
@@ -133,11 +144,9 @@ def page_settings(model_path: str, require_landmarks: bool = True) -> dict:
     interpreter = load_interpreter(model_path)  # checks the flatbuffer first
     signatures = interpreter.get_signature_list()
     missing = [key for key in (ENCODE_CROPS_SIGNATURE, RENDER_LANDMARKS_SIGNATURE) if key not in signatures]
-    drawing = False
     if missing:
         try:
-            int8_face_shapes(interpreter, name)  # a face export without them: the drawing model draws
-            drawing = True
+            int8_face_shapes(interpreter, name)  # a face export without them (full-int8)
         except ValueError as error:
             if require_landmarks:
                 raise ValueError(f"{name} has no {' / '.join(missing)} signature and is no full-int8 face export "
@@ -148,7 +157,7 @@ def page_settings(model_path: str, require_landmarks: bool = True) -> dict:
     details = interpreter.get_signature_runner(RENDER_SIGNATURE).get_input_details()["source_images"]
     _, num_sources, height, width, _ = (int(dim) for dim in details["shape"])
     return {"size": height, "width": width, "num_sources": num_sources, "margin": 0.25,
-            "mediapipe_to_68": list(MEDIAPIPE_TO_68), "drawing": drawing}
+            "mediapipe_to_68": list(MEDIAPIPE_TO_68), "drawing_table": drawing_table()}
 
 
 class WebServer:
@@ -157,12 +166,7 @@ class WebServer:
     def __init__(self, model_path: str, host: str = "127.0.0.1", port: int = 8080, assets_dir: Optional[str] = None,
                  require_landmarks: bool = True):
         settings = page_settings(model_path, require_landmarks)  # the model is checked before anything else
-        modules, drawing = find_assets(assets_dir), None
-        if settings["drawing"]:  # built here, for this model's H, W and K (seconds)
-            from tfrf.export.tflite_drawing import drawing_model_for
-
-            drawing = drawing_model_for(model_path)
-        table = routes(os.path.abspath(model_path), modules, settings, drawing)
+        table = routes(os.path.abspath(model_path), find_assets(assets_dir), settings)
         self.httpd = ThreadingHTTPServer((host, port), make_handler(table))
         self.host, self.port = host, self.httpd.server_address[1]
         self._thread = None

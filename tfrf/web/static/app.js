@@ -1,14 +1,15 @@
-// tfrf web: the face export (encode_crops / render_landmarks) with LiteRT.js, the face tracked by
-// MediaPipe face mesh, both in this page. Crops follow tfrf.pose.face.face_box / crop_face.
-// A full-int8 face export has no landmark signatures: then (settings.drawing) the server's float32
-// drawing model (/drawing.tflite: draw_crops, draw_target) draws the poses and the export runs
-// encode_sources / render on them.
+// tfrf web: a face export (encode_sources / render) with LiteRT.js, the face tracked by MediaPipe
+// face mesh, both in this page. Crops follow tfrf.pose.face.face_box / crop_face; the poses are
+// drawn here (draw.js: tfrf.pose.face.draw_landmarks pixel for pixel, what the exports'
+// encode_crops / render_landmarks draw in their graphs), so float and full-int8 exports run alike.
 import {loadLiteRt, loadAndCompile, Tensor} from "@litertjs/core";
+import {defaultLineWidth, drawLandmarks, sourceImages} from "/draw.js";
 
 const $ = (id) => document.getElementById(id);
 const stats = {frames: 0, faces: 0, ms_per_frame: 0, backend: "wasm"};
 const times = {mesh_ms: [], model_ms: []};  // per frame, for benchmarks (window.tfrfTimes)
-let settings = null, model = null, drawing = null, faceMesh = null, cache = null, driving = false, spentMs = 0, processed = 0;
+let settings = null, model = null, faceMesh = null, cache = null, driving = false, spentMs = 0, processed = 0;
+let targetPose = null, pixels = null;  // buffers reused frame to frame
 
 function showStats() { $("stats").textContent = JSON.stringify(stats); }
 function message(text, kind = "error") { $("message").textContent = text; $("message").dataset.kind = kind; }
@@ -24,10 +25,7 @@ async function loadRuntime() {
   if (navigator.gpu) {
     try { if (await navigator.gpu.requestAdapter()) accelerator = "webgpu"; } catch (error) { /* no adapter */ }
   }
-  const compile = async () => {
-    model = await loadAndCompile("/model.tflite", {accelerator});
-    if (settings.drawing) drawing = await loadAndCompile("/drawing.tflite", {accelerator});
-  };
+  const compile = async () => { model = await loadAndCompile("/model.tflite", {accelerator}); };
   try {
     await compile();
   } catch (error) {
@@ -41,10 +39,8 @@ async function loadRuntime() {
 // ms of each of `calls` runs of one signature on random inputs (uniform in [0, 1), landmarks in
 // [0, size), uint8 in [0, 255]), after three warm-ups (benchmarks; constant inputs would run
 // into denormal floats, which WASM does not flush).
-// A signature of the drawing model (draw_target, draw_crops) where the model has none of that name.
 async function timeSignature(name, calls) {
-  const runner = model.signatures[name] || !drawing ? model : drawing;
-  const signature = runner.signatures[name], inputs = {}, times = [];
+  const runner = model, signature = runner.signatures[name], inputs = {}, times = [];
   for (const details of signature.getInputDetails()) {
     const size = details.shape.reduce((a, b) => a * b, 1);
     const scale = details.dtype === "uint8" ? 256 : (details.name.includes("landmarks") ? settings.size : 1);
@@ -67,6 +63,15 @@ async function timeSignature(name, calls) {
 function detect(image, width, height) {
   return faceMesh.detect(image, width, height, settings.mediapipe_to_68);
 }
+
+// Camera frames reach the tracker with their longer side at most TRACKER_SIDE pixels (the page's
+// ?tracker_side=, 0: as they come): the face mesh's cost grows with the frame (512 x 512: 18.9 ms
+// per frame whole, 14.5 ms at half size, 2 cores), while its detector sees 128 px and its
+// landmark network 192 px of the face. Measured on a 512 x 512 photo whose face box is 140 px:
+// landmarks move 0.2 px (3/4 size) and 0.55 px (half) on average in the 256-px crop. Source
+// photos are tracked whole.
+const TRACKER_SIDE = Number(new URLSearchParams(location.search).get("tracker_side") ?? 320);
+function trackerScale(width, height) { return TRACKER_SIDE > 0 ? Math.min(1, TRACKER_SIDE / Math.max(width, height)) : 1; }
 
 async function loadTracker() {
   const frame = $("mesh");
@@ -101,62 +106,76 @@ function cropPixels(image, box) {  // uint8 RGB [size, size, 3] of the box, outs
   return rgb;
 }
 
-// The cached encoding {source_images, source_poses, source_features_h8, source_features_h4}: from
-// encode_crops, or with the drawing model from draw_crops -> encode_sources.
-async function encodeCrops(inputs) {
-  if (!drawing) return model.run("encode_crops", inputs);
-  const drawn = await drawing.run("draw_crops", inputs);
+// The pose drawing of `landmarks` (68 * 2) into `out` (Float32Array [H, W, 3]), or a new one.
+function draw(landmarks, out = null) {
+  const height = settings.size, width = settings.width;
+  return drawLandmarks(landmarks, height, width, settings.drawing_table, defaultLineWidth(height, width), out);
+}
+
+// The cached encoding {source_images, source_poses, source_features_h8, source_features_h4}: by the
+// export's encode_crops (float exports draw in their graph), or the crops and their poses drawn
+// here and encode_sources of the crops (full-int8 exports have no landmark signatures).
+async function encodeCrops(crops, landmarks) {  // Uint8Array K*H*W*3, Float32Array K*68*2
+  const k = settings.num_sources, height = settings.size, width = settings.width;
+  if (model.signatures.encode_crops) {
+    const inputs = {source_crops: new Tensor(crops, [k, height, width, 3]), source_landmarks: new Tensor(landmarks, [k, 68, 2])};
+    try {
+      return await model.run("encode_crops", inputs);
+    } finally {
+      Object.values(inputs).forEach((tensor) => tensor.delete());
+    }
+  }
+  const plane = height * width * 3, poses = new Float32Array(k * plane);
+  for (let i = 0; i < k; i++) draw(landmarks.subarray(i * 136, (i + 1) * 136), poses.subarray(i * plane, (i + 1) * plane));
+  const encoded = {source_images: new Tensor(sourceImages(crops), [1, k, height, width, 3]),
+                   source_poses: new Tensor(poses, [1, k, height, width, 3])};
   try {
-    return {...drawn, ...(await model.run("encode_sources", {source_images: drawn.source_images}))};
+    return Object.assign(encoded, await model.run("encode_sources", {source_images: encoded.source_images}));
   } catch (error) {
-    Object.values(drawn).forEach((tensor) => tensor.delete());
+    Object.values(encoded).forEach((tensor) => tensor.delete());
     throw error;
   }
 }
 
-async function encode(crops, landmarks) {  // Uint8Array K*H*W*3, Float32Array K*68*2 -> the cached encoding
-  const k = settings.num_sources, size = settings.size;
-  const inputs = {source_crops: new Tensor(crops, [k, size, size, 3]), source_landmarks: new Tensor(landmarks, [k, 68, 2])};
+async function encode(crops, landmarks) {
+  const encoded = await encodeCrops(crops, landmarks);
+  if (cache) Object.values(cache).forEach((tensor) => tensor.delete());
+  cache = encoded;
+}
+
+// render_landmarks where the export has it, else the pose drawn here -> render.
+async function renderOutputs(target) {
+  const landmarks = !!model.signatures.render_landmarks, input = landmarks ? new Tensor(target, [68, 2])
+    : new Tensor(targetPose = draw(target, targetPose), [1, settings.size, settings.width, 3]);
   try {
-    const encoded = await encodeCrops(inputs);
-    if (cache) Object.values(cache).forEach((tensor) => tensor.delete());
-    cache = encoded;
+    return await model.run(landmarks ? "render_landmarks" : "render", {...cache, [landmarks ? "target_landmarks" : "target_pose"]: input});
   } finally {
-    Object.values(inputs).forEach((tensor) => tensor.delete());
+    input.delete();
   }
 }
 
-async function renderOutputs(landmarks) {  // render_landmarks, or with the drawing model draw_target -> render
-  if (!drawing) return model.run("render_landmarks", {...cache, target_landmarks: landmarks});
-  const {target_pose} = await drawing.run("draw_target", {target_landmarks: landmarks});
-  try {
-    return await model.run("render", {...cache, target_pose});
-  } finally {
-    target_pose.delete();
-  }
-}
-
-async function render(target) {  // Float32Array 68*2 -> Float32Array [H, W, 3] in [-1, 1]
-  const landmarks = new Tensor(target, [68, 2]);
-  let outputs;
-  try {
-    outputs = await renderOutputs(landmarks);
-  } finally {
-    landmarks.delete();
-  }
+// Float32Array 68*2 -> use(Float32Array [H, W, 3] in [-1, 1], a view valid during the call)
+async function render(target, use) {
+  const outputs = await renderOutputs(target);
   const image = await outputs.image.moveTo("wasm");
-  const values = image.toTypedArray().slice();
-  image.delete();
-  return values;
+  try {
+    return use(image.toTypedArray());
+  } finally {
+    image.delete();
+  }
 }
 
-function show(values) {
-  const size = settings.size, canvas = $("output");
-  canvas.width = canvas.height = size;
-  const context = canvas.getContext("2d"), pixels = context.createImageData(size, size);
+function show(values) {  // [-1, 1] -> the canvas (sized once; Uint8ClampedArray clamps and rounds)
+  const canvas = $("output"), context = canvas.getContext("2d");
+  if (!pixels) {
+    canvas.width = settings.width;
+    canvas.height = settings.size;
+    pixels = context.createImageData(settings.width, settings.size);
+    for (let j = 3; j < pixels.data.length; j += 4) pixels.data[j] = 255;
+  }
+  const data = pixels.data;
   for (let i = 0, j = 0; i < values.length; i += 3, j += 4) {
-    for (let c = 0; c < 3; c++) pixels.data[j + c] = Math.max(0, Math.min(255, Math.round((values[i + c] + 1) * 127.5)));
-    pixels.data[j + 3] = 255;
+    data[j] = (values[i] + 1) * 127.5; data[j + 1] = (values[i + 1] + 1) * 127.5; data[j + 2] = (values[i + 2] + 1) * 127.5;
   }
   context.putImageData(pixels, 0, 0);
 }
@@ -187,14 +206,16 @@ async function drive() {
     await new Promise((resolve) => (video.requestVideoFrameCallback ? video.requestVideoFrameCallback(resolve) : requestAnimationFrame(resolve)));
     if (!video.videoWidth) continue;
     const began = performance.now();
-    const frame = await createImageBitmap(video);  // the tracker's frame takes bitmaps, not this page's video
-    const points = await detect(frame, frame.width, frame.height);
+    // the tracker's frame takes bitmaps, not this page's video; landmarks come back in video pixels
+    const width = video.videoWidth, height = video.videoHeight, scale = trackerScale(width, height);
+    const frame = await createImageBitmap(video, scale < 1 ? {resizeWidth: Math.round(width * scale), resizeHeight: Math.round(height * scale)} : {});
+    const points = await detect(frame, width, height);
     frame.close();
     const meshed = performance.now();
     if (!points) { message("No face in the camera image.", "info"); continue; }
     stats.faces += 1;
     if (!cache) { message("Pick source photos to animate.", "info"); continue; }
-    show(await render(inCrop(points, faceBox(points))));
+    await render(inCrop(points, faceBox(points)), show);
     const done = performance.now();
     times.mesh_ms.push(meshed - began);
     times.model_ms.push(done - meshed);
@@ -243,10 +264,27 @@ async function main() {
     timeSignature,
     async renderFixed(crops, landmarks, target) {  // fixed crops and landmarks in, the generated image out
       await encode(Uint8Array.from(crops), Float32Array.from(landmarks));
-      return Array.from(await render(Float32Array.from(target)));
+      return render(Float32Array.from(target), (values) => Array.from(values));
     },
-    async runSignature(name, values) {  // flat arrays in and out by tensor name (the drawing model's too)
-      const runner = model.signatures[name] || !drawing ? model : drawing, inputs = {}, result = {};
+    async drawLandmarks(landmarks, height, width, lineWidth) {  // draw.js on its own: base64 of float32 [H, W, 3]
+      lineWidth = lineWidth ?? defaultLineWidth(height, width);
+      const bytes = new Uint8Array(drawLandmarks(Float32Array.from(landmarks), height, width, settings.drawing_table, lineWidth).buffer);
+      let text = "";
+      for (let i = 0; i < bytes.length; i += 8192) text += String.fromCharCode(...bytes.subarray(i, i + 8192));
+      return btoa(text);
+    },
+    async timeDrawing(calls) {  // ms of each of `calls` target drawings of random landmarks in the crop
+      const landmarks = new Float32Array(136), times = [];
+      for (let i = 0; i < calls + 3; i++) {
+        for (let j = 0; j < 136; j++) landmarks[j] = Math.random() * settings.size;
+        const began = performance.now();
+        targetPose = draw(landmarks, targetPose);
+        if (i >= 3) times.push(performance.now() - began);
+      }
+      return times;
+    },
+    async runSignature(name, values) {  // flat arrays in and out by tensor name
+      const runner = model, inputs = {}, result = {};
       for (const details of runner.signatures[name].getInputDetails()) {
         const data = details.dtype === "uint8" ? Uint8Array.from(values[details.name]) : Float32Array.from(values[details.name]);
         inputs[details.name] = new Tensor(data, Array.from(details.shape));
@@ -263,9 +301,7 @@ async function main() {
       return result;
     },
   };
-  const needed = drawing ? [[model, "encode_sources"], [model, "render"], [drawing, "draw_crops"], [drawing, "draw_target"]]
-    : [[model, "encode_crops"], [model, "render_landmarks"]];
-  const missing = needed.filter(([runner, name]) => !runner.signatures[name]).map(([, name]) => name);
+  const missing = ["encode_sources", "render"].filter((name) => !model.signatures[name]);
   if (missing.length) {
     $("status").textContent = "not ready";
     message(`The model has no ${missing.join(" / ")} signature: export a face model with tfrf export tflite.`);
@@ -276,7 +312,7 @@ async function main() {
   $("photos").addEventListener("change", (event) => useSources([...event.target.files]).catch((e) => message(e.message)));
   $("camera").addEventListener("click", startCamera);
   $("video-file").addEventListener("change", (event) => event.target.files[0] && startVideo(event.target.files[0]));
-  $("status").textContent = `ready (${stats.backend}, ${settings.size}x${settings.size}, K = ${settings.num_sources}${drawing ? ", poses from the drawing model" : ""})`;
+  $("status").textContent = `ready (${stats.backend}, ${settings.size}x${settings.size}, K = ${settings.num_sources}${model.signatures.render_landmarks ? "" : ", poses drawn in the page"})`;
   document.body.dataset.ready = "1";
 }
 
