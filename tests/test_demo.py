@@ -59,6 +59,14 @@ def test_train_dry_run_prints_the_resolved_config(capsys):
     config = TrainConfig.from_dict(json.loads(capsys.readouterr().out))
     assert (config.num_sources, config.flow_steps, config.full_steps, config.batch_size) == (3, 10, 200000, 8)
     assert config.model.width_multiplier == 0.5 and config.vgg_weights is None
+    assert (config.flow_loss_on, config.learning_rate_decay) == ("base", "constant")  # the paper's
+
+
+def test_train_flags_set_the_flow_loss_target_and_the_learning_rate_decay(capsys):
+    assert main(["train", "--preset", "demo", "--flow-loss-on", "refined", "--learning-rate-decay", "cosine",
+                 "--dry-run"]) == 0
+    config = TrainConfig.from_dict(json.loads(capsys.readouterr().out))
+    assert (config.flow_loss_on, config.learning_rate_decay) == ("refined", "cosine")
 
 
 @pytest.mark.slow

@@ -30,7 +30,8 @@ from tfrf.commands.common import add_budget_arguments, documented_parser
 STAGE_CHOICES = ("flow", "full", "both")
 # Options that set the TrainConfig field of the same name.
 CONFIG_FIELDS = ("batch_size", "learning_rate", "checkpoint_every", "summary_every", "steps_per_epoch", "gan_form",
-                 "seed", "flow_steps", "full_steps", "train_objects", "test_objects")
+                 "seed", "flow_steps", "full_steps", "train_objects", "test_objects", "learning_rate_decay",
+                 "flow_loss_on")
 
 
 def register(subparsers) -> None:
@@ -59,6 +60,11 @@ def register(subparsers) -> None:
     parser.add_argument("--steps-per-epoch", type=int, help="steps per progress-bar epoch")
     parser.add_argument("--vgg-weights", help="'imagenet', a local VGG19 .h5 file, or 'none' (random)")
     parser.add_argument("--gan-form", choices=("nonsaturating", "lsgan", "hinge"), help="adversarial loss form")
+    parser.add_argument("--learning-rate-decay", choices=("constant", "cosine"),
+                        help="learning rate over each stage: constant (the paper's) or a cosine to 5%% of it")
+    parser.add_argument("--flow-loss-on", choices=("base", "refined"),
+                        help="what stage 2's flow losses score: the extractor's flow (base, the paper's) or "
+                             "base + residual flow (refined)")
     parser.add_argument("--architecture", choices=("rf", "gfla"),
                         help="the generator: rf (residual flow, default) or gfla (single-source GFLA); gfla takes "
                              "the gfla_* preset of the dataset where there is one (GFLA's losses, optimiser and "
