@@ -64,9 +64,11 @@ def test_train_dry_run_prints_the_resolved_config(capsys):
 
 def test_train_flags_set_the_flow_loss_target_and_the_learning_rate_decay(capsys):
     assert main(["train", "--preset", "demo", "--flow-loss-on", "refined", "--learning-rate-decay", "cosine",
-                 "--dry-run"]) == 0
+                 "--full-generator-epsilon", "1e-3", "--dry-run"]) == 0
     config = TrainConfig.from_dict(json.loads(capsys.readouterr().out))
-    assert (config.flow_loss_on, config.learning_rate_decay) == ("refined", "cosine")
+    assert (config.flow_loss_on, config.learning_rate_decay, config.full_generator_epsilon) == ("refined", "cosine", 1e-3)
+    assert main(["train", "--preset", "demo", "--full-generator-epsilon", "0", "--dry-run"]) == 2
+    assert "--full-generator-epsilon must be a finite number > 0, got 0.0" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -18,7 +18,9 @@ in azimuth (no training).
 `OUT/seed<N>/`, then writes `OUT/ablation_seeds.{md,json}` (`tfrf.benchmarks.ablation_seeds`): mean
 ± standard error over seeds per variant and K, the mechanism metrics, and the per-tuple paired L1
 differences full − variant with their intervals. `--flow-loss-on refined` holds the residual flow
-to the flow losses in stage 2 (`TrainConfig.flow_loss_on`).
+to the flow losses in stage 2 (`TrainConfig.flow_loss_on`). `--full-generator-epsilon 1e-3` sets the
+epsilon of the generator's Adam in stage 2 (`TrainConfig.full_generator_epsilon`; default Keras's 1e-7),
+which keeps seed 1's full model from saturating its tanh to a white image.
 
 Training is the `demo` preset's (quarter width, batch 8, K = 2, lr 5e-4; the photometric flow loss on
 pixels instead of the correctness loss on VGG features; perceptual and style off); GFLA trains with its own recipe (`gfla_synthetic`: GFLA's loss weights,
@@ -80,7 +82,9 @@ def ablation_config(settings: Dict, variant: str):
     # the same whichever --flow-loss-on, and one folder serves both).
     refines = variant != "gfla" and model.use_residual_flow
     flow_loss_on = settings.get("flow_loss_on", base.flow_loss_on) if refines else "base"
-    return base.replace(model=model, flow_loss_on=flow_loss_on, flow_steps=settings["flow_steps"],
+    epsilon = settings.get("full_generator_epsilon", base.full_generator_epsilon)
+    return base.replace(model=model, flow_loss_on=flow_loss_on, full_generator_epsilon=epsilon,
+                        flow_steps=settings["flow_steps"],
                         full_steps=settings["full_steps"],
                         batch_size=settings["batch_size"], train_objects=settings["train_objects"],
                         test_objects=settings["test_objects"], eval_examples=settings["eval_examples"],
@@ -134,8 +138,11 @@ def warm_up(settings: Dict, data, out_dir: str, verbose: int) -> Dict:
     """Stage 1 of the full model, shared by every variant, in `OUT/flow_warmup`."""
     from tfrf.training.run import TrainingRun
 
-    # Stage 1 has no residual flow: its run is the same whichever --flow-loss-on (one folder serves both).
-    config = ablation_config(settings, "full").replace(flow_loss_on="base")
+    # Stage 1 has no residual flow and its generator Adam keeps Keras's epsilon: its run is the same
+    # whichever --flow-loss-on and --full-generator-epsilon (one folder serves them all).
+    from tfrf.training.config import KERAS_ADAM_EPSILON
+
+    config = ablation_config(settings, "full").replace(flow_loss_on="base", full_generator_epsilon=KERAS_ADAM_EPSILON)
     run = TrainingRun(config, data, os.path.join(out_dir, "flow_warmup"), verbose=verbose)
     return _timings(run.train(("flow",)))
 
@@ -253,6 +260,9 @@ def parse_arguments(argv=None) -> argparse.Namespace:
                              "differences over them (OUT/ablation_seeds.md)")
     parser.add_argument("--flow-loss-on", choices=("base", "refined"),
                         help="which flow the flow losses score in stage 2 (default: the demo preset's)")
+    parser.add_argument("--full-generator-epsilon", type=float, metavar="EPS",
+                        help="epsilon of the generator's Adam in stage 2 (default Keras's 1e-7; 1e-3 keeps seed 1's "
+                             "full model from collapsing to a white image)")
     parser.add_argument("--variants", nargs="+", choices=ALL_VARIANTS, default=list(ALL_VARIANTS),
                         help="which models (default: all)")
     parser.add_argument("--no-gfla", action="store_true", help="leave GFLA out")
@@ -277,6 +287,10 @@ def settings_of(args: argparse.Namespace) -> Dict:
     budget.update(seed=args.seed, cache_dir=args.cache_dir, misaligned=bool(args.misaligned))
     if args.flow_loss_on:
         budget["flow_loss_on"] = args.flow_loss_on
+    if args.full_generator_epsilon is not None:
+        if not args.full_generator_epsilon > 0:
+            raise ValueError(f"--full-generator-epsilon must be positive, got {args.full_generator_epsilon}")
+        budget["full_generator_epsilon"] = args.full_generator_epsilon
     if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
         raise ValueError(f"--seeds must be distinct, got {args.seeds}")
     return budget

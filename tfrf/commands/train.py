@@ -31,7 +31,7 @@ STAGE_CHOICES = ("flow", "full", "both")
 # Options that set the TrainConfig field of the same name.
 CONFIG_FIELDS = ("batch_size", "learning_rate", "checkpoint_every", "summary_every", "steps_per_epoch", "gan_form",
                  "seed", "flow_steps", "full_steps", "train_objects", "test_objects", "learning_rate_decay",
-                 "flow_loss_on")
+                 "flow_loss_on", "full_generator_epsilon")
 
 
 def register(subparsers) -> None:
@@ -65,6 +65,9 @@ def register(subparsers) -> None:
     parser.add_argument("--flow-loss-on", choices=("base", "refined"),
                         help="what stage 2's flow losses score: the extractor's flow (base, the paper's) or "
                              "base + residual flow (refined)")
+    parser.add_argument("--full-generator-epsilon", type=float, metavar="EPS",
+                        help="epsilon of the generator's Adam in stage 2 (default Keras's 1e-7; 1e-3 keeps a "
+                             "tanh output from saturating on mostly-white targets)")
     parser.add_argument("--architecture", choices=("rf", "gfla"),
                         help="the generator: rf (residual flow, default) or gfla (single-source GFLA); gfla takes "
                              "the gfla_* preset of the dataset where there is one (GFLA's losses, optimiser and "

@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from tfrf.training import distribute
 from tfrf.training.callbacks import StepCheckpoint, StopOnNonFiniteLoss, TensorBoardSummaries, training_step
-from tfrf.training.config import COSINE_FLOOR, STAGES, TrainConfig
+from tfrf.training.config import COSINE_FLOOR, KERAS_ADAM_EPSILON, STAGES, TrainConfig
 from tfrf.training.model import TrainingModel
 from tfrf.training.checkpoints import (checkpoint_of, checkpoint_step, restore_checkpoint, resume_checkpoint,
                                        save_weights_atomically)
@@ -48,6 +48,12 @@ def stage_learning_rate(rate: float, config: TrainConfig, stage: str):
         return tf.keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(1, config.steps(stage)),
                                                          alpha=COSINE_FLOOR)
     return rate
+
+
+def generator_epsilon(config: TrainConfig, stage: str) -> float:
+    """The epsilon of the generator's Adam in `stage`: `config.full_generator_epsilon` in stage 2,
+    Keras's default in stage 1."""
+    return config.full_generator_epsilon if stage == "full" else KERAS_ADAM_EPSILON
 
 
 def compile_stage(stage: str, networks: Networks, config: TrainConfig,
@@ -65,7 +71,8 @@ def compile_stage(stage: str, networks: Networks, config: TrainConfig,
         model = (model_class or TrainingModel)(networks.generator, networks.discriminator, networks.vgg, stage=stage)
         model.compile(
             generator_optimizer=tf.keras.optimizers.Adam(stage_learning_rate(config.learning_rate, config, stage),
-                                                         config.beta_1, config.beta_2),
+                                                         config.beta_1, config.beta_2,
+                                                         epsilon=generator_epsilon(config, stage)),
             discriminator_optimizer=tf.keras.optimizers.Adam(
                 stage_learning_rate(config.discriminator_learning_rate, config, stage), config.beta_1, config.beta_2),
             loss_weights=config.stage_loss_weights(stage),
