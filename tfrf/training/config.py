@@ -126,8 +126,10 @@ class TrainConfig(SerializableConfig):
             reaches only at +inf) the fresh decoder drives its tanh into saturation in the first
             stage-2 steps; with seed 1 the full model's output then collapses to +1 everywhere
             (std 0 from about step 70). 1e-3 kept that run from collapsing over 300 steps (its
-            output std stays about 0.5; 1e-4 did not). Stage 1 and the discriminator keep Keras's
-            default.
+            output std stays about 0.5; 1e-4 did not), but seed 0's "w/o residual flow" nearly
+            collapsed with it (README, "Ablation"): it moves the instability, it does not remove
+            it, and it costs the demo 0.5 dB, so no preset sets it. Stage 1 and the
+            discriminator keep Keras's default.
     """
 
     name: str = "custom"
