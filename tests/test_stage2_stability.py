@@ -80,3 +80,17 @@ def test_ablation_passes_it_to_stage_2_and_keeps_the_shared_warm_up():
     assert ablation.ablation_config(default, "full").full_generator_epsilon == 1e-7
     with pytest.raises(ValueError, match="full-generator-epsilon"):
         ablation.settings_of(ablation.parse_arguments(["--full-generator-epsilon", "0"]))
+
+
+def test_ablation_full_learning_rate_sets_stage_2_only():
+    settings = ablation.settings_of(ablation.parse_arguments(["--full-learning-rate", "1e-4", "--quick"]))
+    demo = TrainConfig.preset("demo")
+    for variant in ("full", "no_residual_flow", "baseline"):
+        config = ablation.ablation_config(settings, variant)
+        assert config.learning_rate == 1e-4 and config.discriminator_learning_rate == demo.discriminator_learning_rate
+    assert ablation.ablation_config(settings, "gfla").learning_rate == TrainConfig.preset("gfla_synthetic").learning_rate
+    default = ablation.settings_of(ablation.parse_arguments(["--quick"]))
+    assert ablation.ablation_config(default, "full").learning_rate == demo.learning_rate
+    for bad in ("0", "-1e-4", "nan"):
+        with pytest.raises(ValueError, match="full-learning-rate"):
+            ablation.settings_of(ablation.parse_arguments([f"--full-learning-rate={bad}"]))

@@ -18,9 +18,11 @@ in azimuth (no training).
 `OUT/seed<N>/`, then writes `OUT/ablation_seeds.{md,json}` (`tfrf.benchmarks.ablation_seeds`): mean
 ± standard error over seeds per variant and K, the mechanism metrics, and the per-tuple paired L1
 differences full − variant with their intervals. `--flow-loss-on refined` holds the residual flow
-to the flow losses in stage 2 (`TrainConfig.flow_loss_on`). `--full-generator-epsilon 1e-3` sets the
+to the flow losses in stage 2 (`TrainConfig.flow_loss_on`). `--full-learning-rate` sets the
+generator's rate in stage 2 (stage 1 keeps the demo's). `--full-generator-epsilon 1e-3` sets the
 epsilon of the generator's Adam in stage 2 (`TrainConfig.full_generator_epsilon`; default Keras's 1e-7),
-which keeps seed 1's full model from saturating its tanh to a white image.
+which kept seed 1's full model from saturating its tanh to a white image (but not seed 0's
+"w/o residual flow": README, "Ablation").
 
 Training is the `demo` preset's (quarter width, batch 8, K = 2, lr 5e-4; the photometric flow loss on
 pixels instead of the correctness loss on VGG features; perceptual and style off); GFLA trains with its own recipe (`gfla_synthetic`: GFLA's loss weights,
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -83,7 +86,10 @@ def ablation_config(settings: Dict, variant: str):
     refines = variant != "gfla" and model.use_residual_flow
     flow_loss_on = settings.get("flow_loss_on", base.flow_loss_on) if refines else "base"
     epsilon = settings.get("full_generator_epsilon", base.full_generator_epsilon)
-    return base.replace(model=model, flow_loss_on=flow_loss_on, full_generator_epsilon=epsilon,
+    # The variants' runs train stage 2 only (stage 1 is the shared warm-up's), so their
+    # learning_rate is stage 2's generator rate; GFLA keeps its recipe's.
+    rate = base.learning_rate if variant == "gfla" else settings.get("full_learning_rate", base.learning_rate)
+    return base.replace(model=model, flow_loss_on=flow_loss_on, full_generator_epsilon=epsilon, learning_rate=rate,
                         flow_steps=settings["flow_steps"],
                         full_steps=settings["full_steps"],
                         batch_size=settings["batch_size"], train_objects=settings["train_objects"],
@@ -138,11 +144,13 @@ def warm_up(settings: Dict, data, out_dir: str, verbose: int) -> Dict:
     """Stage 1 of the full model, shared by every variant, in `OUT/flow_warmup`."""
     from tfrf.training.run import TrainingRun
 
-    # Stage 1 has no residual flow and its generator Adam keeps Keras's epsilon: its run is the same
-    # whichever --flow-loss-on and --full-generator-epsilon (one folder serves them all).
-    from tfrf.training.config import KERAS_ADAM_EPSILON
+    # Stage 1 has no residual flow and its generator Adam keeps Keras's epsilon and the demo's rate:
+    # its run is the same whichever --flow-loss-on, --full-generator-epsilon and
+    # --full-learning-rate (one folder serves them all).
+    from tfrf.training.config import KERAS_ADAM_EPSILON, TrainConfig
 
-    config = ablation_config(settings, "full").replace(flow_loss_on="base", full_generator_epsilon=KERAS_ADAM_EPSILON)
+    config = ablation_config(settings, "full").replace(flow_loss_on="base", full_generator_epsilon=KERAS_ADAM_EPSILON,
+                                                       learning_rate=TrainConfig.preset("demo").learning_rate)
     run = TrainingRun(config, data, os.path.join(out_dir, "flow_warmup"), verbose=verbose)
     return _timings(run.train(("flow",)))
 
@@ -263,6 +271,9 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--full-generator-epsilon", type=float, metavar="EPS",
                         help="epsilon of the generator's Adam in stage 2 (default Keras's 1e-7; 1e-3 keeps seed 1's "
                              "full model from collapsing to a white image)")
+    parser.add_argument("--full-learning-rate", type=float, metavar="LR",
+                        help="the generator's Adam learning rate in stage 2 (default the demo preset's, 5e-4; GFLA "
+                             "keeps its recipe's); stage 1 keeps the demo's")
     parser.add_argument("--variants", nargs="+", choices=ALL_VARIANTS, default=list(ALL_VARIANTS),
                         help="which models (default: all)")
     parser.add_argument("--no-gfla", action="store_true", help="leave GFLA out")
@@ -291,6 +302,10 @@ def settings_of(args: argparse.Namespace) -> Dict:
         if not args.full_generator_epsilon > 0:
             raise ValueError(f"--full-generator-epsilon must be positive, got {args.full_generator_epsilon}")
         budget["full_generator_epsilon"] = args.full_generator_epsilon
+    if args.full_learning_rate is not None:
+        if not (math.isfinite(args.full_learning_rate) and args.full_learning_rate > 0):
+            raise ValueError(f"--full-learning-rate must be a finite number > 0, got {args.full_learning_rate}")
+        budget["full_learning_rate"] = args.full_learning_rate
     if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
         raise ValueError(f"--seeds must be distinct, got {args.seeds}")
     return budget
