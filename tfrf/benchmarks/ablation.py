@@ -269,8 +269,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--flow-loss-on", choices=("base", "refined"),
                         help="which flow the flow losses score in stage 2 (default: the demo preset's)")
     parser.add_argument("--full-generator-epsilon", type=float, metavar="EPS",
-                        help="epsilon of the generator's Adam in stage 2 (default Keras's 1e-7; 1e-3 keeps seed 1's "
-                             "full model from collapsing to a white image)")
+                        help="epsilon of the generator's Adam in stage 2 (default Keras's 1e-7; 1e-3 kept seed 1's "
+                             "full model from collapsing to a white image, not every run: README, Ablation)")
     parser.add_argument("--full-learning-rate", type=float, metavar="LR",
                         help="the generator's Adam learning rate in stage 2 (default the demo preset's, 5e-4; GFLA "
                              "keeps its recipe's); stage 1 keeps the demo's")

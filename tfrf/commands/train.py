@@ -66,8 +66,8 @@ def register(subparsers) -> None:
                         help="what stage 2's flow losses score: the extractor's flow (base, the paper's) or "
                              "base + residual flow (refined)")
     parser.add_argument("--full-generator-epsilon", type=float, metavar="EPS",
-                        help="epsilon of the generator's Adam in stage 2 (default Keras's 1e-7; 1e-3 keeps a "
-                             "tanh output from saturating on mostly-white targets)")
+                        help="epsilon of the generator's Adam in stage 2 (default Keras's 1e-7; larger values damp "
+                             "Adam's steps where gradients vanish, e.g. a saturated tanh output)")
     parser.add_argument("--architecture", choices=("rf", "gfla"),
                         help="the generator: rf (residual flow, default) or gfla (single-source GFLA); gfla takes "
                              "the gfla_* preset of the dataset where there is one (GFLA's losses, optimiser and "

@@ -25,13 +25,12 @@ async function loadRuntime() {
   if (navigator.gpu) {
     try { if (await navigator.gpu.requestAdapter()) accelerator = "webgpu"; } catch (error) { /* no adapter */ }
   }
-  const compile = async () => { model = await loadAndCompile("/model.tflite", {accelerator}); };
   try {
-    await compile();
+    model = await loadAndCompile("/model.tflite", {accelerator});
   } catch (error) {
     if (accelerator === "wasm") throw error;
     accelerator = "wasm";
-    await compile();
+    model = await loadAndCompile("/model.tflite", {accelerator});
   }
   stats.backend = accelerator;
 }
@@ -40,7 +39,7 @@ async function loadRuntime() {
 // [0, size), uint8 in [0, 255]), after three warm-ups (benchmarks; constant inputs would run
 // into denormal floats, which WASM does not flush).
 async function timeSignature(name, calls) {
-  const runner = model, signature = runner.signatures[name], inputs = {}, times = [];
+  const signature = model.signatures[name], inputs = {}, times = [];
   for (const details of signature.getInputDetails()) {
     const size = details.shape.reduce((a, b) => a * b, 1);
     const scale = details.dtype === "uint8" ? 256 : (details.name.includes("landmarks") ? settings.size : 1);
@@ -48,7 +47,7 @@ async function timeSignature(name, calls) {
     for (let i = 0; i < size; i++) data[i] = details.dtype === "uint8" ? Math.floor(Math.random() * scale) : Math.random() * scale;
     inputs[details.name] = new Tensor(data, Array.from(details.shape));
   }
-  const once = async () => Object.values(await runner.run(name, inputs)).forEach((tensor) => tensor.delete());
+  const once = async () => Object.values(await model.run(name, inputs)).forEach((tensor) => tensor.delete());
   for (let i = 0; i < 3; i++) await once();
   for (let i = 0; i < calls; i++) {
     const began = performance.now();
@@ -284,13 +283,13 @@ async function main() {
       return times;
     },
     async runSignature(name, values) {  // flat arrays in and out by tensor name
-      const runner = model, inputs = {}, result = {};
-      for (const details of runner.signatures[name].getInputDetails()) {
+      const inputs = {}, result = {};
+      for (const details of model.signatures[name].getInputDetails()) {
         const data = details.dtype === "uint8" ? Uint8Array.from(values[details.name]) : Float32Array.from(values[details.name]);
         inputs[details.name] = new Tensor(data, Array.from(details.shape));
       }
       try {
-        for (const [key, tensor] of Object.entries(await runner.run(name, inputs))) {
+        for (const [key, tensor] of Object.entries(await model.run(name, inputs))) {
           const moved = await tensor.moveTo("wasm");
           result[key] = Array.from(moved.toTypedArray());
           moved.delete();
