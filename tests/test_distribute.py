@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -84,6 +85,18 @@ def wait(process, timeout, log):
         pytest.fail(f"a training process ran past {timeout} s:\n{open(log).read()[-3000:]}")
 
 
+def wait_for_step(path, step, process, timeout):
+    """Until `path` records `step`, the process ends or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if step in records(path):
+                return
+        except (OSError, ValueError):  # not written yet, or a line being written
+            pass
+        time.sleep(0.2)
+
+
 def records(path):
     """{step: record}, each record's "losses" the step's own (Keras logs are means since the epoch
     began: loss of batch b = (b + 1) * mean_b - b * mean_(b-1))."""
@@ -117,6 +130,8 @@ def test_two_workers_match_one_process_and_resume_after_a_kill(tmp_path):
     single = start_worker(tmp_path / "single.jsonl", single_out, cache, log=tmp_path / "single.log")
     chief, worker = start_cluster(tmp_path, "killed", out, cache, kill_worker_at=3)
     assert wait(worker, 150, tmp_path / "killed1.log") == -9, open(tmp_path / "killed1.log").read()[-3000:]
+    # Step 3's collectives ended on both workers, but the chief may not have written its record yet.
+    wait_for_step(tmp_path / "killed0.jsonl", 3, chief, 60)
     chief.kill()
     chief.wait()
     assert wait(single, 150, tmp_path / "single.log") == 0, open(tmp_path / "single.log").read()[-3000:]
