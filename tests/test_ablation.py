@@ -41,6 +41,15 @@ def test_budget_flags():
         with pytest.raises(ValueError, match=message):
             ablation.settings_of(ablation.parse_arguments(flags))
     assert ablation.main(["--quick", "--lpips-weights", "/nonexistent/lpips"]) == 2
+    # --saturation: stage 2's hinge for the variants, not GFLA's recipe nor the shared warm-up.
+    settings = ablation.settings_of(ablation.parse_arguments(["--quick", "--saturation", "0.5"]))
+    assert ablation.ablation_config(settings, "full").loss_weights.saturation == 0.5
+    assert ablation.ablation_config(settings, "no_residual_flow").loss_weights.saturation == 0.5
+    assert ablation.ablation_config(settings, "full").loss_weights.l1 == ablation.ablation_config(
+        ablation.settings_of(ablation.parse_arguments(["--quick"])), "full").loss_weights.l1
+    assert ablation.ablation_config(settings, "gfla").loss_weights.saturation == 0.0
+    with pytest.raises(ValueError, match="--saturation must be a finite number >= 0"):
+        ablation.settings_of(ablation.parse_arguments(["--saturation", "-1"]))
 
 
 def test_table_rows_and_times():

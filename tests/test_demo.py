@@ -69,6 +69,12 @@ def test_train_flags_set_the_flow_loss_target_and_the_learning_rate_decay(capsys
     assert (config.flow_loss_on, config.learning_rate_decay, config.full_generator_epsilon) == ("refined", "cosine", 1e-3)
     assert main(["train", "--preset", "demo", "--full-generator-epsilon", "0", "--dry-run"]) == 2
     assert "--full-generator-epsilon must be a finite number > 0, got 0.0" in capsys.readouterr().err
+    assert main(["train", "--preset", "demo", "--saturation-weight", "0.5", "--dry-run"]) == 0
+    config = TrainConfig.from_dict(json.loads(capsys.readouterr().out))
+    assert config.loss_weights.saturation == 0.5
+    assert config.loss_weights.photometric == TrainConfig.preset("demo").loss_weights.photometric  # the rest kept
+    assert main(["train", "--preset", "demo", "--saturation-weight", "-1", "--dry-run"]) == 2
+    assert "LossWeights.saturation must be a finite number >= 0, got -1.0" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -89,7 +89,11 @@ def ablation_config(settings: Dict, variant: str):
     # The variants' runs train stage 2 only (stage 1 is the shared warm-up's), so their
     # learning_rate is stage 2's generator rate; GFLA keeps its recipe's.
     rate = base.learning_rate if variant == "gfla" else settings.get("full_learning_rate", base.learning_rate)
+    # LossWeights.saturation: stage 2's hinge on the output's pre-tanh values (not GFLA's recipe).
+    saturation = base.loss_weights.saturation if variant == "gfla" else settings.get("saturation",
+                                                                                      base.loss_weights.saturation)
     return base.replace(model=model, flow_loss_on=flow_loss_on, full_generator_epsilon=epsilon, learning_rate=rate,
+                        loss_weights={"saturation": saturation},
                         flow_steps=settings["flow_steps"],
                         full_steps=settings["full_steps"],
                         batch_size=settings["batch_size"], train_objects=settings["train_objects"],
@@ -145,12 +149,14 @@ def warm_up(settings: Dict, data, out_dir: str, verbose: int) -> Dict:
     from tfrf.training.run import TrainingRun
 
     # Stage 1 has no residual flow and its generator Adam keeps Keras's epsilon and the demo's rate:
-    # its run is the same whichever --flow-loss-on, --full-generator-epsilon and
-    # --full-learning-rate (one folder serves them all).
+    # its run is the same whichever --flow-loss-on, --full-generator-epsilon, --full-learning-rate
+    # and --saturation (one folder serves them all).
     from tfrf.training.config import KERAS_ADAM_EPSILON, TrainConfig
 
+    demo = TrainConfig.preset("demo")
     config = ablation_config(settings, "full").replace(flow_loss_on="base", full_generator_epsilon=KERAS_ADAM_EPSILON,
-                                                       learning_rate=TrainConfig.preset("demo").learning_rate)
+                                                       learning_rate=demo.learning_rate,
+                                                       loss_weights={"saturation": demo.loss_weights.saturation})
     run = TrainingRun(config, data, os.path.join(out_dir, "flow_warmup"), verbose=verbose)
     return _timings(run.train(("flow",)))
 
@@ -274,6 +280,9 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--full-learning-rate", type=float, metavar="LR",
                         help="the generator's Adam learning rate in stage 2 (default the demo preset's, 5e-4; GFLA "
                              "keeps its recipe's); stage 1 keeps the demo's")
+    parser.add_argument("--saturation", type=float, metavar="W",
+                        help="weight of stage 2's hinge on the output's pre-tanh values (LossWeights.saturation; "
+                             "default the demo preset's); GFLA keeps its recipe's")
     parser.add_argument("--variants", nargs="+", choices=ALL_VARIANTS, default=list(ALL_VARIANTS),
                         help="which models (default: all)")
     parser.add_argument("--no-gfla", action="store_true", help="leave GFLA out")
@@ -306,6 +315,10 @@ def settings_of(args: argparse.Namespace) -> Dict:
         if not (math.isfinite(args.full_learning_rate) and args.full_learning_rate > 0):
             raise ValueError(f"--full-learning-rate must be a finite number > 0, got {args.full_learning_rate}")
         budget["full_learning_rate"] = args.full_learning_rate
+    if args.saturation is not None:
+        if not (math.isfinite(args.saturation) and args.saturation >= 0):
+            raise ValueError(f"--saturation must be a finite number >= 0, got {args.saturation}")
+        budget["saturation"] = args.saturation
     if args.seeds is not None and len(set(args.seeds)) != len(args.seeds):
         raise ValueError(f"--seeds must be distinct, got {args.seeds}")
     return budget

@@ -68,6 +68,10 @@ def register(subparsers) -> None:
     parser.add_argument("--full-generator-epsilon", type=float, metavar="EPS",
                         help="epsilon of the generator's Adam in stage 2 (default Keras's 1e-7; larger values damp "
                              "Adam's steps where gradients vanish, e.g. a saturated tanh output)")
+    parser.add_argument("--saturation-weight", type=float, metavar="W",
+                        help="weight of the hinge on the output's pre-tanh values beyond 8-bit saturation "
+                             "(LossWeights.saturation; 0 in the paper presets): keeps stage 2 from saturating its "
+                             "output for good when most target pixels are exactly white or black")
     parser.add_argument("--architecture", choices=("rf", "gfla"),
                         help="the generator: rf (residual flow, default) or gfla (single-source GFLA); gfla takes "
                              "the gfla_* preset of the dataset where there is one (GFLA's losses, optimiser and "
@@ -98,6 +102,8 @@ def resolve_config(args):
     from tfrf.training.run import resolve_config as resolve
 
     fields = {field: getattr(args, field) for field in CONFIG_FIELDS}
+    if getattr(args, "saturation_weight", None) is not None:
+        fields["loss_weights"] = {"saturation": args.saturation_weight}
     return resolve(args.preset, args.data_dir, args.dataset, stages=selected_stages(args.stage), k=args.k,
                    steps=args.steps, vgg_weights=args.vgg_weights, architecture=getattr(args, "architecture", None),
                    width_multiplier=args.width_multiplier, image_size=args.image_size,

@@ -5,7 +5,8 @@
 - `sampling_correctness_loss`, `affine_regularization_loss`: L_flow's two terms, per flow level
   (`CORRECTNESS_LAYERS` and `AFFINE_PATCH_SIZES` say which VGG layer and patch size go with
   the H/8 and H/4 flows); `photometric_loss`, an optional third (not in the paper) on pixels.
-- `l1_loss`, `perceptual_loss`, `style_loss`: L_con's three terms.
+- `l1_loss`, `perceptual_loss`, `style_loss`: L_con's three terms; `saturation_loss`, an
+  optional hinge on the output's pre-tanh values (not in the paper).
 - `generator_adversarial_loss`, `discriminator_adversarial_loss`: L_adv in `GAN_LOSS_FORMS`.
 Every loss casts its inputs to float32 and returns a float32 scalar averaged over the batch it
 is given; under `tf.distribute`, divide by the number of replicas (equal per-replica batches).
@@ -16,7 +17,7 @@ from tfrf.losses.adversarial import (
     discriminator_adversarial_loss,
     generator_adversarial_loss,
 )
-from tfrf.losses.content import gram_matrix, l1_loss, perceptual_loss, style_loss
+from tfrf.losses.content import SATURATION_LIMIT, gram_matrix, l1_loss, perceptual_loss, saturation_loss, style_loss
 from tfrf.losses.correctness import CORRECTNESS_LAYERS, sampling_correctness_loss
 from tfrf.losses.photometric import photometric_loss
 from tfrf.losses.regularization import AFFINE_PATCH_SIZES, affine_regularization_loss, affine_residual_matrix
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_GAN_LOSS_FORM",
     "GAN_LOSS_FORMS",
     "PERCEPTUAL_LAYERS",
+    "SATURATION_LIMIT",
     "VGGFeatures",
     "affine_regularization_loss",
     "affine_residual_matrix",
@@ -40,6 +42,7 @@ __all__ = [
     "perceptual_loss",
     "photometric_loss",
     "sampling_correctness_loss",
+    "saturation_loss",
     "split_features",
     "style_loss",
 ]

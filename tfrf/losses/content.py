@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from tfrf.losses.vgg import PERCEPTUAL_LAYERS
@@ -24,6 +25,24 @@ def l1_loss(prediction: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
     if prediction.shape.is_fully_defined() and target.shape.is_fully_defined() and prediction.shape != target.shape:
         raise ValueError(f"l1_loss: prediction {prediction.shape} and target {target.shape} must have the same shape")
     return tf.reduce_mean(tf.abs(prediction - target))
+
+
+# The smallest pre-activation whose tanh output rounds to 255 (or 0) in an 8-bit image:
+# (tanh(x) + 1) * 127.5 >= 254.5, i.e. tanh(x) >= 1 - 1 / 255.
+SATURATION_LIMIT = float(np.arctanh(1.0 - 1.0 / 255.0))
+
+
+def saturation_loss(logits: tf.Tensor, limit: float = SATURATION_LIMIT) -> tf.Tensor:
+    """Mean of max(|logits| - limit, 0): the output layer's pre-tanh values beyond the point
+    where an 8-bit image can still tell them apart (`SATURATION_LIMIT`, 3.12), a float32 scalar.
+
+    Not in the paper. Targets at exactly +-1 (a white background) are reached by tanh only at
+    infinity, and Adam's first steps can push the pre-activation far past them, where tanh's
+    gradient vanishes and the output stays saturated; this hinge gives such pixels a gradient
+    back toward `limit` and is zero for every output an 8-bit image can show.
+    """
+    logits = tf.cast(logits, tf.float32)
+    return tf.reduce_mean(tf.nn.relu(tf.abs(logits) - limit))
 
 
 def _selected(features_a: Mapping[str, tf.Tensor], features_b: Mapping[str, tf.Tensor], layers, loss_name: str):

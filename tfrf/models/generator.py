@@ -124,6 +124,8 @@ class GeneratorModel(ConfiguredModel):
             return image
         result = {"image": image, **self.intermediates(flow_outputs, fused)}
         result["coverage"] = upsampled_coverage(result[self.levels[-1]], tf.shape(image)[1:3])
+        if "output_logits" in fused:
+            result["output_logits"] = fused["output_logits"]
         return result
 
     def dummy_inputs(self, batch_size: int = 1, num_sources: int = 1, dtype=tf.float32) -> Dict[str, tf.Tensor]:
@@ -145,7 +147,8 @@ class Generator(GeneratorModel):
         "target_pose": [B,H,W,Cp]})` -> image `[B,H,W,3]` in [-1, 1].
         With `return_intermediates=True`: a dict with `image` and, per level (`h8`, `h4`),
         `flows` and `residual_flows` `[B,K,h,w,2]`, `attention` (after the softmax over K) and
-        `occlusions` `[B,K,h,w,1]`, and `coverage` `[B,H,W,K+1]` (`upsampled_coverage`).
+        `occlusions` `[B,K,h,w,1]`, `coverage` `[B,H,W,K+1]` (`upsampled_coverage`) and
+        `output_logits` `[B,H,W,3]` (the values the last tanh maps to the image).
     """
 
     def __init__(self, config: ModelConfig, impl: str = "default", **kwargs):

@@ -95,5 +95,6 @@ class TargetImagePredictor(ConfiguredLayer):
             rgb = tf.nn.depth_to_space(rgb, 2)  # [B, H/2, W/2, 12] -> [B, H, W, 3]
         image = self.tanh(rgb)
         if return_intermediates:
+            intermediates["output_logits"] = rgb  # the pre-tanh values, for `LossWeights.saturation`
             return image, intermediates
         return image

@@ -36,7 +36,10 @@ class LossWeights:
 
     L_flow = correctness * L_cor + regularization * L_reg (both flow levels summed), plus
     photometric * L_photo (`tfrf.losses.photometric_loss`, not in the paper: 0 in its presets);
-    L_con = l1 * L1 + perceptual * L_per + style * L_sty; L_adv weighted by `adversarial`.
+    L_con = l1 * L1 + perceptual * L_per + style * L_sty; L_adv weighted by `adversarial`;
+    saturation * `tfrf.losses.saturation_loss` on the output's pre-tanh values (not in the paper:
+    0 in its presets; it keeps a stage-2 run from saturating its output for good when most target
+    pixels are exactly +-1, e.g. the chairs' white background).
     A zero weight skips the term (it is neither computed nor reported).
     """
 
@@ -47,6 +50,7 @@ class LossWeights:
     regularization: float = 0.001
     adversarial: float = 1.0
     photometric: float = 0.0
+    saturation: float = 0.0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):

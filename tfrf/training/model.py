@@ -124,7 +124,8 @@ class TrainingModel(tf.keras.Model):
             raise ValueError(f"compile: flow_loss_on must be one of {FLOW_LOSS_TARGETS}, got {flow_loss_on!r}")
         if self.stage == "flow":
             # Stage 1 trains on L_flow alone, whatever the content and adversarial weights say.
-            weights = dataclasses.replace(weights, l1=0.0, perceptual=0.0, style=0.0, adversarial=0.0)
+            weights = dataclasses.replace(weights, l1=0.0, perceptual=0.0, style=0.0, adversarial=0.0,
+                                          saturation=0.0)
         needs_vgg = [term for term in VGG_TERMS if getattr(weights, term) > 0]
         if needs_vgg and self.vgg is None:
             raise ValueError(f"TrainingModel: the losses {needs_vgg} need VGG features; pass vgg=VGGFeatures(...) "
@@ -185,6 +186,8 @@ class TrainingModel(tf.keras.Model):
         names += [f"{term}_loss" for term in FLOW_TERMS if getattr(weights, term) > 0]
         if self.stage == "full":
             names += [f"{term}_loss" for term in CONTENT_TERMS if getattr(weights, term) > 0]
+            if weights.saturation > 0:
+                names.append("saturation_loss")
             if self.uses_discriminator:
                 names += ["adversarial_loss", "discriminator_loss"]
         return tuple(names)
@@ -311,6 +314,12 @@ class TrainingModel(tf.keras.Model):
             if weights.l1 > 0:
                 values["l1_loss"] = losses.l1_loss(generated, target)
                 total += weights.l1 * values["l1_loss"]
+            if weights.saturation > 0:
+                if "output_logits" not in outputs:
+                    raise ValueError(f"LossWeights.saturation needs a generator whose return_intermediates gives "
+                                     f"output_logits; {type(self.generator).__name__} does not")
+                values["saturation_loss"] = losses.saturation_loss(outputs["output_logits"])
+                total += weights.saturation * values["saturation_loss"]
             if weights.perceptual > 0:
                 values["perceptual_loss"] = losses.perceptual_loss(generated_features, target_features)
                 total += weights.perceptual * values["perceptual_loss"]
