@@ -130,7 +130,8 @@ def test_flow_loss_on_refined_scores_base_plus_residual_in_stage_two():
     from tfrf.training import runner
     from tfrf.training.config import TrainConfig
 
-    weights = {"photometric": 1.0, "correctness": 0.0, "regularization": 0.0, "l1": 0.0, "adversarial": 0.0}
+    weights = {"photometric": 1.0, "correctness": 0.0, "regularization": 0.0, "l1": 0.0, "adversarial": 0.0,
+               "saturation": 0.0}
     try:
         TrainConfig.preset("demo", flow_loss_on="residual")
     except ValueError as error:

@@ -38,6 +38,10 @@ renderer's ground truth), `OUT/ablation.md`, `OUT/ablation.json`.
 `misaligned=True`: every image from its own camera, off its bin by up to +-8 degrees, +-15 %
 distance, 6 % shift and +-5 degrees roll, pose labels nominal); the runs record it in `data.json`
 (`dataset: misaligned`), so `tfrf evaluate --run` scores them on the same variant.
+`--misaligned-sources` jitters the sources only: every target is rendered at the camera its label
+names (`dataset: misaligned_sources`), as when the target pose is given and the sources come from
+uncalibrated cameras; with `--misaligned` a target's own jitter is in no input, so no model can
+predict it (README, "Ablation").
 """
 from __future__ import annotations
 
@@ -103,21 +107,22 @@ def ablation_config(settings: Dict, variant: str):
                         steps_per_epoch=interval, checkpoint_every=interval, summary_every=max(1, interval // 5))
 
 
+def dataset_of(settings: Dict) -> Optional[str]:
+    """The `--dataset` of the built-in chairs the ablation runs on: None (aligned), "misaligned"
+    or "misaligned_sources"."""
+    if settings.get("nominal_targets"):
+        return "misaligned_sources"
+    return "misaligned" if settings.get("misaligned") else None
+
+
 def training_tables(settings: Dict, verbose: int):
     """The `tfrf.training.run.RunData` of the ablation: the built-in chairs' train and held-out
-    objects, aligned or (`settings["misaligned"]`) with jittered cameras, recorded as dataset
-    "misaligned" in each run's data.json."""
-    from tfrf.data import synthetic
-    from tfrf.training.run import SYNTHETIC, RunData, load_data
+    objects, aligned or in the variant of `dataset_of(settings)`, recorded as the dataset in each
+    run's data.json."""
+    from tfrf.training.run import SYNTHETIC, load_data
 
-    config = ablation_config(settings, "full")
-    if not settings.get("misaligned"):
-        return load_data(SYNTHETIC, config, cache_dir=settings["cache_dir"], verbose=bool(verbose))
-    tables = [synthetic.load_table(split, cache_dir=settings["cache_dir"], seed=config.seed,
-                                   num_objects=getattr(config, f"{split}_objects"),
-                                   image_size=config.model.image_height, verbose=bool(verbose), misaligned=True)
-              for split in ("train", "test")]
-    return RunData(*tables, data_dir=SYNTHETIC, dataset="misaligned", cache_dir=settings["cache_dir"])
+    return load_data(SYNTHETIC, ablation_config(settings, "full"), dataset_of(settings),
+                     cache_dir=settings["cache_dir"], verbose=bool(verbose))
 
 
 def _copy_flow_stage(warmup_dir: str, run_dir: str) -> None:
@@ -204,7 +209,6 @@ def run_ablation(settings: Dict, out_dir: str, variants: Sequence[str] = ALL_VAR
     began = time.perf_counter()
     os.makedirs(out_dir, exist_ok=True)
     size, seed, cache = settings["image_size"], settings["seed"], settings["cache_dir"]
-    misaligned = bool(settings.get("misaligned"))
     training_data = training_tables(settings, verbose)
     notes: List[str] = []
     variants = list(variants)
@@ -221,7 +225,7 @@ def run_ablation(settings: Dict, out_dir: str, variants: Sequence[str] = ALL_VAR
     metrics = ["l1", "psnr", "ssim"] + (["lpips"] if lpips_weights else [])
     networks = metric_networks.build_metric_networks(metrics, lpips_weights=lpips_weights)
     models = report.models_from_sources([os.path.join(out_dir, variant) for variant in variants])
-    data = data_lib.open_data("synthetic", "misaligned" if misaligned else None, seed=seed,
+    data = data_lib.open_data("synthetic", dataset_of(settings), seed=seed,
                               test_objects=settings["test_objects"], image_size=size, cache_dir=cache,
                               verbose=bool(verbose))
     evaluation = report.Settings(ks=EVAL_KS, metrics=metrics, max_examples=settings["eval_examples"],
@@ -290,6 +294,9 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", help="cache of the synthetic data")
     parser.add_argument("--misaligned", action="store_true",
                         help="the chairs with jittered cameras (pose labels nominal), as uncalibrated cameras give")
+    parser.add_argument("--misaligned-sources", action="store_true",
+                        help="jittered sources, every target at the camera its label names (the paper's setting: "
+                             "the target pose is given)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     return parser.parse_args(argv)
 
@@ -304,7 +311,10 @@ def settings_of(args: argparse.Namespace) -> Dict:
             budget[name] = value
     if budget["image_size"] % 32:
         raise ValueError(f"--image-size must be a multiple of 32, got {budget['image_size']}")
-    budget.update(seed=args.seed, cache_dir=args.cache_dir, misaligned=bool(args.misaligned))
+    if args.misaligned and args.misaligned_sources:
+        raise ValueError("give --misaligned or --misaligned-sources, not both")
+    budget.update(seed=args.seed, cache_dir=args.cache_dir, misaligned=bool(args.misaligned or args.misaligned_sources),
+                  nominal_targets=bool(args.misaligned_sources))
     if args.flow_loss_on:
         budget["flow_loss_on"] = args.flow_loss_on
     if args.full_generator_epsilon is not None:

@@ -30,7 +30,8 @@ papers; cached); without it FID compares with the targets scored. The library ha
 when the model runs at another size), stored as PNG, as PATN / PISE / NTED / PIDM / CFLD: give
 `--real-stats` of the training set's 256 x 176 images. Every metrics.json holds a protocol card
 (sizes, crop, kernels, formats, real set, Inception, LPIPS, SSIM window). On the built-in chairs
-(`--data-dir synthetic`, `--dataset misaligned` for the jittered cameras) the report adds the
+(`--data-dir synthetic`, `--dataset misaligned` for the jittered cameras, `misaligned_sources` for
+jittered sources and targets at their nominal cameras) the report adds the
 mechanism metrics against the renderer's ground truth: flow and refined-flow EPE per level,
 occlusion AUROC, attention agreement, coverage AUROC (docs/metrics.md).
 """
@@ -59,7 +60,7 @@ def register(subparsers) -> None:
     data.add_argument("--data-dir", help="a prepared TFDS version folder, a TFDS data_dir with --dataset, or "
                                          "'synthetic'; default: what the runs trained on (RUN/data.json)")
     data.add_argument("--dataset", help="with a TFDS data_dir: the dataset name, e.g. market1501; with synthetic: "
-                                        "'misaligned' for the jittered cameras")
+                                        "'misaligned' for the jittered cameras, 'misaligned_sources' for jittered sources only")
     data.add_argument("--cache-dir", help="cache of the synthetic data")
     data.add_argument("--test-objects", type=int, help="synthetic held-out objects (default: the run's)")
     scoring = parser.add_argument_group("scoring")

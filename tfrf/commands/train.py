@@ -47,7 +47,8 @@ def register(subparsers) -> None:
                         help="a prepared TFDS version folder, a TFDS data_dir with --dataset, or 'synthetic' "
                              "(default)")
     parser.add_argument("--dataset", help="with a TFDS data_dir: the dataset name, e.g. market1501 or "
-                                          "deep_fashion_in_shop/256x176")
+                                          "deep_fashion_in_shop/256x176; with synthetic: 'misaligned' (jittered "
+                                          "cameras) or 'misaligned_sources' (jittered sources, nominal targets)")
     parser.add_argument("--k", type=int, help="number of sources per training tuple")
     parser.add_argument("--stage", default="both", choices=STAGE_CHOICES, help="which stage(s) to run")
     parser.add_argument("--steps", type=int, help="steps of each selected stage (default: the preset's, at most "

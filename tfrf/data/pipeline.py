@@ -159,10 +159,15 @@ def make_dataset(
     encode = pose_lib.encoder(table.pose_encoder)
     channels = table.pose_channels
     gather_images = _gatherer(table.images, table.image, table.image(0))
+    gather_target = (None if table.target_images is None
+                     else _gatherer(table.target_images, table.target_image, table.target_image(0)))
     gather_poses = _gatherer(table.poses, table.pose, np.asarray(table.pose(0)))
 
     def load(indices, position=None):
-        images = tf.cast(gather_images(indices), tf.float32) / 127.5 - 1.0
+        images = gather_images(indices)
+        if gather_target is not None:  # the target from the table's target images
+            images = tf.concat([images[:k], gather_target(indices[k:])], axis=0)
+        images = tf.cast(images, tf.float32) / 127.5 - 1.0
         raw_poses = gather_poses(indices)
         if position is not None:
             from tfrf.data.augment import augment_example

@@ -19,6 +19,14 @@ objects, every image rendered from its own jittered camera (`synthetic_cameras.C
 degrees) while its pose label stays the nominal bin; its arrays add `cameras` float64 [N, 6], the
 true camera of every image. The aligned data is unchanged by the variant.
 
+`load_table(split, misaligned=True, nominal_targets=True)` is the variant of misaligned sources
+(`--dataset misaligned_sources`): sources from their jittered cameras, every target as its label
+names it (the aligned render, `ViewTable.target_images`), as when the target pose is given and
+only the sources come from uncalibrated cameras (the paper's setting). With every image jittered,
+a target's own jitter is not in any input: no model can predict it, and it alone leaves the
+ground-truth flow 0.85 px (H/8) from the one to the target's nominal camera, against 1.30 px for
+the zero flow (100 held-out K = 2 tuples of seed 0).
+
 Ground truth (`view_pair`, `ground_truth_levels`, `tuple_ground_truth`): per target pixel, where
 its surface point lies in a source view and whether it is visible there, ray-cast from the true
 cameras (`synthetic_cameras`). It is computed on demand from the object's seed (about a
@@ -231,17 +239,39 @@ def load(
     return data
 
 
-def load_table(split: str, **kwargs):
-    """One split as a `tfrf.data.pipeline.ViewTable` (pose encoder "view21"); kwargs as `load`."""
+# `--dataset` of the built-in chairs (None: aligned) and the `load_table` arguments of each.
+VARIANTS = {None: {}, "aligned": {}, "misaligned": {"misaligned": True},
+            "misaligned_sources": {"misaligned": True, "nominal_targets": True}}
+
+
+def variant_arguments(dataset: Optional[str]) -> Dict[str, bool]:
+    """`load_table`'s `misaligned` and `nominal_targets` of a `--dataset` name of the built-in chairs."""
+    if dataset not in VARIANTS:
+        raise ValueError(f"--dataset {dataset}: the built-in chairs take --dataset aligned, misaligned or "
+                         f"misaligned_sources")
+    return {"misaligned": False, "nominal_targets": False, **VARIANTS[dataset]}
+
+
+def load_table(split: str, nominal_targets: bool = False, **kwargs):
+    """One split as a `tfrf.data.pipeline.ViewTable` (pose encoder "view21"); kwargs as `load`.
+
+    `nominal_targets` (with `misaligned=True`): the variant of misaligned sources, whose targets
+    are the aligned renders (`ViewTable.target_images`)."""
     from tfrf.data.pipeline import ViewTable
 
     data = load(split, **kwargs)
+    target_images = None
+    if nominal_targets:
+        if not kwargs.get("misaligned"):
+            raise ValueError("synthetic.load_table: nominal_targets needs misaligned=True (aligned targets are nominal)")
+        target_images = load(split, **{**kwargs, "misaligned": False})["images"]
     return ViewTable(
         images=data["images"],
         poses=data["poses"],
         groups=data["groups"],
         order=data["order"],
         pose_encoder=POSE_ENCODER,
+        target_images=target_images,
     )
 
 
@@ -275,8 +305,10 @@ def view_pair(split: str, index: int, source_view: int, target_view: int, image_
 
 def ground_truth_levels(split: str, index: int, source_views: Sequence[int], target_view: int, image_size: int = 64,
                         misaligned: bool = False, seed: int = 0,
-                        levels: Sequence[str] = ("h", "h4", "h8")) -> Dict[str, Dict[str, np.ndarray]]:
-    """Ground truth from K source views to one target view at the generator's levels.
+                        levels: Sequence[str] = ("h", "h4", "h8"),
+                        nominal_target: bool = False) -> Dict[str, Dict[str, np.ndarray]]:
+    """Ground truth from K source views to one target view at the generator's levels
+    (`nominal_target`: to the target view's nominal camera, the misaligned sources' variant).
 
     Returns:
         `{"h": ..., "h4": ..., "h8": ...}`, each `{"flow": float32 [K, s, s, 2], "visible": bool
@@ -288,6 +320,7 @@ def ground_truth_levels(split: str, index: int, source_views: Sequence[int], tar
     sources = [_check_view("source_views", view) for view in np.asarray(source_views).reshape(-1)]
     target_view = _check_view("target_view", target_view)
     chair, cameras = object_cameras(seed, split, int(index), bool(misaligned))
+    target_cameras = object_cameras(seed, split, int(index), False)[1] if nominal_target else cameras
     sizes = cameras_lib.level_sizes(image_size)
     unknown = set(levels) - set(sizes)
     if unknown:
@@ -296,14 +329,15 @@ def ground_truth_levels(split: str, index: int, source_views: Sequence[int], tar
     for level in levels:
         size = sizes[level]
         flow, visible, shown = cameras_lib.pair_ground_truth(chair, cameras.take(sources),
-                                                             cameras.take([target_view] * len(sources)), size)
+                                                             target_cameras.take([target_view] * len(sources)), size)
         result[level] = {"flow": flow, "visible": visible, "shown": shown[0]}
     return result
 
 
 def tuple_ground_truth(table_groups: np.ndarray, table_order: np.ndarray, tuples: np.ndarray, image_size: int,
                        split: str = "test", misaligned: bool = False, seed: int = 0,
-                       levels: Sequence[str] = ("h4", "h8")) -> Dict[str, Dict[str, np.ndarray]]:
+                       levels: Sequence[str] = ("h4", "h8"),
+                       nominal_target: bool = False) -> Dict[str, Dict[str, np.ndarray]]:
     """`ground_truth_levels` of test tuples (int [M, K+1] indices into a split whose `groups` are
     object indices and `order` view indices, as `generate` gives them), stacked:
     `{level: {"flow": [M, K, s, s, 2], "visible": [M, K, s, s], "shown": [M, s, s]}}` for `levels`."""
@@ -315,7 +349,7 @@ def tuple_ground_truth(table_groups: np.ndarray, table_order: np.ndarray, tuples
     result: Dict[str, Dict[str, list]] = {level: {name: [] for name in names} for level in levels}
     for row in range(len(tuples)):
         truth = ground_truth_levels(split, int(groups[row, 0]), order[row, :-1], int(order[row, -1]), image_size,
-                                    misaligned, seed, levels)
+                                    misaligned, seed, levels, nominal_target)
         for level in levels:
             for name in names:
                 result[level][name].append(truth[level][name])

@@ -32,6 +32,9 @@ class ViewTable:
         pose_encoder: a name of the `tfrf.pose` encoder registry.
         max_offset: with `order`, the largest order offset between a source and its target
             (KITTI's frame window); the default of `make_dataset`'s `max_offset`.
+        target_images: optional, like `images`: the image of each row where it is a tuple's
+            target (e.g. the built-in chairs' `misaligned_sources` variant: sources from jittered
+            cameras, targets at the camera their label names); default `images`.
     """
 
     images: ArrayOrLoader
@@ -41,6 +44,7 @@ class ViewTable:
     targets_ok: Optional[np.ndarray] = None
     pose_encoder: str = "keypoints18"
     max_offset: Optional[int] = None
+    target_images: Optional[ArrayOrLoader] = None
 
     def __post_init__(self):
         self.groups = np.asarray(self.groups, dtype=np.int64)
@@ -55,9 +59,9 @@ class ViewTable:
             value = getattr(self, name)
             if value is not None and value.shape != (num_images,):
                 raise ValueError(f"ViewTable.{name} must have shape [N] = [{num_images}], got {value.shape}")
-        for name in ("images", "poses"):
+        for name in ("images", "poses", "target_images"):
             value = getattr(self, name)
-            if callable(value):
+            if value is None or callable(value):
                 continue
             value = np.asarray(value)
             if value.shape[:1] != (num_images,):
@@ -66,6 +70,11 @@ class ViewTable:
         image = self.image(0) if num_images else None
         if image is not None and (image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8):
             raise ValueError(f"ViewTable.images must be uint8 [N, H, W, 3], got an image of {image.dtype} {image.shape}")
+        if self.target_images is not None and num_images:
+            target = self.target_image(0)
+            if target.dtype != np.uint8 or target.shape != image.shape:
+                raise ValueError(f"ViewTable.target_images must be uint8 [N, {', '.join(map(str, image.shape))}] like "
+                                 f"images, got an image of {target.dtype} {target.shape}")
         pose_lib.encoder_channels(self.pose_encoder)  # raises for an unknown name
         if self.max_offset is not None and self.order is None:
             raise ValueError("ViewTable.max_offset needs ViewTable.order (e.g. frame numbers)")
@@ -78,6 +87,14 @@ class ViewTable:
         if callable(self.images):
             return np.asarray(self.images(int(index)))
         return self.images[index]
+
+    def target_image(self, index: int) -> np.ndarray:
+        """The uint8 [H, W, 3] image `index` where it is a target (`target_images`, else `image`)."""
+        if self.target_images is None:
+            return self.image(index)
+        if callable(self.target_images):
+            return np.asarray(self.target_images(int(index)))
+        return self.target_images[index]
 
     def pose(self, index: int) -> np.ndarray:
         """The raw pose of image `index`."""

@@ -5,7 +5,8 @@ version folder, a TFDS data_dir with `--dataset NAME`, or `synthetic` for the bu
 no `--data-dir` is given, the data a run trained on is read from `RUN/data.json` (`write_run_data`,
 which every `tfrf.training.run.TrainingRun` calls: `tfrf train`, `tfrf demo`, the ablation).
 
-The built-in chairs take `--dataset misaligned` for their variant of jittered cameras
+The built-in chairs take `--dataset misaligned` for their variant of jittered cameras and
+`--dataset misaligned_sources` for jittered sources with targets at their nominal cameras
 (`tfrf.data.synthetic`); a run records it in `data.json` as its `dataset`. They carry ground truth
 (`EvaluationData.ground_truth`: per-level flow and visibility of every tuple), which the mechanism
 metrics use (`tfrf.evaluation.mechanism`).
@@ -30,7 +31,7 @@ import numpy as np
 
 SYNTHETIC = "synthetic"
 # `--dataset` of the built-in chairs: the variant of jittered (uncalibrated) cameras.
-SYNTHETIC_VARIANTS = (None, "aligned", "misaligned")
+SYNTHETIC_VARIANTS = (None, "aligned", "misaligned", "misaligned_sources")
 RUN_DATA_FILE = "data.json"
 KEYPOINT_ENCODER = "keypoints18"
 
@@ -81,6 +82,8 @@ class EvaluationData:
         builder: the prepared TFDS builder (None for the built-in chairs).
         seed: seed of the tuples drawn when none are stored (and of the built-in chairs).
         misaligned: the built-in chairs' variant of jittered cameras.
+        nominal_targets: with `misaligned`, the targets at their nominal cameras
+            (`misaligned_sources`): the ground truth goes to those.
     """
 
     table: Any
@@ -88,6 +91,7 @@ class EvaluationData:
     builder: Any = None
     seed: int = 0
     misaligned: bool = False
+    nominal_targets: bool = False
 
     @property
     def has_ground_truth(self) -> bool:
@@ -104,7 +108,8 @@ class EvaluationData:
 
         return synthetic.tuple_ground_truth(self.table.groups, self.table.order, tuples, image_size,
                                             split=self.description.get("split", "test"), misaligned=self.misaligned,
-                                            seed=self.description.get("seed", self.seed), levels=levels)
+                                            seed=self.description.get("seed", self.seed), levels=levels,
+                                            nominal_target=self.nominal_targets)
 
     @property
     def has_keypoints(self) -> bool:
@@ -144,21 +149,19 @@ def open_data(data_dir: str, dataset: Optional[str] = None, *, seed: int = 0, te
               image_size: int = 64, cache_dir: Optional[str] = None, verbose: bool = True) -> EvaluationData:
     """The test split of `--data-dir` (`synthetic`: the built-in chairs' held-out objects at
     `image_size`, `test_objects` of them with `seed`; `dataset="misaligned"` their variant of
-    jittered cameras)."""
+    jittered cameras, "misaligned_sources" that of jittered sources and nominal targets)."""
     if data_dir == SYNTHETIC:
         from tfrf.data import synthetic
 
-        if dataset not in SYNTHETIC_VARIANTS:
-            raise ValueError(f"--dataset {dataset}: the built-in chairs take --dataset misaligned (or aligned)")
-        misaligned = dataset == "misaligned"
+        variant = synthetic.variant_arguments(dataset)
         table = synthetic.load_table("test", cache_dir=cache_dir, seed=seed, num_objects=test_objects,
-                                     image_size=image_size, verbose=verbose, misaligned=misaligned)
+                                     image_size=image_size, verbose=verbose, **variant)
         objects = test_objects or synthetic.DEFAULT_NUM_OBJECTS["test"]
         description = {"data_dir": SYNTHETIC, "split": "test", "objects": objects, "seed": seed,
                        "image_size": image_size, "images": len(table)}
-        if misaligned:
-            description["variant"] = "misaligned"
-        return EvaluationData(table, description, builder=None, seed=seed, misaligned=misaligned)
+        if variant["misaligned"]:
+            description["variant"] = dataset
+        return EvaluationData(table, description, builder=None, seed=seed, **variant)
     from tfrf.data.pipeline import table_from_tfds
     from tfrf.data.prepared import open_prepared
 

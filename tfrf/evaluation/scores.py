@@ -56,7 +56,7 @@ def evaluate_nearest_view(table: ViewTable, tuples: np.ndarray, batch_size: int 
     for start in range(0, len(tuples), batch_size):
         rows = slice(start, start + batch_size)
         prediction = np.stack([table.image(int(i)) for i in copies[rows]]).astype(np.float32) / 127.5 - 1.0
-        target = np.stack([table.image(int(i)) for i in tuples[rows, -1]]).astype(np.float32) / 127.5 - 1.0
+        target = np.stack([table.target_image(int(i)) for i in tuples[rows, -1]]).astype(np.float32) / 127.5 - 1.0
         accumulator.update(prediction, target)
     return accumulator.result()
 

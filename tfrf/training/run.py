@@ -50,17 +50,16 @@ class RunData:
 def load_data(data_dir: str, config: TrainConfig, dataset: Optional[str] = None, cache_dir: Optional[str] = None,
               verbose: bool = True) -> RunData:
     """The training and preview tables of `data_dir`: `synthetic` (the built-in chairs: train and
-    held-out objects of `config`; `dataset="misaligned"` their variant of jittered cameras) or a
+    held-out objects of `config`; `dataset="misaligned"` their variant of jittered cameras,
+    "misaligned_sources" that of jittered sources and nominal targets) or a
     prepared TFDS dataset (its train split; the preview from its test split when it has one)."""
     if data_dir == SYNTHETIC:
         from tfrf.data import synthetic
 
-        if dataset not in (None, "aligned", "misaligned"):
-            raise ValueError(f"--dataset {dataset}: the built-in chairs take --dataset misaligned (or aligned)")
+        variant = synthetic.variant_arguments(dataset)
         tables = [synthetic.load_table(split, cache_dir=cache_dir, seed=config.seed,
                                        num_objects=getattr(config, f"{split}_objects"),
-                                       image_size=config.model.image_height, verbose=verbose,
-                                       misaligned=dataset == "misaligned")
+                                       image_size=config.model.image_height, verbose=verbose, **variant)
                   for split in ("train", "test")]
         return RunData(*tables, data_dir=data_dir, dataset=dataset, cache_dir=cache_dir)
     from tfrf.data.pipeline import table_from_tfds
