@@ -124,8 +124,7 @@ class TrainingModel(tf.keras.Model):
             raise ValueError(f"compile: flow_loss_on must be one of {FLOW_LOSS_TARGETS}, got {flow_loss_on!r}")
         if self.stage == "flow":
             # Stage 1 trains on L_flow alone, whatever the content and adversarial weights say.
-            weights = dataclasses.replace(weights, l1=0.0, perceptual=0.0, style=0.0, adversarial=0.0,
-                                          saturation=0.0)
+            weights = dataclasses.replace(weights, l1=0.0, perceptual=0.0, style=0.0, adversarial=0.0, saturation=0.0)
         needs_vgg = [term for term in VGG_TERMS if getattr(weights, term) > 0]
         if needs_vgg and self.vgg is None:
             raise ValueError(f"TrainingModel: the losses {needs_vgg} need VGG features; pass vgg=VGGFeatures(...) "
@@ -315,9 +314,8 @@ class TrainingModel(tf.keras.Model):
                 values["l1_loss"] = losses.l1_loss(generated, target)
                 total += weights.l1 * values["l1_loss"]
             if weights.saturation > 0:
-                if "output_logits" not in outputs:
-                    raise ValueError(f"LossWeights.saturation needs a generator whose return_intermediates gives "
-                                     f"output_logits; {type(self.generator).__name__} does not")
+                if "output_logits" not in outputs:  # (GFLA's generator)
+                    raise ValueError(f"LossWeights.saturation needs output_logits, which {self.generator.name} lacks")
                 values["saturation_loss"] = losses.saturation_loss(outputs["output_logits"])
                 total += weights.saturation * values["saturation_loss"]
             if weights.perceptual > 0:
