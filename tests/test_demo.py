@@ -75,6 +75,11 @@ def test_train_flags_set_the_flow_loss_target_and_the_learning_rate_decay(capsys
     assert config.loss_weights.photometric == TrainConfig.preset("demo").loss_weights.photometric  # the rest kept
     assert main(["train", "--preset", "demo", "--saturation-weight", "-1", "--dry-run"]) == 2
     assert "LossWeights.saturation must be a finite number >= 0, got -1.0" in capsys.readouterr().err
+    # GFLA's generator has no pre-tanh output: --architecture gfla drops the demo's hinge, and refuses one asked for.
+    assert main(["train", "--preset", "demo", "--architecture", "gfla", "--dry-run"]) == 0
+    assert TrainConfig.from_dict(json.loads(capsys.readouterr().out)).loss_weights.saturation == 0.0
+    assert main(["train", "--preset", "demo", "--architecture", "gfla", "--saturation-weight", "1", "--dry-run"]) == 2
+    assert "only the rf generator returns" in capsys.readouterr().err
 
 
 @pytest.mark.slow

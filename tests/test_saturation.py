@@ -83,3 +83,7 @@ def test_the_term_is_reported_by_fit_and_off_in_stage_one_and_the_presets(networ
     assert "saturation_loss" not in runner.compile_stage("flow", networks, config(0.5)).loss_names
     for name in ("deepfashion", "market1501", "shapenet_chairs", "kitti", "voxceleb2", "synthetic"):
         assert TrainConfig.preset(name).loss_weights.saturation == 0.0, name  # the paper's recipe
+    with pytest.raises(ValueError, match="only the rf generator returns"):
+        TrainConfig.preset("demo", model={"architecture": "gfla"}, num_sources=1, eval_ks=(1,))  # the demo's hinge
+    assert TrainConfig.preset("demo", model={"architecture": "gfla"}, num_sources=1, eval_ks=(1,),
+                              loss_weights={"saturation": 0.0})

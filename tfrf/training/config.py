@@ -185,6 +185,9 @@ class TrainConfig(SerializableConfig):
         if self.learning_rate_decay not in LEARNING_RATE_DECAYS:
             raise ValueError(f"TrainConfig.learning_rate_decay must be one of {LEARNING_RATE_DECAYS}, "
                              f"got {self.learning_rate_decay!r}")
+        if self.loss_weights.saturation > 0 and self.model.architecture == "gfla":
+            raise ValueError("LossWeights.saturation needs the pre-tanh output that only the rf generator returns "
+                             "(model.architecture 'rf'); GFLA's generator has none")
         if self.flow_loss_on not in FLOW_LOSS_TARGETS:
             raise ValueError(f"TrainConfig.flow_loss_on must be one of {FLOW_LOSS_TARGETS}, got {self.flow_loss_on!r}")
         if self.correctness_sampler not in CORRECTNESS_SAMPLERS:
@@ -339,7 +342,7 @@ TRAIN_PRESETS: Dict[str, TrainConfig] = {
         discriminator_blocks=3, flow_steps=150, full_steps=700, steps_per_epoch=50, checkpoint_every=50,
         summary_every=10, vgg_weights=None, train_objects=200, test_objects=50, eval_examples=200,
     ),
-    # `tfrf demo`: the synthetic chairs on two CPU cores, about 9 minutes. Nothing may download,
+    # `tfrf demo`: the synthetic chairs on two CPU cores, about 8 minutes. Nothing may download,
     # so VGG19 would have random weights, and on random features the correctness loss carries
     # almost no signal (its value at the ground-truth flow differs from that at zero flow by 0.003;
     # stage 1 on it leaves the flow no better than zero flow). The flows learn instead from the

@@ -77,7 +77,8 @@ def resolve_preset(preset: Optional[str], data_dir: str, dataset: Optional[str] 
     """The training preset of a run: `preset`, else the data's own (synthetic for the chairs).
 
     With `architecture="gfla"` a residual-flow preset becomes `gfla_PRESET` where there is one,
-    else the preset with `model.architecture = "gfla"` and K = 1 (added to `model` / `overrides`).
+    else the preset with `model.architecture = "gfla"`, K = 1 and no saturation hinge (added to `model` /
+    `overrides`).
 
     Raises:
         ValueError: `architecture="rf"` with a GFLA preset.
@@ -97,6 +98,9 @@ def resolve_preset(preset: Optional[str], data_dir: str, dataset: Optional[str] 
         if overrides is not None:
             overrides.setdefault("num_sources", 1)
             overrides.setdefault("eval_ks", (1,))
+            # The saturation hinge reads the rf generator's pre-tanh output: off unless asked for.
+            if isinstance(overrides.setdefault("loss_weights", {}), dict):
+                overrides["loss_weights"].setdefault("saturation", 0.0)
     elif architecture == "rf" and is_gfla:
         raise ValueError(f"--architecture rf contradicts --preset {preset} (a GFLA preset); drop one of them")
     return preset
