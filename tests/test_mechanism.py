@@ -84,6 +84,7 @@ def test_the_accumulator_on_a_perfect_and_on_a_zero_model():
         assert result[f"epe_zero_{level}"] == pytest.approx(expected_zero)
         assert result[f"occlusion_auroc_{level}"] == 1.0
         assert result[f"attention_agreement_{level}"] == 1.0
+        assert result[f"gain_flow_{level}"] == pytest.approx(1.0) and result[f"gain_refined_{level}"] == pytest.approx(1.0)
     assert "coverage_auroc" not in result
     # A model with zero base flow and a residual equal to the truth: the base's EPE is the zero
     # flow's, the refined one is exact; a constant occlusion map is chance.
@@ -93,6 +94,7 @@ def test_the_accumulator_on_a_perfect_and_on_a_zero_model():
     accumulator.update(zero, truth)
     result = accumulator.result()
     assert result["epe_flow_h4"] == pytest.approx(result["epe_zero_h4"]) and result["epe_refined_h4"] == 0.0
+    assert result["gain_flow_h4"] == 0.0 and result["gain_refined_h4"] == pytest.approx(1.0)
     assert result["occlusion_auroc_h4"] == 0.5
     # K = 1: no attention choice.
     truth1, perfect1 = _hand_case(k=1)
@@ -183,3 +185,27 @@ def test_protocol_cards_name_every_choice():
                           scored_targets={"1": 3})
     assert gfla["crop"].startswith("none") and gfla["generated_format"].startswith("JPEG")
     assert gfla["inception"] is None and gfla["resize"]["data_to_model"] == "none"
+
+
+def test_the_flow_gain_tells_a_shrunk_flow_from_a_wrong_one():
+    """gain = sum(f . g) / sum(|g|^2) over visible pairs: a flow at 40 % of the truth has gain 0.4;
+    one turned by 90 degrees has gain 0; pixels the
+    source does not see do not count."""
+    truth = np.array([[3.0, 4.0], [0.0, 2.0], [100.0, 0.0]])  # the last one is not visible
+    visible = np.array([True, True, False])
+    dot, norm = mechanism.flow_gain_terms(0.4 * truth, truth, visible)
+    assert norm == pytest.approx(25.0 + 4.0) and dot / norm == pytest.approx(0.4)
+    turned = np.stack([-truth[:, 1], truth[:, 0]], -1)
+    dot, norm = mechanism.flow_gain_terms(turned, truth, visible)
+    assert dot == 0.0
+    # Accumulated over batches, pixels weighted by |g|^2: a shrunk base flow, a residual that
+    # brings it to the truth.
+    truth_case, perfect = _hand_case()
+    shrunk = {level: {**values, "flows": 0.5 * values["flows"], "residual_flows": 0.5 * values["flows"]}
+              for level, values in perfect.items()}
+    accumulator = mechanism.MechanismAccumulator()
+    for _ in range(2):
+        accumulator.update(shrunk, truth_case)
+    result = accumulator.result()
+    assert result["gain_flow_h4"] == pytest.approx(0.5) and result["gain_refined_h4"] == pytest.approx(1.0)
+    assert result["gain_flow_h8"] == pytest.approx(0.5)

@@ -26,6 +26,7 @@ NORMAL_975 = 1.96
 IMAGE_METRICS = ("l1", "psnr", "ssim")
 MECHANISM_COLUMNS = (("epe_flow_h8", "EPE base H/8"), ("epe_refined_h8", "EPE refined H/8"),
                      ("epe_flow_h4", "EPE base H/4"), ("epe_refined_h4", "EPE refined H/4"),
+                     ("gain_flow_h4", "gain base H/4"), ("gain_refined_h4", "gain refined H/4"),
                      ("occlusion_auroc_h4", "occl. AUROC H/4"), ("attention_agreement_h4", "attn. agreement H/4"),
                      ("coverage_auroc_object", "coverage AUROC"))
 FORMATS = {"l1": "{:.4f}", "psnr": "{:.2f}", "ssim": "{:.4f}"}

@@ -8,6 +8,11 @@ fusing level (`h8`, `h4`; flows in pixels of that level, docs/conventions.md):
 - `epe_refined_LEVEL`: the same for the refined flow, base + residual (what the fusing block warps
   with; equal to the base flow without the residual flow).
 - `epe_zero_LEVEL`: the same for the zero flow (`||f_gt||`): the reference a flow must beat.
+- `gain_flow_LEVEL`, `gain_refined_LEVEL`: the least-squares gain of the flow on the ground truth,
+  `sum(f . f_gt) / sum(||f_gt||^2)` over the same pairs: 1 for the ground truth, 0 for the zero
+  flow (or one orthogonal to the truth), between them for a flow that points the right way but
+  falls short. It tells a flow that is shrunk toward zero (gain well below 1) from one that is
+  wrong in direction, which the EPE alone does not.
 - `occlusion_auroc_LEVEL`: AUROC of the occlusion map (score) against ground-truth invisibility
   (label: the source does not see the point), over (source, pixel) pairs whose target pixel shows
   the object. 0.5 is chance (`evaluate_mechanism` gives None for a model without occlusion).
@@ -34,7 +39,8 @@ LEVELS = ("h8", "h4")
 HIGH_ERROR = 0.2  # per-pixel mean |generated - target| in [-1, 1] units (25.5 / 255)
 AUROC_BINS = 1 << 16
 METRIC_NAMES = tuple(f"{name}_{level}" for level in LEVELS for name in (
-    "epe_flow", "epe_refined", "epe_zero", "occlusion_auroc", "attention_agreement")) + (
+    "epe_flow", "epe_refined", "epe_zero", "gain_flow", "gain_refined", "occlusion_auroc",
+    "attention_agreement")) + (
     "coverage_auroc", "coverage_auroc_object")
 
 
@@ -86,6 +92,14 @@ def end_point_errors(flow: np.ndarray, truth: np.ndarray, visible: np.ndarray) -
     return np.sqrt((difference ** 2).sum(-1))[np.asarray(visible, bool)]
 
 
+def flow_gain_terms(flow: np.ndarray, truth: np.ndarray, visible: np.ndarray):
+    """(sum of `flow . truth`, sum of `||truth||^2`) (float64) over the visible entries; their
+    ratio is the least-squares gain of `flow` on `truth`."""
+    flow, truth = np.asarray(flow, np.float64), np.asarray(truth, np.float64)
+    visible = np.asarray(visible, bool)
+    return float((flow * truth).sum(-1)[visible].sum()), float((truth ** 2).sum(-1)[visible].sum())
+
+
 def top_source_agreement(attention: np.ndarray, visible: np.ndarray, shown: np.ndarray):
     """(agreements, pixels counted): attention `[B, K, h, w]`, visible `[B, K, h, w]`, shown
     `[B, h, w]`; counted are shown pixels seen by some but not all K sources."""
@@ -117,14 +131,14 @@ class MechanismAccumulator:
 
     def __init__(self):
         self.sums: Dict[str, float] = {}
-        self.counts: Dict[str, int] = {}
+        self.counts: Dict[str, float] = {}  # pixels counted (a gain's: its sum of ||f_gt||^2)
         self.occlusion = {level: BinnedAUROC() for level in LEVELS}
         self.coverage: Optional[BinnedAUROC] = None
         self.coverage_object: Optional[BinnedAUROC] = None
 
-    def _add(self, name: str, total: float, count: int) -> None:
+    def _add(self, name: str, total: float, count: float) -> None:
         self.sums[name] = self.sums.get(name, 0.0) + float(total)
-        self.counts[name] = self.counts.get(name, 0) + int(count)
+        self.counts[name] = self.counts.get(name, 0) + count
 
     def update(self, intermediates: Mapping, truth: Mapping, generated: Optional[np.ndarray] = None,
                target: Optional[np.ndarray] = None) -> None:
@@ -142,6 +156,8 @@ class MechanismAccumulator:
             for name, estimate in (("flow", flow), ("refined", refined), ("zero", np.zeros_like(flow))):
                 errors = end_point_errors(estimate, gt["flow"], visible)
                 self._add(f"epe_{name}_{level}", errors.sum(), errors.size)
+            for name, estimate in (("flow", flow), ("refined", refined)):
+                self._add(f"gain_{name}_{level}", *flow_gain_terms(estimate, gt["flow"], visible))
             counted = np.broadcast_to(shown[:, None], visible.shape)
             occlusion = np.asarray(outputs["occlusions"])[..., 0]
             self.occlusion[level].update(occlusion[counted], ~visible[counted])
@@ -165,6 +181,9 @@ class MechanismAccumulator:
         for level in LEVELS:
             for name in ("flow", "refined", "zero"):
                 key = f"epe_{name}_{level}"
+                result[key] = self.sums[key] / self.counts[key] if self.counts.get(key) else None
+            for name in ("flow", "refined"):
+                key = f"gain_{name}_{level}"
                 result[key] = self.sums[key] / self.counts[key] if self.counts.get(key) else None
             result[f"occlusion_auroc_{level}"] = self.occlusion[level].result()
             key = f"attention_agreement_{level}"

@@ -20,11 +20,13 @@ FORMATS = {"fid": "{:.2f}", "lpips": "{:.4f}", "mask_lpips": "{:.4f}", "ssim": "
 MISSING = "—"
 # The mechanism metrics (`tfrf.evaluation.mechanism`), in the order of their table.
 MECHANISM_COLUMNS = ("epe_zero_h8", "epe_flow_h8", "epe_refined_h8", "epe_zero_h4", "epe_flow_h4", "epe_refined_h4",
+                     "gain_flow_h4", "gain_refined_h4",
                      "occlusion_auroc_h8", "occlusion_auroc_h4", "attention_agreement_h8", "attention_agreement_h4",
                      "coverage_auroc", "coverage_auroc_object")
 MECHANISM_HEADERS = {
     "epe_zero_h8": "EPE 0 h8", "epe_flow_h8": "EPE flow h8 ↓", "epe_refined_h8": "EPE refined h8 ↓",
     "epe_zero_h4": "EPE 0 h4", "epe_flow_h4": "EPE flow h4 ↓", "epe_refined_h4": "EPE refined h4 ↓",
+    "gain_flow_h4": "gain flow h4 (1)", "gain_refined_h4": "gain refined h4 (1)",
     "occlusion_auroc_h8": "occl. AUROC h8 ↑", "occlusion_auroc_h4": "occl. AUROC h4 ↑",
     "attention_agreement_h8": "attn. top h8 ↑", "attention_agreement_h4": "attn. top h4 ↑",
     "coverage_auroc": "coverage AUROC ↑", "coverage_auroc_object": "coverage AUROC object ↑",
