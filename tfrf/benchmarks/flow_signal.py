@@ -1,0 +1,159 @@
+"""Does the photometric loss point at the true flow? A trained run's flows against the
+renderer's ground truth, on held-out tuples of the built-in chairs.
+
+    python -m tfrf.benchmarks.flow_signal --run runs/demo [--k 2] [--examples 96] [--out FILE.json]
+
+For each flow level (H/8, H/4) it prints the photometric loss (`tfrf.losses.photometric_loss`,
+with the run's pyramid, or `--scales`) at three flows: the run's base flow, the ground truth on the pixels the
+source sees (the run's flow elsewhere, where the truth is undefined) and the zero flow; with
+each flow's end-point error and least-squares gain (`tfrf.evaluation.mechanism`). The share of
+the zero flow's photometric excess over the truth that the run's flow removes, against the share
+of the zero flow's EPE it removes, says whether the loss or the learning is the limit: a flow
+that removes most of the loss but little of the EPE sits in a flat valley of the loss, far from
+the truth. A second table splits the H/4 base flow's EPE and gain by the ground truth's length.
+
+The data comes from the run's `data.json` (`--dataset` overrides the variant). Needs a run of
+the "rf" architecture trained on the built-in chairs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+LENGTH_BINS = (0.0, 1.0, 2.0, 3.0, 5.0, np.inf)  # ground-truth flow length at H/4, pixels
+FLOWS = ("run", "truth", "zero")
+
+
+def _share(run: float, truth: float, zero: float) -> Optional[float]:
+    """The share of `zero - truth` that `run` removes (None where the truth is no better)."""
+    return (zero - run) / (zero - truth) if zero > truth else None
+
+
+def flow_signal(run_dir: str, k: int = 2, examples: int = 96, dataset: Optional[str] = None,
+                batch_size: int = 16, cache_dir: Optional[str] = None, scales: Optional[int] = None) -> Dict:
+    """The figures of the module docstring as a dict."""
+    import tensorflow as tf
+
+    from tfrf import losses, runs
+    from tfrf.data.pipeline import make_dataset
+    from tfrf.evaluation import data as data_lib
+    from tfrf.evaluation.mechanism import LEVELS, end_point_errors, flow_gain_terms
+    from tfrf.models.generator import INPUT_KEYS
+
+    config = runs.read_model_config(os.path.join(run_dir, "config.json"))
+    if config.architecture != "rf":
+        raise ValueError(f"flow_signal: run {run_dir} is a {config.architecture!r} model; it needs 'rf'")
+    generator = runs.load_generator(config, runs.latest_run_weights(run_dir))
+    data = data_lib.data_for_runs([run_dir], None, dataset, image_size=config.image_height, cache_dir=cache_dir,
+                                  verbose=False)
+    if not data.has_ground_truth:
+        raise ValueError(f"flow_signal: run {run_dir} did not train on the built-in chairs (no ground truth)")
+    tuples, _ = data.test_tuples(k, examples)
+    size = config.image_height
+    if scales is None:
+        scales = int(data_lib.run_training_config(run_dir).get("photometric_scales", 1))
+    batches = make_dataset(data.table, k, batch_size=min(batch_size, len(tuples)), training=False, tuples=tuples,
+                           image_size=(size, size))
+    loss_sums = {(level, name): 0.0 for level in LEVELS for name in FLOWS}
+    epe = {(level, name): [] for level in LEVELS for name in FLOWS}
+    gain = {(level, name): [0.0, 0.0] for level in LEVELS for name in FLOWS}
+    lengths, errors, dots, norms = [], [], [], []
+    row = batch_count = 0
+    for batch in batches:
+        count = int(batch["target_image"].shape[0])
+        outputs = generator({key: batch[key] for key in INPUT_KEYS}, training=False, return_intermediates=True)
+        truth = data.ground_truth(tuples[row:row + count], size, levels=LEVELS)
+        row += count
+        batch_count += 1
+        for level in LEVELS:
+            learned = outputs[level]["flows"].numpy().astype(np.float64)
+            gt, visible = truth[level]["flow"], np.asarray(truth[level]["visible"], bool)
+            flows = {"run": learned, "truth": np.where(visible[..., None], gt, learned),
+                     "zero": np.zeros_like(learned)}
+            for name, flow in flows.items():
+                value = losses.photometric_loss(batch["source_images"], batch["target_image"],
+                                                tf.constant(flow, tf.float32), scales=scales)
+                loss_sums[level, name] += float(value)
+                epe[level, name].append(end_point_errors(flow, gt, visible))
+                dot, norm = flow_gain_terms(flow, gt, visible)
+                gain[level, name][0] += dot
+                gain[level, name][1] += norm
+            if level == "h4":
+                lengths.append(np.linalg.norm(gt, axis=-1)[visible])
+                errors.append(end_point_errors(learned, gt, visible))
+                dots.append((learned * gt).sum(-1)[visible])
+                norms.append((gt ** 2).sum(-1)[visible])
+    result = {"run": run_dir, "k": k, "examples": int(len(tuples)), "photometric_scales": scales, "levels": {}}
+    for level in LEVELS:
+        entry = {name: {"photometric": loss_sums[level, name] / batch_count,
+                        "epe": float(np.concatenate(epe[level, name]).mean()),
+                        "gain": gain[level, name][0] / gain[level, name][1] if gain[level, name][1] else None}
+                 for name in FLOWS}
+        entry["photometric_gap_closed"] = _share(*(entry[name]["photometric"] for name in FLOWS))
+        entry["epe_gap_closed"] = _share(*(entry[name]["epe"] for name in FLOWS))
+        result["levels"][level] = entry
+    lengths, errors, dots, norms = map(np.concatenate, (lengths, errors, dots, norms))
+    result["h4_by_length"] = []
+    for low, high in zip(LENGTH_BINS[:-1], LENGTH_BINS[1:]):
+        inside = (lengths >= low) & (lengths < high)
+        if inside.any():
+            result["h4_by_length"].append({
+                "from": low, "to": None if np.isinf(high) else high, "share": float(inside.mean()),
+                "epe": float(errors[inside].mean()), "epe_zero": float(lengths[inside].mean()),
+                "gain": float(dots[inside].sum() / norms[inside].sum()) if norms[inside].sum() else None})
+    return result
+
+
+def format_result(result: Dict) -> str:
+    def cell(value, spec="{:.3f}"):
+        return "—" if value is None else spec.format(value)
+
+    lines = [f"{result['run']}: K = {result['k']}, {result['examples']} held-out tuples, photometric pyramid of "
+             f"{result['photometric_scales']}", "",
+             "| level | photometric run / truth / zero | closed | EPE run / truth / zero | closed | gain run |",
+             "|---|---|---|---|---|---|"]
+    for level, entry in result["levels"].items():
+        lines.append(f"| {level} | " + " / ".join(cell(entry[name]["photometric"], "{:.4f}") for name in FLOWS)
+                     + f" | {cell(entry['photometric_gap_closed'], '{:.0%}')} | "
+                     + " / ".join(cell(entry[name]["epe"]) for name in FLOWS)
+                     + f" | {cell(entry['epe_gap_closed'], '{:.0%}')} | {cell(entry['run']['gain'])} |")
+    lines += ["", "| ground-truth length at H/4 (px) | share of pixels | EPE run | EPE zero | gain run |",
+              "|---|---|---|---|---|"]
+    for entry in result["h4_by_length"]:
+        span = f"{entry['from']:g}–{entry['to']:g}" if entry["to"] is not None else f"≥ {entry['from']:g}"
+        lines.append(f"| {span} | {entry['share']:.2f} | {entry['epe']:.2f} | {entry['epe_zero']:.2f} | "
+                     f"{cell(entry['gain'], '{:.2f}')} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tfrf.benchmarks.flow_signal", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--run", required=True, help="a training run folder (tfrf train / tfrf demo OUT)")
+    parser.add_argument("--k", type=int, default=2, help="sources per tuple (default 2)")
+    parser.add_argument("--examples", type=int, default=96, help="held-out tuples (default 96)")
+    parser.add_argument("--dataset", help="the chairs' variant; default: the run's data.json")
+    parser.add_argument("--scales", type=int, help="the photometric pyramid's levels (default: the run's)")
+    parser.add_argument("--cache-dir", help="the built-in data's cache (default: tfrf's)")
+    parser.add_argument("--out", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    if args.k < 1 or args.examples < 1 or (args.scales is not None and args.scales < 1):
+        parser.error("--k, --examples and --scales must be >= 1")
+    if not os.path.isfile(os.path.join(args.run, "config.json")):
+        parser.error(f"--run {args.run}: no config.json (not a training run folder)")
+    result = flow_signal(args.run, args.k, args.examples, args.dataset, cache_dir=args.cache_dir, scales=args.scales)
+    print(format_result(result))
+    if args.out:
+        from tfrf.io import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
