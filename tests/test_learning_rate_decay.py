@@ -33,3 +33,12 @@ def test_cosine_runs_from_the_rate_to_the_floor_over_each_stage():
         assert held["config"]["decay_steps"] == 100 and held["config"]["initial_learning_rate"] == pytest.approx(rate)
         assert held["config"]["alpha"] == pytest.approx(COSINE_FLOOR)
     assert runner.stage_learning_rate(1e-3, TrainConfig.preset("demo", learning_rate_decay="constant"), "full") == 1e-3
+
+
+def test_cosine_full_decays_stage_two_only():
+    config = TrainConfig.preset("demo", learning_rate_decay="cosine_full", flow_steps=40, full_steps=100)
+    assert runner.stage_learning_rate(1e-3, config, "flow") == 1e-3
+    schedule = runner.stage_learning_rate(1e-3, config, "full")
+    np.testing.assert_allclose([float(schedule(step)) for step in (0, 50, 100)],
+                               [1e-3, 1e-3 * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5), 1e-3 * COSINE_FLOOR], rtol=1e-5)
+    assert TrainConfig.from_dict(config.to_dict()).learning_rate_decay == "cosine_full"

@@ -61,8 +61,9 @@ def register(subparsers) -> None:
     parser.add_argument("--steps-per-epoch", type=int, help="steps per progress-bar epoch")
     parser.add_argument("--vgg-weights", help="'imagenet', a local VGG19 .h5 file, or 'none' (random)")
     parser.add_argument("--gan-form", choices=("nonsaturating", "lsgan", "hinge"), help="adversarial loss form")
-    parser.add_argument("--learning-rate-decay", choices=("constant", "cosine"),
-                        help="learning rate over each stage: constant (the paper's) or a cosine to 5%% of it")
+    parser.add_argument("--learning-rate-decay", choices=("constant", "cosine", "cosine_full"),
+                        help="learning rate over each stage: constant (the paper's), a cosine to 5%% of it, "
+                             "or that cosine in stage 2 only (cosine_full)")
     parser.add_argument("--flow-loss-on", choices=("base", "refined"),
                         help="what stage 2's flow losses score: the extractor's flow (base, the paper's) or "
                              "base + residual flow (refined)")

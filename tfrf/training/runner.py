@@ -42,9 +42,10 @@ from tfrf.training.networks import Networks, create_networks  # noqa: F401  (run
 
 
 def stage_learning_rate(rate: float, config: TrainConfig, stage: str):
-    """`rate`, or under `config.learning_rate_decay == "cosine"` a schedule of the optimiser's step
-    from `rate` down to `COSINE_FLOOR * rate` at the stage's last step."""
-    if config.learning_rate_decay == "cosine":
+    """`rate`, or under `config.learning_rate_decay == "cosine"` (or "cosine_full" in stage 2) a
+    schedule of the optimiser's step from `rate` down to `COSINE_FLOOR * rate` at the stage's last
+    step."""
+    if config.learning_rate_decay == "cosine" or (config.learning_rate_decay == "cosine_full" and stage == "full"):
         return tf.keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(1, config.steps(stage)),
                                                          alpha=COSINE_FLOOR)
     return rate
