@@ -13,6 +13,9 @@ from tfrf.evaluation import data as data_lib
 from tfrf.training.run_config import write_config
 
 
+RESIDUAL = (0.5, -0.25)
+
+
 def _zero_flow_run(tmp_path, scales=2):
     """A run folder (config, data record, weights) of a 32-px chairs model whose flow heads are zero."""
     run = tmp_path / "run"
@@ -21,6 +24,11 @@ def _zero_flow_run(tmp_path, scales=2):
     generator = runs.load_generator(config.model, None)
     for layer in (generator.flow_extractor.heads[level].flow for level in ("h8", "h4")):
         layer.set_weights([np.zeros_like(weight) for weight in layer.get_weights()])
+    residual_convs = [layer for layer in generator.submodules if getattr(layer, "name", "") == "residual_flow"]
+    assert len(residual_convs) == 2  # one RF block per level
+    for layer in residual_convs:  # a constant residual flow: RESIDUAL at every pixel
+        kernel, _ = layer.get_weights()
+        layer.set_weights([np.zeros_like(kernel), np.array(RESIDUAL, np.float32)])
     generator.save_weights(str(run / "generator_flow.weights.h5"))
     write_config(config, str(run))
     data_lib.write_run_data(str(run), "synthetic", None, seed=1, test_objects=2, image_size=32,
@@ -39,16 +47,24 @@ def test_a_zero_flow_run_removes_none_of_the_gap_and_the_truth_all_of_its_epe(tm
         assert entry["zero"]["epe"] > 0.5
         if entry["photometric_gap_closed"] is not None:
             assert entry["photometric_gap_closed"] == 0.0
+    # The refined flow is the constant residual: its EPE and gain against the truth by hand.
+    data = data_lib.data_for_runs([run], image_size=32, verbose=False)
+    tuples, _ = data.test_tuples(2, 6)
+    truth = data.ground_truth(tuples, 32, levels=("h8", "h4"))
+    for level in ("h8", "h4"):
+        gt = truth[level]["flow"][truth[level]["visible"]]
+        expected_epe = np.linalg.norm(gt - np.array(RESIDUAL), axis=-1).mean()
+        expected_gain = (gt @ np.array(RESIDUAL)).sum() / (gt ** 2).sum()
+        refined = result["levels"][level]["refined"]
+        assert refined["epe"] == pytest.approx(expected_epe, rel=1e-5), level
+        assert refined["gain"] == pytest.approx(expected_gain, rel=1e-5, abs=1e-9), level
     bins = result["h4_by_length"]
     assert sum(entry["share"] for entry in bins) == pytest.approx(1.0)
     assert all(entry["epe"] == pytest.approx(entry["epe_zero"]) and entry["gain"] == 0.0 for entry in bins)
     # The truth's photometric loss is the library's on the batch with the truth where visible (the
     # run's zero flow elsewhere); the tuples are the evaluation's fixed held-out ones.
-    data = data_lib.data_for_runs([run], image_size=32, verbose=False)
-    tuples, _ = data.test_tuples(2, 6)
     batch = next(iter(make_dataset(data.table, 2, batch_size=6, training=False, tuples=tuples, image_size=(32, 32))))
-    truth = data.ground_truth(tuples, 32, levels=("h4",))["h4"]
-    flow = np.where(truth["visible"][..., None], truth["flow"], 0.0).astype(np.float32)
+    flow = np.where(truth["h4"]["visible"][..., None], truth["h4"]["flow"], 0.0).astype(np.float32)
     expected = float(losses.photometric_loss(batch["source_images"], batch["target_image"], flow, scales=2))
     assert result["levels"]["h4"]["truth"]["photometric"] == pytest.approx(expected, rel=1e-6)
     # The command line prints both tables and writes the JSON.

@@ -4,8 +4,9 @@ renderer's ground truth, on held-out tuples of the built-in chairs.
     python -m tfrf.benchmarks.flow_signal --run runs/demo [--k 2] [--examples 96] [--out FILE.json]
 
 For each flow level (H/8, H/4) it prints the photometric loss (`tfrf.losses.photometric_loss`,
-with the run's pyramid, or `--scales`) at three flows: the run's base flow, the ground truth on the pixels the
-source sees (the run's flow elsewhere, where the truth is undefined) and the zero flow; with
+with the run's pyramid, or `--scales`) at four flows: the run's base flow, its refined flow (base +
+residual, what the fusing blocks warp with), the ground truth on the pixels the source sees (the
+run's base flow elsewhere, where the truth is undefined) and the zero flow; with
 each flow's end-point error and least-squares gain (`tfrf.evaluation.mechanism`). The share of
 the zero flow's photometric excess over the truth that the run's flow removes, against the share
 of the zero flow's EPE it removes, says whether the loss or the learning is the limit: a flow
@@ -25,7 +26,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 LENGTH_BINS = (0.0, 1.0, 2.0, 3.0, 5.0, np.inf)  # ground-truth flow length at H/4, pixels
-FLOWS = ("run", "truth", "zero")
+FLOWS = ("run", "refined", "truth", "zero")  # "refined": base + residual flow (= "run" without one)
 
 
 def _share(run: float, truth: float, zero: float) -> Optional[float]:
@@ -72,8 +73,8 @@ def flow_signal(run_dir: str, k: int = 2, examples: int = 96, dataset: Optional[
         for level in LEVELS:
             learned = outputs[level]["flows"].numpy().astype(np.float64)
             gt, visible = truth[level]["flow"], np.asarray(truth[level]["visible"], bool)
-            flows = {"run": learned, "truth": np.where(visible[..., None], gt, learned),
-                     "zero": np.zeros_like(learned)}
+            flows = {"run": learned, "refined": learned + outputs[level]["residual_flows"].numpy(),
+                     "truth": np.where(visible[..., None], gt, learned), "zero": np.zeros_like(learned)}
             for name, flow in flows.items():
                 value = losses.photometric_loss(batch["source_images"], batch["target_image"],
                                                 tf.constant(flow, tf.float32), scales=scales)
@@ -93,8 +94,10 @@ def flow_signal(run_dir: str, k: int = 2, examples: int = 96, dataset: Optional[
                         "epe": float(np.concatenate(epe[level, name]).mean()),
                         "gain": gain[level, name][0] / gain[level, name][1] if gain[level, name][1] else None}
                  for name in FLOWS}
-        entry["photometric_gap_closed"] = _share(*(entry[name]["photometric"] for name in FLOWS))
-        entry["epe_gap_closed"] = _share(*(entry[name]["epe"] for name in FLOWS))
+        for flow in ("run", "refined"):
+            prefix = "" if flow == "run" else "refined_"
+            for measure in ("photometric", "epe"):
+                entry[f"{prefix}{measure}_gap_closed"] = _share(*(entry[name][measure] for name in (flow, "truth", "zero")))
         result["levels"][level] = entry
     lengths, errors, dots, norms = map(np.concatenate, (lengths, errors, dots, norms))
     result["h4_by_length"] = []
@@ -114,13 +117,16 @@ def format_result(result: Dict) -> str:
 
     lines = [f"{result['run']}: K = {result['k']}, {result['examples']} held-out tuples, photometric pyramid of "
              f"{result['photometric_scales']}", "",
-             "| level | photometric run / truth / zero | closed | EPE run / truth / zero | closed | gain run |",
+             "| level | photometric run / refined / truth / zero | closed run / refined | "
+             "EPE run / refined / truth / zero | closed run / refined | gain run / refined |",
              "|---|---|---|---|---|---|"]
     for level, entry in result["levels"].items():
         lines.append(f"| {level} | " + " / ".join(cell(entry[name]["photometric"], "{:.4f}") for name in FLOWS)
-                     + f" | {cell(entry['photometric_gap_closed'], '{:.0%}')} | "
+                     + f" | {cell(entry['photometric_gap_closed'], '{:.0%}')} / "
+                     + f"{cell(entry['refined_photometric_gap_closed'], '{:.0%}')} | "
                      + " / ".join(cell(entry[name]["epe"]) for name in FLOWS)
-                     + f" | {cell(entry['epe_gap_closed'], '{:.0%}')} | {cell(entry['run']['gain'])} |")
+                     + f" | {cell(entry['epe_gap_closed'], '{:.0%}')} / {cell(entry['refined_epe_gap_closed'], '{:.0%}')}"
+                     + f" | {cell(entry['run']['gain'])} / {cell(entry['refined']['gain'])} |")
     lines += ["", "| ground-truth length at H/4 (px) | share of pixels | EPE run | EPE zero | gain run |",
               "|---|---|---|---|---|"]
     for entry in result["h4_by_length"]:
