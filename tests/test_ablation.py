@@ -148,3 +148,31 @@ def test_mean_and_error_and_paired_differences(tmp_path):
     assert summary["pooled_interval"] == pytest.approx([-0.02 - pooled_half, -0.02 + pooled_half])
     seed_half = 4.303 * 0.02 / np.sqrt(3)  # t(0.975, 2 df) x sd of (-0.02, -0.04, 0) over sqrt(3)
     assert summary["seed_interval"] == pytest.approx([-0.02 - seed_half, -0.02 + seed_half])
+
+
+def test_the_summary_over_seeds_keeps_gfla_at_k_1(tmp_path):
+    """GFLA's rows (K = 1 only) are summarised like the others; its paired differences at K = 1 too."""
+    from tfrf.benchmarks import ablation_seeds as stats
+    from tfrf.evaluation.report import folder_name
+
+    l1 = {"full": {1: [0.10, 0.20], 2: [0.10, 0.10]}, "gfla": {1: [0.15, 0.30]}}
+    for seed, shift in ((0, 0.0), (1, 0.02)):
+        rows = []
+        for variant, by_k in l1.items():
+            results = {str(k): {"l1": float(np.mean(v)) + shift, "psnr": 14.0, "ssim": 0.5} for k, v in by_k.items()}
+            rows.append({"variant": variant, "label": variant, "results": results})
+            for k, values in by_k.items():
+                folder = tmp_path / f"seed{seed}" / "report" / "generated" / folder_name(variant) / f"k{k}"
+                folder.mkdir(parents=True)
+                (folder / "scores.csv").write_text("row,target,l1\n" + "".join(
+                    f"{row},{10 + row},{value + shift}\n" for row, value in enumerate(values)))
+        rows.append({"variant": "nearest_view", "label": "copy", "results": {"1": {"l1": 0.3, "psnr": 10.0, "ssim": 0.3}}})
+        (tmp_path / f"seed{seed}" / "ablation.json").write_text(json.dumps({"rows": rows}))
+    summary = stats.summarize(str(tmp_path), [0, 1], ["full", "gfla"], [1, 2])
+    gfla = next(row for row in summary["rows"] if row["variant"] == "gfla")
+    assert set(gfla["results"]) == {"1"} and gfla["results"]["1"]["l1"]["mean"] == pytest.approx(0.225 + 0.01)
+    assert set(summary["differences"]["gfla"]) == {"1"}
+    difference = summary["differences"]["gfla"]["1"]
+    assert difference["mean"] == pytest.approx(np.mean([-0.05, -0.10])) and difference["tuples"] == 4
+    table = stats.format_tables(summary)
+    assert "| gfla | 0.2350" in table and "| gfla | -0.0750" in table

@@ -92,7 +92,8 @@ def summarize(out_dir: str, seeds: Sequence[int], variants: Sequence[str], ks: S
         with open(os.path.join(out_dir, f"seed{seed}", "ablation.json"), encoding="utf-8") as stream:
             runs[seed] = {row["variant"]: row for row in json.load(stream)["rows"]}
     rows = []
-    names = [variant for variant in variants if variant != "gfla"] + ["nearest_view"]
+    # GFLA takes one source: its row and its paired differences have K = 1 only.
+    names = list(dict.fromkeys(variants)) + ["nearest_view"]
     for variant in names:
         present = [seed for seed in seeds if variant in runs[seed]]
         if not present:
