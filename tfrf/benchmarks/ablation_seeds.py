@@ -8,7 +8,8 @@ seed. Within a seed the variants are scored on the same held-out tuples, so thei
 the tuples share (a hard view, a dark chair). Two intervals are given: over every (seed, tuple)
 pair (a normal 95 % interval, which treats tuples as independent although each seed's tuples share
 one trained model) and over the seeds' mean differences (a t interval with seeds − 1 degrees of
-freedom: the honest one for "would another seed agree", wide with 3 seeds).
+freedom: the honest one for "would another seed agree", wide with 3 seeds). GFLA takes one
+source, so its row and its differences have K = 1 only.
 """
 from __future__ import annotations
 
