@@ -84,3 +84,21 @@ def test_the_share_of_a_gap(tmp_path):
     with pytest.raises(SystemExit):
         flow_signal.main(["--run", str(tmp_path)])  # no config.json
 
+
+def test_a_run_it_cannot_score_is_one_line_and_exit_2(tmp_path, capsys):
+    """A GFLA run (no residual-flow generator), and a run without weights: one line on stderr."""
+    gfla = tmp_path / "gfla"
+    gfla.mkdir()
+    plain = tiny_train_config(size=32)
+    write_config(plain.replace(model=plain.model.replace(architecture="gfla"), num_sources=1, eval_ks=(1,)), str(gfla))
+    assert flow_signal.main(["--run", str(gfla)]) == 2
+    error = capsys.readouterr().err  # (TensorFlow may log lines of its own before it)
+    assert error.strip().splitlines()[-1] == f"flow_signal: run {gfla} is a 'gfla' model; it needs 'rf'"
+    assert "Traceback" not in error
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    write_config(tiny_train_config(size=32), str(bare))
+    assert flow_signal.main(["--run", str(bare)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"flow_signal: run {bare} has no weights yet"), error
+

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -47,12 +48,12 @@ def flow_signal(run_dir: str, k: int = 2, examples: int = 96, dataset: Optional[
 
     config = runs.read_model_config(os.path.join(run_dir, "config.json"))
     if config.architecture != "rf":
-        raise ValueError(f"flow_signal: run {run_dir} is a {config.architecture!r} model; it needs 'rf'")
+        raise ValueError(f"run {run_dir} is a {config.architecture!r} model; it needs 'rf'")
     generator = runs.load_generator(config, runs.latest_run_weights(run_dir))
     data = data_lib.data_for_runs([run_dir], None, dataset, image_size=config.image_height, cache_dir=cache_dir,
                                   verbose=False)
     if not data.has_ground_truth:
-        raise ValueError(f"flow_signal: run {run_dir} did not train on the built-in chairs (no ground truth)")
+        raise ValueError(f"run {run_dir} did not train on the built-in chairs (no ground truth)")
     tuples, _ = data.test_tuples(k, examples)
     size = config.image_height
     if scales is None:
@@ -152,7 +153,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--k, --examples and --scales must be >= 1")
     if not os.path.isfile(os.path.join(args.run, "config.json")):
         parser.error(f"--run {args.run}: no config.json (not a training run folder)")
-    result = flow_signal(args.run, args.k, args.examples, args.dataset, cache_dir=args.cache_dir, scales=args.scales)
+    try:
+        result = flow_signal(args.run, args.k, args.examples, args.dataset, cache_dir=args.cache_dir,
+                             scales=args.scales)
+    except (ValueError, OSError) as error:  # a GFLA run, another dataset, missing weights: one line
+        print(f"flow_signal: {error}", file=sys.stderr)
+        return 2
     print(format_result(result))
     if args.out:
         from tfrf.io import atomic_write_text
