@@ -64,13 +64,12 @@ def flow_signal(run_dir: str, k: int = 2, examples: int = 96, dataset: Optional[
     epe = {(level, name): [] for level in LEVELS for name in FLOWS}
     gain = {(level, name): [0.0, 0.0] for level in LEVELS for name in FLOWS}
     lengths, errors, dots, norms = [], [], [], []
-    row = batch_count = 0
+    row = 0
     for batch in batches:
         count = int(batch["target_image"].shape[0])
         outputs = generator({key: batch[key] for key in INPUT_KEYS}, training=False, return_intermediates=True)
         truth = data.ground_truth(tuples[row:row + count], size, levels=LEVELS)
         row += count
-        batch_count += 1
         for level in LEVELS:
             learned = outputs[level]["flows"].numpy().astype(np.float64)
             gt, visible = truth[level]["flow"], np.asarray(truth[level]["visible"], bool)
@@ -79,19 +78,19 @@ def flow_signal(run_dir: str, k: int = 2, examples: int = 96, dataset: Optional[
             for name, flow in flows.items():
                 value = losses.photometric_loss(batch["source_images"], batch["target_image"],
                                                 tf.constant(flow, tf.float32), scales=scales)
-                loss_sums[level, name] += float(value)
+                loss_sums[level, name] += float(value) * count  # (a batch's mean over its examples)
                 epe[level, name].append(end_point_errors(flow, gt, visible))
                 dot, norm = flow_gain_terms(flow, gt, visible)
                 gain[level, name][0] += dot
                 gain[level, name][1] += norm
-            if level == "h4":
-                lengths.append(np.linalg.norm(gt, axis=-1)[visible])
-                errors.append(end_point_errors(learned, gt, visible))
+            if level == "h4":  # per pixel, for the split by the truth's length
+                lengths.append(epe[level, "zero"][-1])
+                errors.append(epe[level, "run"][-1])
                 dots.append((learned * gt).sum(-1)[visible])
-                norms.append((gt ** 2).sum(-1)[visible])
+                norms.append(lengths[-1] ** 2)
     result = {"run": run_dir, "k": k, "examples": int(len(tuples)), "photometric_scales": scales, "levels": {}}
     for level in LEVELS:
-        entry = {name: {"photometric": loss_sums[level, name] / batch_count,
+        entry = {name: {"photometric": loss_sums[level, name] / row,
                         "epe": float(np.concatenate(epe[level, name]).mean()),
                         "gain": gain[level, name][0] / gain[level, name][1] if gain[level, name][1] else None}
                  for name in FLOWS}
