@@ -98,7 +98,19 @@ def test_a_run_it_cannot_score_is_one_line_and_exit_2(tmp_path, capsys):
     bare = tmp_path / "bare"
     bare.mkdir()
     write_config(tiny_train_config(size=32), str(bare))
-    assert flow_signal.main(["--run", str(bare)]) == 2
+    assert flow_signal.main(["--run", str(bare)]) == 2  # no data record
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"flow_signal: run {bare} has no data.json: it does not record the data it trained on")
+    data_lib.write_run_data(str(bare), "synthetic", None, seed=1, test_objects=2, image_size=32,
+                            cache_dir=str(tmp_path / "cache"))
+    assert flow_signal.main(["--run", str(bare)]) == 2  # no weights
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith(f"flow_signal: run {bare} has no weights yet"), error
+    # An --out that cannot be written (its folder is a file): one line, nothing written.
+    run = _zero_flow_run(tmp_path)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    assert flow_signal.main(["--run", run, "--examples", "2", "--out", str(blocker / "x.json")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("flow_signal: ")
+    assert blocker.read_text() == ""
 

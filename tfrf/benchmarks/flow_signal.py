@@ -49,6 +49,8 @@ def flow_signal(run_dir: str, k: int = 2, examples: int = 96, dataset: Optional[
     config = runs.read_model_config(os.path.join(run_dir, "config.json"))
     if config.architecture != "rf":
         raise ValueError(f"run {run_dir} is a {config.architecture!r} model; it needs 'rf'")
+    if not os.path.isfile(os.path.join(run_dir, data_lib.RUN_DATA_FILE)):
+        raise ValueError(f"run {run_dir} has no {data_lib.RUN_DATA_FILE}: it does not record the data it trained on")
     generator = runs.load_generator(config, runs.latest_run_weights(run_dir))
     data = data_lib.data_for_runs([run_dir], None, dataset, image_size=config.image_height, cache_dir=cache_dir,
                                   verbose=False)
@@ -152,17 +154,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--k, --examples and --scales must be >= 1")
     if not os.path.isfile(os.path.join(args.run, "config.json")):
         parser.error(f"--run {args.run}: no config.json (not a training run folder)")
-    try:
+    from tfrf.io import atomic_write_text
+
+    try:  # a GFLA run, another dataset, missing or damaged weights, an unwritable --out: one line
         result = flow_signal(args.run, args.k, args.examples, args.dataset, cache_dir=args.cache_dir,
                              scales=args.scales)
-    except (ValueError, OSError) as error:  # a GFLA run, another dataset, missing weights: one line
+        print(format_result(result))
+        if args.out:
+            atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    except (ValueError, OSError) as error:
         print(f"flow_signal: {error}", file=sys.stderr)
         return 2
-    print(format_result(result))
-    if args.out:
-        from tfrf.io import atomic_write_text
-
-        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     return 0
 
 
