@@ -1,0 +1,174 @@
+"""How far can the flow extractor get when it is told the answer? A preset's flow extractor trained
+on the renderer's ground-truth flow of the built-in chairs, scored like `tfrf evaluate` scores it.
+
+    python -m tfrf.benchmarks.flow_ceiling [--preset demo] [--steps 375 900 3000] [--k 2]
+        [--examples 100] [--dataset aligned] [--out FILE.json]
+
+A probe, not a recipe: no preset trains on the ground truth (a demo trained on the answer would not
+show that the mechanism works). It separates the two limits of a flow's end-point error: the
+training signal (the photometric or correctness loss of stage 1) and what the network learns at a
+budget. Each step takes `batch_size` fresh training pairs (one source and one target view of a
+training object; the extractor warps each source on its own, so K does not change what it learns)
+and minimises the mean end-point error on the pixels the source sees, summed over the flow levels
+(H/8, H/4), with Adam at the preset's learning rate (constant). At every step count of `--steps` it
+prints the seconds spent training and the base flow's EPE on held-out K-tuples
+(`tfrf.evaluation.mechanism.evaluate_mechanism`), against the zero flow's EPE and the demo's goal,
+half of it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+GOAL_SHARE = 0.5  # the goal: EPE at H/4 at most this share of the zero flow's
+
+
+def _visible_epe(flow, truth, visible):
+    """Mean over visible entries of ||flow - truth||: flow, truth `[B, K, h, w, 2]`, visible `[B, K, h, w]`."""
+    import tensorflow as tf
+
+    error = tf.sqrt(tf.reduce_sum(tf.square(flow - truth), axis=-1) + 1e-12)
+    return tf.reduce_sum(error * visible) / tf.maximum(tf.reduce_sum(visible), 1.0)
+
+
+def flow_ceiling(config, steps: Sequence[int] = (375, 900, 3000), k: int = 2, examples: int = 100,
+                 dataset: Optional[str] = None, batch_size: Optional[int] = None, seed: int = 0,
+                 cache_dir: Optional[str] = None, verbose: int = 1) -> Dict:
+    """The figures of the module docstring as a dict: `{"rows": [{"steps", "seconds", "epe_flow_h8",
+    "epe_flow_h4", "epe_zero_h8", "epe_zero_h4"}, ...], "goal_h4", ...}`, for a `TrainConfig`
+    (its model, learning rate, batch size, seed and built-in data sizes)."""
+    import tensorflow as tf
+
+    from tfrf.data import synthetic
+    from tfrf.data.pipeline import make_dataset
+    from tfrf.data.tuples import draw_tuples
+    from tfrf.evaluation import data as data_lib
+    from tfrf.evaluation.mechanism import LEVELS, evaluate_mechanism
+    from tfrf.models.generator import INPUT_KEYS
+    from tfrf.training.networks import create_networks
+    from tfrf.training.run import SYNTHETIC, load_data
+
+    steps = sorted({int(s) for s in steps})
+    if not steps or steps[0] < 1:
+        raise ValueError(f"flow_ceiling: --steps must be >= 1, got {steps}")
+    if config.model.architecture != "rf":
+        raise ValueError(f"preset {config.name!r} is a {config.model.architecture!r} model; the ceiling needs 'rf'")
+    batch_size = batch_size or config.batch_size
+    size = config.model.image_height
+    variant = synthetic.variant_arguments(dataset)
+    say = print if verbose else (lambda *a, **kw: None)
+    train = load_data(SYNTHETIC, config, dataset, cache_dir=cache_dir, verbose=bool(verbose)).train
+    test = data_lib.open_data(SYNTHETIC, dataset, seed=config.seed, test_objects=config.test_objects,
+                              image_size=size, cache_dir=cache_dir, verbose=False)
+    eval_tuples, _ = test.test_tuples(k, examples)
+    generator = create_networks(config).generator
+    extractor = generator.flow_extractor
+    optimizer = tf.keras.optimizers.Adam(config.learning_rate)
+
+    h, w, cp = config.model.image_height, config.model.image_width, config.model.pose_channels
+    level_sizes = {level: (h // int(level[1:]), w // int(level[1:])) for level in LEVELS}
+    signature = [{"source_images": tf.TensorSpec([batch_size, 1, h, w, 3], tf.float32),
+                  "source_poses": tf.TensorSpec([batch_size, 1, h, w, cp], tf.float32),
+                  "target_pose": tf.TensorSpec([batch_size, h, w, cp], tf.float32)},
+                 {level: tf.TensorSpec([batch_size, 1, *level_sizes[level], 2], tf.float32) for level in LEVELS},
+                 {level: tf.TensorSpec([batch_size, 1, *level_sizes[level]], tf.float32) for level in LEVELS}]
+
+    @tf.function(input_signature=signature)
+    def train_step(inputs, truth, visible):
+        with tf.GradientTape() as tape:
+            flows = generator.extract_flows(inputs)
+            loss = tf.add_n([_visible_epe(tf.cast(flows[level]["flow"], tf.float32), truth[level], visible[level])
+                             for level in LEVELS])
+        variables = extractor.flow_variables()
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    rng = np.random.default_rng([seed, 7])
+    train_tuples = draw_tuples(train.groups, 1, rng, num_tuples=steps[-1] * batch_size)
+    batches = iter(make_dataset(train, 1, batch_size=batch_size, training=False, tuples=train_tuples,
+                                image_size=(h, w), drop_remainder=True))
+    rows, seconds, done, began = [], 0.0, 0, time.perf_counter()
+    progress = tf.keras.utils.Progbar(steps[-1], verbose=verbose, stateful_metrics=["epe_loss"])
+    for checkpoint in steps:
+        while done < checkpoint:
+            batch = next(batches)
+            chunk = train_tuples[done * batch_size:(done + 1) * batch_size]
+            truth = synthetic.tuple_ground_truth(train.groups, train.order, chunk, size, split="train",
+                                                 misaligned=variant["misaligned"], seed=config.seed, levels=LEVELS,
+                                                 nominal_target=variant["nominal_targets"])
+            start = time.perf_counter()
+            loss = train_step({key: batch[key] for key in INPUT_KEYS},
+                              {level: tf.constant(truth[level]["flow"], tf.float32) for level in LEVELS},
+                              {level: tf.constant(truth[level]["visible"], tf.float32) for level in LEVELS})
+            seconds += time.perf_counter() - start
+            done += 1
+            progress.update(done, [("epe_loss", float(loss))])
+        scores = evaluate_mechanism(generator, test, k, eval_tuples)
+        rows.append({"steps": checkpoint, "seconds": seconds,
+                     **{f"epe_{name}_{level}": scores[f"epe_{name}_{level}"]
+                        for name in ("flow", "zero") for level in LEVELS}})
+        say(f"\n{checkpoint} steps: EPE at H/4 {scores['epe_flow_h4']:.3f} (zero flow {scores['epe_zero_h4']:.3f})")
+    zero_h4 = rows[-1]["epe_zero_h4"]
+    return {"preset": config.name, "dataset": dataset or "aligned", "k": k, "examples": int(len(eval_tuples)),
+            "batch_size": batch_size, "learning_rate": config.learning_rate, "seed": seed, "rows": rows,
+            "goal_h4": GOAL_SHARE * zero_h4, "wall_seconds": time.perf_counter() - began}
+
+
+def format_result(result: Dict) -> str:
+    lines = [f"Flow extractor of preset {result['preset']!r} trained on the ground-truth flow "
+             f"({result['dataset']} chairs, batch {result['batch_size']}, Adam {result['learning_rate']:g}); "
+             f"base-flow EPE on {result['examples']} held-out K = {result['k']} tuples, pixels of each level:",
+             "",
+             "| steps | training s | EPE H/8 (zero) | EPE H/4 (zero) | share of zero at H/4 | goal met |",
+             "|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        share = row["epe_flow_h4"] / row["epe_zero_h4"]
+        lines.append(f"| {row['steps']} | {row['seconds']:.0f} | {row['epe_flow_h8']:.3f} ({row['epe_zero_h8']:.3f}) "
+                     f"| {row['epe_flow_h4']:.3f} ({row['epe_zero_h4']:.3f}) | {share:.0%} | "
+                     f"{'yes' if row['epe_flow_h4'] <= result['goal_h4'] else 'no'} |")
+    lines.append(f"\ngoal: EPE at H/4 <= {result['goal_h4']:.3f} ({GOAL_SHARE:.0%} of the zero flow's)")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tfrf.benchmarks.flow_ceiling",
+                                     description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--preset", default="demo", help="the training preset whose flow extractor to train")
+    parser.add_argument("--steps", type=int, nargs="+", default=[375, 900, 3000],
+                        help="step counts at which to score (default 375 900 3000)")
+    parser.add_argument("--k", type=int, default=2, help="sources per held-out tuple (default 2)")
+    parser.add_argument("--examples", type=int, default=100, help="held-out tuples (default 100)")
+    parser.add_argument("--dataset", help="the chairs' variant: aligned (default), misaligned, misaligned_sources")
+    parser.add_argument("--batch-size", type=int, help="training pairs per step (default: the preset's)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the training pairs (default 0)")
+    parser.add_argument("--cache-dir", help="the built-in data's cache (default: tfrf's)")
+    parser.add_argument("--out", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    if min(args.steps) < 1 or args.k < 1 or args.examples < 1 or (args.batch_size is not None and args.batch_size < 1):
+        parser.error("--steps, --k, --examples and --batch-size must be >= 1")
+    from tfrf.io import atomic_write_text
+    from tfrf.training.config import TRAIN_PRESETS, TrainConfig
+
+    if args.preset not in TRAIN_PRESETS:
+        parser.error(f"--preset {args.preset}: choose from {', '.join(sorted(TRAIN_PRESETS))}")
+    try:
+        result = flow_ceiling(TrainConfig.preset(args.preset), args.steps, args.k, args.examples, args.dataset, args.batch_size,
+                              args.seed, args.cache_dir)
+        print(format_result(result))
+        if args.out:
+            atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    except (ValueError, OSError) as error:
+        print(f"flow_ceiling: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
