@@ -18,8 +18,6 @@ half of it.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from typing import Dict, Optional, Sequence
 
@@ -153,22 +151,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if min(args.steps) < 1 or args.k < 1 or args.examples < 1 or (args.batch_size is not None and args.batch_size < 1):
         parser.error("--steps, --k, --examples and --batch-size must be >= 1")
-    from tfrf.io import atomic_write_text
+    from tfrf.benchmarks.report import print_and_write
     from tfrf.training.config import TRAIN_PRESETS, TrainConfig
 
     if args.preset not in TRAIN_PRESETS:
         parser.error(f"--preset {args.preset}: choose from {', '.join(sorted(TRAIN_PRESETS))}")
-    try:
-        result = flow_ceiling(TrainConfig.preset(args.preset), args.steps, args.k, args.examples, args.dataset, args.batch_size,
-                              args.seed, args.cache_dir)
-        print(format_result(result))
-        if args.out:
-            atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    except (ValueError, OSError) as error:
-        print(f"flow_ceiling: {error}", file=sys.stderr)
-        return 2
-    return 0
-
+    return print_and_write("flow_ceiling", lambda: flow_ceiling(
+        TrainConfig.preset(args.preset), args.steps, args.k, args.examples, args.dataset, args.batch_size, args.seed,
+        args.cache_dir), format_result, args.out)
 
 if __name__ == "__main__":
     raise SystemExit(main())

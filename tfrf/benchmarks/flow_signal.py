@@ -19,9 +19,7 @@ the "rf" architecture trained on the built-in chairs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -154,19 +152,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--k, --examples and --scales must be >= 1")
     if not os.path.isfile(os.path.join(args.run, "config.json")):
         parser.error(f"--run {args.run}: no config.json (not a training run folder)")
-    from tfrf.io import atomic_write_text
+    from tfrf.benchmarks.report import print_and_write
 
-    try:  # a GFLA run, another dataset, missing or damaged weights, an unwritable --out: one line
-        result = flow_signal(args.run, args.k, args.examples, args.dataset, cache_dir=args.cache_dir,
-                             scales=args.scales)
-        print(format_result(result))
-        if args.out:
-            atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
-    except (ValueError, OSError) as error:
-        print(f"flow_signal: {error}", file=sys.stderr)
-        return 2
-    return 0
-
+    # a GFLA run, another dataset, missing or damaged weights, an unwritable --out: one line
+    return print_and_write("flow_signal", lambda: flow_signal(args.run, args.k, args.examples, args.dataset,
+                                                              cache_dir=args.cache_dir, scales=args.scales),
+                           format_result, args.out)
 
 if __name__ == "__main__":
     raise SystemExit(main())
