@@ -8,6 +8,7 @@ from tests.helpers import tiny_train_config
 from tfrf.benchmarks import flow_ceiling
 from tfrf.evaluation import data as data_lib
 from tfrf.evaluation.mechanism import end_point_errors
+from tfrf.training.config import LossWeights
 
 
 def test_the_loss_is_the_mean_end_point_error_on_visible_pixels():
@@ -23,11 +24,17 @@ def test_the_loss_is_the_mean_end_point_error_on_visible_pixels():
 
 
 def test_training_on_the_truth_moves_the_flow_below_the_zero_flow(tmp_path, capsys):
-    config = tiny_train_config(size=32, train_objects=3, test_objects=2, learning_rate=2e-3, batch_size=8, seed=1)
+    config = tiny_train_config(size=32, train_objects=3, test_objects=2, learning_rate=2e-3, batch_size=8, seed=1,
+                               loss_weights=LossWeights(correctness=0.0, photometric=1.0))
     cache = str(tmp_path / "cache")
-    result = flow_ceiling.flow_ceiling(config, steps=(60, 1), k=2, examples=8, cache_dir=cache, verbose=0)
-    assert [row["steps"] for row in result["rows"]] == [1, 60]
-    first, last = result["rows"]
+    result = flow_ceiling.flow_ceiling(config, steps=(60, 1), k=2, examples=8, cache_dir=cache, verbose=0,
+                                       then_stage1=4)
+    assert [(row["loss"], row["steps"]) for row in result["rows"]] == [("ground truth", 1), ("ground truth", 60),
+                                                                       ("stage 1", 64)]
+    first, last, then = result["rows"]
+    # Four steps of the photometric stage 1 moved the flow the truth had trained.
+    assert then["seconds"] > last["seconds"] and then["epe_flow_h4"] != last["epe_flow_h4"]
+    assert then["epe_zero_h4"] == last["epe_zero_h4"]
     # The zero flow's EPE is the mean ground-truth length on the visible pixels of the held-out tuples.
     data = data_lib.open_data("synthetic", seed=1, test_objects=2, image_size=32, cache_dir=cache, verbose=False)
     tuples, _ = data.test_tuples(2, 8)
@@ -40,8 +47,9 @@ def test_training_on_the_truth_moves_the_flow_below_the_zero_flow(tmp_path, caps
     assert last["seconds"] > first["seconds"] > 0
     table = flow_ceiling.format_result(result)
     share = last["epe_flow_h4"] / last["epe_zero_h4"]
-    assert (f"| 60 | {last['seconds']:.0f} | {last['epe_flow_h8']:.3f} ({last['epe_zero_h8']:.3f}) | "
-            f"{last['epe_flow_h4']:.3f} ({last['epe_zero_h4']:.3f}) | {share:.0%} | ") in table
+    assert (f"| ground truth | 60 | {last['seconds']:.0f} | {last['epe_flow_h8']:.3f} ({last['epe_zero_h8']:.3f}) | "
+            f"{last['epe_flow_h4']:.3f} ({last['epe_zero_h4']:.3f}) | {share:.0%} | {last['gain_flow_h4']:.2f} | ") in table
+    assert "| stage 1 | 64 |" in table
     assert f"goal: EPE at H/4 <= {result['goal_h4']:.3f}" in table
 
 
@@ -50,6 +58,7 @@ def test_training_on_the_truth_moves_the_flow_below_the_zero_flow(tmp_path, caps
     (["--preset", "nonesuch"], "choose from"),
     (["--preset", "gfla_synthetic", "--steps", "1"], "needs 'rf'"),
     (["--dataset", "textured", "--steps", "1"], "--dataset textured"),
+    (["--then-stage1", "-1"], "--then-stage1 must be >= 0"),
 ])
 def test_a_careless_command_line_is_one_line_and_exit_2(argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:

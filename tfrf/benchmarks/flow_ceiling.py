@@ -2,7 +2,7 @@
 on the renderer's ground-truth flow of the built-in chairs, scored like `tfrf evaluate` scores it.
 
     python -m tfrf.benchmarks.flow_ceiling [--preset demo] [--steps 375 900 3000] [--k 2]
-        [--examples 100] [--dataset aligned] [--out FILE.json]
+        [--examples 100] [--dataset aligned] [--then-stage1 300] [--out FILE.json]
 
 A probe, not a recipe: no preset trains on the ground truth (a demo trained on the answer would not
 show that the mechanism works). It separates the two limits of a flow's end-point error: the
@@ -14,6 +14,11 @@ and minimises the mean end-point error on the pixels the source sees, summed ove
 prints the seconds spent training and the base flow's EPE on held-out K-tuples
 (`tfrf.evaluation.mechanism.evaluate_mechanism`), against the zero flow's EPE and the demo's goal,
 half of it.
+
+`--then-stage1 N` then trains the same extractor N more steps on the preset's own stage-1 loss
+(`tfrf.training.runner.compile_stage("flow")`: the photometric or correctness loss and the
+regularisation, K sources, the preset's learning-rate schedule over N steps) and scores it again:
+is the truth a resting point of that loss, or does the loss pull the flow away from it?
 """
 from __future__ import annotations
 
@@ -36,17 +41,18 @@ def _visible_epe(flow, truth, visible):
 
 def flow_ceiling(config, steps: Sequence[int] = (375, 900, 3000), k: int = 2, examples: int = 100,
                  dataset: Optional[str] = None, batch_size: Optional[int] = None, seed: int = 0,
-                 cache_dir: Optional[str] = None, verbose: int = 1) -> Dict:
+                 cache_dir: Optional[str] = None, verbose: int = 1, then_stage1: int = 0) -> Dict:
     """The figures of the module docstring as a dict: `{"rows": [{"steps", "seconds", "epe_flow_h8",
     "epe_flow_h4", "epe_zero_h8", "epe_zero_h4"}, ...], "goal_h4", ...}`, for a `TrainConfig`
-    (its model, learning rate, batch size, seed and built-in data sizes)."""
+    (its model, learning rate, batch size, seed and built-in data sizes). Rows trained on the
+    truth have `"loss": "ground truth"`; with `then_stage1` a last row `"loss": "stage 1"`."""
     import tensorflow as tf
 
     from tfrf.data import synthetic
     from tfrf.data.pipeline import make_dataset
     from tfrf.data.tuples import draw_tuples
     from tfrf.evaluation import data as data_lib
-    from tfrf.evaluation.mechanism import LEVELS, evaluate_mechanism
+    from tfrf.evaluation.mechanism import LEVELS
     from tfrf.models.generator import INPUT_KEYS
     from tfrf.training.networks import create_networks
     from tfrf.training.run import SYNTHETIC, load_data
@@ -64,7 +70,8 @@ def flow_ceiling(config, steps: Sequence[int] = (375, 900, 3000), k: int = 2, ex
     test = data_lib.open_data(SYNTHETIC, dataset, seed=config.seed, test_objects=config.test_objects,
                               image_size=size, cache_dir=cache_dir, verbose=False)
     eval_tuples, _ = test.test_tuples(k, examples)
-    generator = create_networks(config).generator
+    networks = create_networks(config)
+    generator = networks.generator
     extractor = generator.flow_extractor
     optimizer = tf.keras.optimizers.Adam(config.learning_rate)
 
@@ -106,15 +113,31 @@ def flow_ceiling(config, steps: Sequence[int] = (375, 900, 3000), k: int = 2, ex
             seconds += time.perf_counter() - start
             done += 1
             progress.update(done, [("epe_loss", float(loss))])
-        scores = evaluate_mechanism(generator, test, k, eval_tuples)
-        rows.append({"steps": checkpoint, "seconds": seconds,
-                     **{f"epe_{name}_{level}": scores[f"epe_{name}_{level}"]
-                        for name in ("flow", "zero") for level in LEVELS}})
-        say(f"\n{checkpoint} steps: EPE at H/4 {scores['epe_flow_h4']:.3f} (zero flow {scores['epe_zero_h4']:.3f})")
+        rows.append(_scored(generator, test, k, eval_tuples, steps=checkpoint, seconds=seconds, loss="ground truth"))
+        say(f"\n{checkpoint} steps: EPE at H/4 {rows[-1]['epe_flow_h4']:.3f} (zero flow {rows[-1]['epe_zero_h4']:.3f})")
+    if then_stage1:
+        from tfrf.training.runner import compile_stage, training_dataset_fn
+
+        stage1 = config.replace(flow_steps=int(then_stage1), batch_size=batch_size)
+        model = compile_stage("flow", networks, stage1)
+        start = time.perf_counter()
+        model.fit(training_dataset_fn(train, stage1)(0), epochs=1, steps_per_epoch=int(then_stage1), verbose=verbose)
+        seconds += time.perf_counter() - start
+        rows.append(_scored(generator, test, k, eval_tuples, steps=steps[-1] + int(then_stage1), seconds=seconds,
+                            loss="stage 1"))
     zero_h4 = rows[-1]["epe_zero_h4"]
     return {"preset": config.name, "dataset": dataset or "aligned", "k": k, "examples": int(len(eval_tuples)),
             "batch_size": batch_size, "learning_rate": config.learning_rate, "seed": seed, "rows": rows,
             "goal_h4": GOAL_SHARE * zero_h4, "wall_seconds": time.perf_counter() - began}
+
+
+def _scored(generator, test, k: int, tuples, **row) -> Dict:
+    from tfrf.evaluation.mechanism import LEVELS, evaluate_mechanism
+
+    scores = evaluate_mechanism(generator, test, k, tuples)
+    return {**row, **{f"{measure}_{name}_{level}": scores[f"{measure}_{name}_{level}"]
+                      for measure, names in (("epe", ("flow", "zero")), ("gain", ("flow",)))
+                      for name in names for level in LEVELS}}
 
 
 def format_result(result: Dict) -> str:
@@ -122,13 +145,14 @@ def format_result(result: Dict) -> str:
              f"({result['dataset']} chairs, batch {result['batch_size']}, Adam {result['learning_rate']:g}); "
              f"base-flow EPE on {result['examples']} held-out K = {result['k']} tuples, pixels of each level:",
              "",
-             "| steps | training s | EPE H/8 (zero) | EPE H/4 (zero) | share of zero at H/4 | goal met |",
-             "|---|---|---|---|---|---|"]
+             "| loss | steps | training s | EPE H/8 (zero) | EPE H/4 (zero) | share of zero at H/4 | gain H/4 "
+             "| goal met |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
         share = row["epe_flow_h4"] / row["epe_zero_h4"]
-        lines.append(f"| {row['steps']} | {row['seconds']:.0f} | {row['epe_flow_h8']:.3f} ({row['epe_zero_h8']:.3f}) "
-                     f"| {row['epe_flow_h4']:.3f} ({row['epe_zero_h4']:.3f}) | {share:.0%} | "
-                     f"{'yes' if row['epe_flow_h4'] <= result['goal_h4'] else 'no'} |")
+        lines.append(f"| {row['loss']} | {row['steps']} | {row['seconds']:.0f} | {row['epe_flow_h8']:.3f} "
+                     f"({row['epe_zero_h8']:.3f}) | {row['epe_flow_h4']:.3f} ({row['epe_zero_h4']:.3f}) | {share:.0%} "
+                     f"| {row['gain_flow_h4']:.2f} | {'yes' if row['epe_flow_h4'] <= result['goal_h4'] else 'no'} |")
     lines.append(f"\ngoal: EPE at H/4 <= {result['goal_h4']:.3f} ({GOAL_SHARE:.0%} of the zero flow's)")
     return "\n".join(lines)
 
@@ -147,8 +171,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--batch-size", type=int, help="training pairs per step (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the training pairs (default 0)")
     parser.add_argument("--cache-dir", help="the built-in data's cache (default: tfrf's)")
+    parser.add_argument("--then-stage1", type=int, default=0, metavar="N",
+                        help="then N steps of the preset's stage-1 loss, scored again (default 0: none)")
     parser.add_argument("--out", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
+    if args.then_stage1 < 0:
+        parser.error("--then-stage1 must be >= 0")
     if min(args.steps) < 1 or args.k < 1 or args.examples < 1 or (args.batch_size is not None and args.batch_size < 1):
         parser.error("--steps, --k, --examples and --batch-size must be >= 1")
     from tfrf.benchmarks.report import print_and_write
@@ -158,7 +186,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"--preset {args.preset}: choose from {', '.join(sorted(TRAIN_PRESETS))}")
     return print_and_write("flow_ceiling", lambda: flow_ceiling(
         TrainConfig.preset(args.preset), args.steps, args.k, args.examples, args.dataset, args.batch_size, args.seed,
-        args.cache_dir), format_result, args.out)
+        args.cache_dir, then_stage1=args.then_stage1), format_result, args.out)
 
 if __name__ == "__main__":
     raise SystemExit(main())
