@@ -176,3 +176,41 @@ def test_the_summary_over_seeds_keeps_gfla_at_k_1(tmp_path):
     assert difference["mean"] == pytest.approx(np.mean([-0.05, -0.10])) and difference["tuples"] == 4
     table = stats.format_tables(summary)
     assert "| gfla | 0.2350" in table and "| gfla | -0.0750" in table
+
+def test_a_labels_warm_up_and_a_frozen_flow(tmp_path):
+    """`--warm-up labels --freeze-flow`: stage 1 is the flow extractor trained on the labels' flow,
+    saved as the checkpoint stage 2 starts from; stage 2 keeps that flow (the flow variables of the
+    trained full model are the warm-up's) and trains the rest; a folder of one warm-up refuses the
+    other."""
+    import tensorflow as tf
+
+    from tfrf import runs
+
+    top = str(tmp_path / "ablation")
+    flags = ["--quick", "--variants", "full", "--no-gfla", "--out", top, "--cache-dir", str(tmp_path / "cache"),
+             "--quiet", "--misaligned-sources"]
+    settings = ablation.settings_of(ablation.parse_arguments(flags + ["--warm-up", "labels", "--freeze-flow"]))
+    assert settings["warm_up"] == "labels" and settings["freeze_flow"] is True
+    assert ablation.ablation_config(settings, "full").full_trains_flow is False
+    assert ablation.ablation_config(settings, "gfla").full_trains_flow is True
+    assert ablation.main(flags + ["--warm-up", "labels", "--freeze-flow"]) == 0
+    warm = os.path.join(top, "flow_warmup")
+    with open(os.path.join(warm, ablation.WARM_UP_FILE)) as stream:
+        assert json.load(stream) == {"warm_up": "labels", "steps": 2}
+    with open(os.path.join(top, "ablation.json")) as stream:
+        summary = json.load(stream)
+    assert summary["timings"]["flow_warmup"]["flow_steps"] == 2 and summary["settings"]["freeze_flow"] is True
+    run = os.path.join(top, "full")
+    config = runs.read_model_config(run)
+    trained = runs.load_generator(config, runs.latest_run_weights(run))
+    warmed = runs.load_generator(config, None)
+    tf.train.Checkpoint(generator=tf.train.Checkpoint(flow_extractor=warmed.flow_extractor)).restore(
+        tf.train.latest_checkpoint(os.path.join(warm, "checkpoints", "flow"))).expect_partial()
+    kept = [(a.numpy(), b.numpy()) for a, b in zip(trained.flow_extractor.flow_variables(),
+                                                   warmed.flow_extractor.flow_variables())]
+    assert kept and all(np.array_equal(a, b) for a, b in kept)
+    fresh = runs.load_generator(config, None)  # the seeded initial weights stage 1 started from
+    assert not all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(warmed.flow_extractor.flow_variables(),
+                                                                         fresh.flow_extractor.flow_variables()))
+    # The other warm-up in the same folder: one line, exit 2.
+    assert ablation.main(flags) == 2

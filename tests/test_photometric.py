@@ -169,3 +169,38 @@ def test_flow_loss_on_refined_scores_base_plus_residual_in_stage_two():
         gradients = tape.gradient(total, residual_variables)
         results[on] = sum(float(tf.reduce_sum(tf.abs(g))) for g in gradients if g is not None)
     assert results["base"] == 0.0 and results["refined"] > 0.0, results
+
+
+def test_full_trains_flow_false_keeps_the_warm_up_flow_in_stage_two():
+    """`TrainConfig.full_trains_flow=False`: a stage-2 step leaves the flow extractor's flow
+    variables as they were and trains the rest (attention and occlusion heads included); True
+    (the paper's) trains them all."""
+    from tfrf.training import runner
+    from tfrf.training.config import TrainConfig
+
+    from tests.helpers import tiny_train_config
+
+    rng = np.random.default_rng(4)
+    batch = {"source_images": rng.uniform(-1, 1, (2, 2, 32, 32, 3)).astype(np.float32),
+             "target_image": rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)}
+    weights = LossWeights(perceptual=0.0, style=0.0, correctness=0.0, adversarial=0.0, photometric=1.0)
+    for trains in (True, False):
+        config = tiny_train_config(size=32, loss_weights=weights, full_trains_flow=trains)
+        assert TrainConfig.from_dict(config.to_dict()).full_trains_flow is trains
+        networks = runner.create_networks(config)
+        model = runner.compile_stage("full", networks, config)
+        cp = config.model.pose_channels
+        data = {**batch, "source_poses": rng.uniform(0, 1, (2, 2, 32, 32, cp)).astype(np.float32),
+                "target_pose": rng.uniform(0, 1, (2, 32, 32, cp)).astype(np.float32)}
+        extractor = networks.generator.flow_extractor
+        flow_refs = {variable.ref() for variable in extractor.flow_variables()}
+        heads = [variable for heads in extractor.heads.values() for layer in (heads.attention, heads.occlusion)
+                 for variable in layer.trainable_variables]
+        others = [variable for variable in networks.generator.trainable_variables if variable.ref() not in flow_refs]
+        before = {variable.ref(): variable.numpy().copy() for variable in networks.generator.trainable_variables}
+        model.train_on_batch(data)
+        changed = {variable.ref() for variable in networks.generator.trainable_variables
+                   if not np.array_equal(variable.numpy(), before[variable.ref()])}
+        assert any(variable.ref() in changed for variable in heads)
+        assert any(variable.ref() in changed for variable in others)
+        assert (len(flow_refs & changed) > 0) is trains, (trains, len(flow_refs & changed))

@@ -44,6 +44,14 @@ distance, 6 % shift and +-5 degrees roll, pose labels nominal); the runs record 
 names (`dataset: misaligned_sources`), as when the target pose is given and the sources come from
 uncalibrated cameras; with `--misaligned` a target's own jitter is in no input, so no model can
 predict it (README, "Ablation").
+
+`--warm-up labels` trains the shared stage 1 on the answer instead of L_flow: the flow extractor
+learns, for `--flow-steps` steps, the renderer's flow between the cameras the pose labels name
+(`tfrf.benchmarks.flow_ceiling.TruthTrainer`; on misaligned data the nominal cameras', so the
+sources' jitter is left for the residual flow to correct). `--freeze-flow` keeps the warm-up's
+flow through stage 2 (`TrainConfig.full_trains_flow=False`). Together they ask what the image
+losses and the residual flow do with a flow that is right where the labels are (README,
+"Ablation"). A probe: no preset does either.
 """
 from __future__ import annotations
 
@@ -107,6 +115,7 @@ def ablation_config(settings: Dict, variant: str):
     saturation = base.loss_weights.saturation if variant == "gfla" else settings.get("saturation",
                                                                                       base.loss_weights.saturation)
     return base.replace(model=model, flow_loss_on=flow_loss_on, full_generator_epsilon=epsilon, learning_rate=rate,
+                        full_trains_flow=not (settings.get("freeze_flow") and variant != "gfla"),
                         loss_weights={"saturation": saturation},
                         flow_steps=settings["flow_steps"],
                         full_steps=settings["full_steps"],
@@ -159,9 +168,53 @@ def train_variant(variant: str, settings: Dict, data, out_dir: str, verbose: int
     return _timings(results)
 
 
+WARM_UPS = ("recipe", "labels")
+WARM_UP_FILE = "warm_up.json"  # in OUT/flow_warmup: which warm-up trained it (absent: the recipe's)
+
+
+def _check_warm_up(folder: str, kind: str) -> None:
+    """Refuse to reuse an `OUT/flow_warmup` that another `--warm-up` trained."""
+    path = os.path.join(folder, WARM_UP_FILE)
+    found = json.load(open(path))["warm_up"] if os.path.isfile(path) else (
+        "recipe" if os.path.isdir(os.path.join(folder, "checkpoints", "flow")) else None)
+    if found is not None and found != kind:
+        raise ValueError(f"{folder} holds a stage 1 of --warm-up {found}, not {kind}; give another --out")
+
+
+def warm_up_on_labels(settings: Dict, data, folder: str, verbose: int) -> Dict:
+    """`--warm-up labels`: the flow extractor trained on the flow the pose labels imply, saved as
+    the stage-1 checkpoint stage 2 starts from (`runner.initialise_from_flow_stage`)."""
+    import tensorflow as tf
+
+    from tfrf.benchmarks.flow_ceiling import TruthTrainer
+    from tfrf.io import atomic_write_text
+    from tfrf.training.networks import create_networks
+
+    directory = os.path.join(folder, "checkpoints", "flow")
+    steps = int(settings["flow_steps"])
+    if tf.train.latest_checkpoint(directory):
+        return {"flow": 0.0, "flow_steps": 0}
+    config = ablation_config(settings, "full")
+    generator = create_networks(config).generator
+    trainer = TruthTrainer(generator, config, data.train, steps, batch_size=config.batch_size, seed=config.seed,
+                           verbose=1 if verbose else 0)
+    trainer.train_to(steps)
+    checkpoint = tf.train.Checkpoint(generator=tf.train.Checkpoint(flow_extractor=generator.flow_extractor))
+    os.makedirs(folder, exist_ok=True)
+    atomic_write_text(os.path.join(folder, WARM_UP_FILE), json.dumps({"warm_up": "labels", "steps": steps}) + "\n")
+    tf.train.CheckpointManager(checkpoint, directory, max_to_keep=1).save(checkpoint_number=steps)
+    return {"flow": trainer.seconds, "flow_steps": steps}
+
+
 def warm_up(settings: Dict, data, out_dir: str, verbose: int) -> Dict:
     """Stage 1 of the full model, shared by every variant, in `OUT/flow_warmup`."""
     from tfrf.training.run import TrainingRun
+
+    folder = os.path.join(out_dir, "flow_warmup")
+    kind = settings.get("warm_up", "recipe")
+    _check_warm_up(folder, kind)
+    if kind == "labels":
+        return warm_up_on_labels(settings, data, folder, verbose)
 
     # Stage 1 has no residual flow and its generator Adam keeps Keras's epsilon and the demo's rate:
     # its run is the same whichever --flow-loss-on, --full-generator-epsilon, --full-learning-rate
@@ -172,7 +225,7 @@ def warm_up(settings: Dict, data, out_dir: str, verbose: int) -> Dict:
     config = ablation_config(settings, "full").replace(flow_loss_on="base", full_generator_epsilon=KERAS_ADAM_EPSILON,
                                                        learning_rate=TrainConfig.preset("demo").learning_rate,
                                                        loss_weights={"saturation": 0.0})
-    run = TrainingRun(config, data, os.path.join(out_dir, "flow_warmup"), verbose=verbose)
+    run = TrainingRun(config, data, folder, verbose=verbose)
     return _timings(run.train(("flow",)))
 
 
@@ -307,6 +360,11 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--misaligned-sources", action="store_true",
                         help="jittered sources, every target at the camera its label names (the paper's setting: "
                              "the target pose is given)")
+    parser.add_argument("--warm-up", choices=WARM_UPS, default="recipe",
+                        help="stage 1 on L_flow (recipe, default) or on the flow the pose labels imply (labels: "
+                             "the renderer's, a probe)")
+    parser.add_argument("--freeze-flow", action="store_true",
+                        help="keep the warm-up's flow through stage 2 (TrainConfig.full_trains_flow=False)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     return parser.parse_args(argv)
 
@@ -327,6 +385,10 @@ def settings_of(args: argparse.Namespace) -> Dict:
                   nominal_targets=bool(args.misaligned_sources))
     if args.flow_loss_on:
         budget["flow_loss_on"] = args.flow_loss_on
+    if args.warm_up != "recipe":
+        budget["warm_up"] = args.warm_up
+    if args.freeze_flow:
+        budget["freeze_flow"] = True
     if args.full_generator_epsilon is not None:
         if not args.full_generator_epsilon > 0:
             raise ValueError(f"--full-generator-epsilon must be positive, got {args.full_generator_epsilon}")

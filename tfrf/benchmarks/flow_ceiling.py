@@ -39,6 +39,77 @@ def _visible_epe(flow, truth, visible):
     return tf.reduce_sum(error * visible) / tf.maximum(tf.reduce_sum(visible), 1.0)
 
 
+class TruthTrainer:
+    """Trains a generator's flow extractor on the renderer's ground-truth flow of the built-in
+    chairs: `train_to(n)` runs steps until n, each on `batch_size` fresh pairs (one source and one
+    target view of an object of `table`, a training split as `synthetic.load_table` makes it), the
+    mean end-point error on the pixels the source sees summed over the flow levels, Adam at
+    `config.learning_rate`. `misaligned` / `nominal_target`: the truth of the misaligned variants
+    (`synthetic.tuple_ground_truth`); both False on misaligned data gives the flow the pose labels
+    imply (the nominal cameras'). `seconds`: time in the train step (not the ray casting)."""
+
+    def __init__(self, generator, config, table, total_steps: int, *, batch_size: int, seed: int = 0,
+                 misaligned: bool = False, nominal_target: bool = False, verbose: int = 1):
+        import tensorflow as tf
+
+        from tfrf.data.pipeline import make_dataset
+        from tfrf.data.tuples import draw_tuples
+        from tfrf.evaluation.mechanism import LEVELS
+
+        self.generator, self.table, self.batch_size, self.levels = generator, table, batch_size, LEVELS
+        self.size, self.data_seed = config.model.image_height, config.seed
+        self.misaligned, self.nominal_target = misaligned, nominal_target
+        self.optimizer = tf.keras.optimizers.Adam(config.learning_rate)
+        h, w, cp = config.model.image_height, config.model.image_width, config.model.pose_channels
+        sizes = {level: (h // int(level[1:]), w // int(level[1:])) for level in LEVELS}
+        signature = [{"source_images": tf.TensorSpec([batch_size, 1, h, w, 3], tf.float32),
+                      "source_poses": tf.TensorSpec([batch_size, 1, h, w, cp], tf.float32),
+                      "target_pose": tf.TensorSpec([batch_size, h, w, cp], tf.float32)},
+                     {level: tf.TensorSpec([batch_size, 1, *sizes[level], 2], tf.float32) for level in LEVELS},
+                     {level: tf.TensorSpec([batch_size, 1, *sizes[level]], tf.float32) for level in LEVELS}]
+        self.step = tf.function(self._step, input_signature=signature)
+        self.tuples = draw_tuples(table.groups, 1, np.random.default_rng([seed, 7]),
+                                  num_tuples=int(total_steps) * batch_size)
+        self.batches = iter(make_dataset(table, 1, batch_size=batch_size, training=False, tuples=self.tuples,
+                                         image_size=(h, w), drop_remainder=True))
+        self.done, self.seconds = 0, 0.0
+        self.progress = tf.keras.utils.Progbar(int(total_steps), verbose=verbose, stateful_metrics=["epe_loss"])
+
+    def _step(self, inputs, truth, visible):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            flows = self.generator.extract_flows(inputs)
+            loss = tf.add_n([_visible_epe(tf.cast(flows[level]["flow"], tf.float32), truth[level], visible[level])
+                             for level in self.levels])
+        variables = self.generator.flow_extractor.flow_variables()
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    def train_to(self, steps: int) -> None:
+        import tensorflow as tf
+
+        from tfrf.data import synthetic
+        from tfrf.models.generator import INPUT_KEYS
+
+        if steps * self.batch_size > len(self.tuples):
+            raise ValueError(f"TruthTrainer: {steps} steps are more than the {len(self.tuples) // self.batch_size} "
+                             "it was made for")
+        while self.done < steps:
+            batch = next(self.batches)
+            chunk = self.tuples[self.done * self.batch_size:(self.done + 1) * self.batch_size]
+            truth = synthetic.tuple_ground_truth(self.table.groups, self.table.order, chunk, self.size, split="train",
+                                                 misaligned=self.misaligned, seed=self.data_seed, levels=self.levels,
+                                                 nominal_target=self.nominal_target)
+            start = time.perf_counter()
+            loss = self.step({key: batch[key] for key in INPUT_KEYS},
+                             {level: tf.constant(truth[level]["flow"], tf.float32) for level in self.levels},
+                             {level: tf.constant(truth[level]["visible"], tf.float32) for level in self.levels})
+            self.seconds += time.perf_counter() - start
+            self.done += 1
+            self.progress.update(self.done, [("epe_loss", float(loss))])
+
+
 def flow_ceiling(config, steps: Sequence[int] = (375, 900, 3000), k: int = 2, examples: int = 100,
                  dataset: Optional[str] = None, batch_size: Optional[int] = None, seed: int = 0,
                  cache_dir: Optional[str] = None, verbose: int = 1, then_stage1: int = 0) -> Dict:
@@ -46,14 +117,8 @@ def flow_ceiling(config, steps: Sequence[int] = (375, 900, 3000), k: int = 2, ex
     "epe_flow_h4", "epe_zero_h8", "epe_zero_h4"}, ...], "goal_h4", ...}`, for a `TrainConfig`
     (its model, learning rate, batch size, seed and built-in data sizes). Rows trained on the
     truth have `"loss": "ground truth"`; with `then_stage1` a last row `"loss": "stage 1"`."""
-    import tensorflow as tf
-
     from tfrf.data import synthetic
-    from tfrf.data.pipeline import make_dataset
-    from tfrf.data.tuples import draw_tuples
     from tfrf.evaluation import data as data_lib
-    from tfrf.evaluation.mechanism import LEVELS
-    from tfrf.models.generator import INPUT_KEYS
     from tfrf.training.networks import create_networks
     from tfrf.training.run import SYNTHETIC, load_data
 
@@ -63,56 +128,21 @@ def flow_ceiling(config, steps: Sequence[int] = (375, 900, 3000), k: int = 2, ex
     if config.model.architecture != "rf":
         raise ValueError(f"preset {config.name!r} is a {config.model.architecture!r} model; the ceiling needs 'rf'")
     batch_size = batch_size or config.batch_size
-    size = config.model.image_height
     variant = synthetic.variant_arguments(dataset)
     say = print if verbose else (lambda *a, **kw: None)
     train = load_data(SYNTHETIC, config, dataset, cache_dir=cache_dir, verbose=bool(verbose)).train
     test = data_lib.open_data(SYNTHETIC, dataset, seed=config.seed, test_objects=config.test_objects,
-                              image_size=size, cache_dir=cache_dir, verbose=False)
+                              image_size=config.model.image_height, cache_dir=cache_dir, verbose=False)
     eval_tuples, _ = test.test_tuples(k, examples)
     networks = create_networks(config)
     generator = networks.generator
-    extractor = generator.flow_extractor
-    optimizer = tf.keras.optimizers.Adam(config.learning_rate)
-
-    h, w, cp = config.model.image_height, config.model.image_width, config.model.pose_channels
-    level_sizes = {level: (h // int(level[1:]), w // int(level[1:])) for level in LEVELS}
-    signature = [{"source_images": tf.TensorSpec([batch_size, 1, h, w, 3], tf.float32),
-                  "source_poses": tf.TensorSpec([batch_size, 1, h, w, cp], tf.float32),
-                  "target_pose": tf.TensorSpec([batch_size, h, w, cp], tf.float32)},
-                 {level: tf.TensorSpec([batch_size, 1, *level_sizes[level], 2], tf.float32) for level in LEVELS},
-                 {level: tf.TensorSpec([batch_size, 1, *level_sizes[level]], tf.float32) for level in LEVELS}]
-
-    @tf.function(input_signature=signature)
-    def train_step(inputs, truth, visible):
-        with tf.GradientTape() as tape:
-            flows = generator.extract_flows(inputs)
-            loss = tf.add_n([_visible_epe(tf.cast(flows[level]["flow"], tf.float32), truth[level], visible[level])
-                             for level in LEVELS])
-        variables = extractor.flow_variables()
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
-
-    rng = np.random.default_rng([seed, 7])
-    train_tuples = draw_tuples(train.groups, 1, rng, num_tuples=steps[-1] * batch_size)
-    batches = iter(make_dataset(train, 1, batch_size=batch_size, training=False, tuples=train_tuples,
-                                image_size=(h, w), drop_remainder=True))
-    rows, seconds, done, began = [], 0.0, 0, time.perf_counter()
-    progress = tf.keras.utils.Progbar(steps[-1], verbose=verbose, stateful_metrics=["epe_loss"])
+    trainer = TruthTrainer(generator, config, train, steps[-1], batch_size=batch_size, seed=seed,
+                           misaligned=variant["misaligned"], nominal_target=variant["nominal_targets"],
+                           verbose=verbose)
+    rows, began = [], time.perf_counter()
     for checkpoint in steps:
-        while done < checkpoint:
-            batch = next(batches)
-            chunk = train_tuples[done * batch_size:(done + 1) * batch_size]
-            truth = synthetic.tuple_ground_truth(train.groups, train.order, chunk, size, split="train",
-                                                 misaligned=variant["misaligned"], seed=config.seed, levels=LEVELS,
-                                                 nominal_target=variant["nominal_targets"])
-            start = time.perf_counter()
-            loss = train_step({key: batch[key] for key in INPUT_KEYS},
-                              {level: tf.constant(truth[level]["flow"], tf.float32) for level in LEVELS},
-                              {level: tf.constant(truth[level]["visible"], tf.float32) for level in LEVELS})
-            seconds += time.perf_counter() - start
-            done += 1
-            progress.update(done, [("epe_loss", float(loss))])
+        trainer.train_to(checkpoint)
+        seconds = trainer.seconds
         rows.append(_scored(generator, test, k, eval_tuples, steps=checkpoint, seconds=seconds, loss="ground truth"))
         say(f"\n{checkpoint} steps: EPE at H/4 {rows[-1]['epe_flow_h4']:.3f} (zero flow {rows[-1]['epe_zero_h4']:.3f})")
     if then_stage1:
@@ -122,7 +152,7 @@ def flow_ceiling(config, steps: Sequence[int] = (375, 900, 3000), k: int = 2, ex
         model = compile_stage("flow", networks, stage1)
         start = time.perf_counter()
         model.fit(training_dataset_fn(train, stage1)(0), epochs=1, steps_per_epoch=int(then_stage1), verbose=verbose)
-        seconds += time.perf_counter() - start
+        seconds = trainer.seconds + time.perf_counter() - start
         rows.append(_scored(generator, test, k, eval_tuples, steps=steps[-1] + int(then_stage1), seconds=seconds,
                             loss="stage 1"))
     zero_h4 = rows[-1]["epe_zero_h4"]

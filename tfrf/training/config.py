@@ -120,6 +120,11 @@ class TrainConfig(SerializableConfig):
             the content and adversarial losses alone), or "refined", base + residual flow, the flow
             each RF block warps with (not in the paper; the residual flow is then held to the same
             flow losses). Stage 1 has no residual flow and always scores the base flow.
+        full_trains_flow: stage 2 also trains the flow confidence extractor's flow (True, the
+            paper's: end to end). False keeps the warm-up's flow in stage 2: the extractor's
+            `flow_variables()` are left out of the generator's update, and its attention and
+            occlusion heads and everything else train (a probe of what the image losses do with a
+            given flow; no preset sets it).
         learning_rate_decay: "constant" (the paper's) or "cosine": each stage's generator and
             discriminator rates fall from their value to `COSINE_FLOOR` of it over the stage's
             steps (a cosine of the optimiser's step, so a resumed run continues the curve);
@@ -169,6 +174,7 @@ class TrainConfig(SerializableConfig):
     augment: Optional[AugmentConfig] = None
     photometric_scales: int = 1
     flow_loss_on: str = "base"
+    full_trains_flow: bool = True
     learning_rate_decay: str = "constant"
     full_generator_epsilon: float = KERAS_ADAM_EPSILON
 

@@ -81,6 +81,7 @@ def compile_stage(stage: str, networks: Networks, config: TrainConfig,
             correctness_sampler=config.correctness_sampler,
             photometric_scales=config.photometric_scales,
             flow_loss_on=config.flow_loss_on,
+            trains_flow=config.full_trains_flow,
             **execution,
         )
     return model  # (under MultiWorkerMirroredStrategy compile reports replica 0's global means)
