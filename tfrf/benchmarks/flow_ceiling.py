@@ -46,7 +46,8 @@ class TruthTrainer:
     mean end-point error on the pixels the source sees summed over the flow levels, Adam at
     `config.learning_rate`. `misaligned` / `nominal_target`: the truth of the misaligned variants
     (`synthetic.tuple_ground_truth`); both False on misaligned data gives the flow the pose labels
-    imply (the nominal cameras'). `seconds`: time in the train step (not the ray casting)."""
+    imply (the nominal cameras'). `seconds`: time in the train step (not the ray casting). The
+    pairs are drawn once for `total_steps` (seeded by `seed`): another total draws other pairs."""
 
     def __init__(self, generator, config, table, total_steps: int, *, batch_size: int, seed: int = 0,
                  misaligned: bool = False, nominal_target: bool = False, verbose: int = 1):
