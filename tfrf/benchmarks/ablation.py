@@ -175,8 +175,11 @@ WARM_UP_FILE = "warm_up.json"  # in OUT/flow_warmup: which warm-up trained it (a
 def _check_warm_up(folder: str, kind: str) -> None:
     """Refuse to reuse an `OUT/flow_warmup` that another `--warm-up` trained."""
     path = os.path.join(folder, WARM_UP_FILE)
-    found = json.load(open(path))["warm_up"] if os.path.isfile(path) else (
-        "recipe" if os.path.isdir(os.path.join(folder, "checkpoints", "flow")) else None)
+    if os.path.isfile(path):
+        with open(path) as stream:
+            found = json.load(stream)["warm_up"]
+    else:
+        found = "recipe" if os.path.isdir(os.path.join(folder, "checkpoints", "flow")) else None
     if found is not None and found != kind:
         raise ValueError(f"{folder} holds a stage 1 of --warm-up {found}, not {kind}; give another --out")
 
