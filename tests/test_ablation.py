@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from tfrf.benchmarks import ablation
+from tfrf.benchmarks import ablation, ablation_warm_up
 
 
 def test_each_variant_switches_off_what_table_4_says():
@@ -195,7 +195,7 @@ def test_a_labels_warm_up_and_a_frozen_flow(tmp_path):
     assert ablation.ablation_config(settings, "gfla").full_trains_flow is True
     assert ablation.main(flags + ["--warm-up", "labels", "--freeze-flow"]) == 0
     warm = os.path.join(top, "flow_warmup")
-    with open(os.path.join(warm, ablation.WARM_UP_FILE)) as stream:
+    with open(os.path.join(warm, ablation_warm_up.WARM_UP_FILE)) as stream:
         assert json.load(stream) == {"warm_up": "labels", "steps": 2}
     with open(os.path.join(top, "ablation.json")) as stream:
         summary = json.load(stream)

@@ -9,7 +9,8 @@
 - `tflite_profile`: time per TFLite op type against its FLOP share.
 - `serving_load`: loopback load test of a PredictionService.
 - `mobile_quality`: quality of the mobile network and of full-int8 under one training budget.
-- `ablation`: the paper's table-4 ablation on the built-in chairs (`ablation_seeds`: over seeds).
+- `ablation`: the paper's table-4 ablation on the built-in chairs (`ablation_seeds`: over seeds;
+  `ablation_warm_up`: its shared stage 1).
 - `flow_signal`: the photometric loss, EPE and gain of a run's flows, the ground truth's and the
   zero flow's, on the built-in chairs.
 - `flow_ceiling`: a preset's flow extractor trained on the ground-truth flow, scored on held-out

@@ -64,6 +64,8 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
+from tfrf.benchmarks.ablation_warm_up import WARM_UPS, timings as _timings
+
 VARIANTS = ("full", "no_residual_flow", "no_attention", "no_occlusion", "baseline")
 ALL_VARIANTS = VARIANTS + ("gfla",)
 LABELS = {"full": "full model", "no_residual_flow": "w/o residual flow", "no_attention": "w/o attention",
@@ -168,77 +170,13 @@ def train_variant(variant: str, settings: Dict, data, out_dir: str, verbose: int
     return _timings(results)
 
 
-WARM_UPS = ("recipe", "labels")
-WARM_UP_FILE = "warm_up.json"  # in OUT/flow_warmup: which warm-up trained it (absent: the recipe's)
-
-
-def _check_warm_up(folder: str, kind: str) -> None:
-    """Refuse to reuse an `OUT/flow_warmup` that another `--warm-up` trained."""
-    path = os.path.join(folder, WARM_UP_FILE)
-    if os.path.isfile(path):
-        with open(path) as stream:
-            found = json.load(stream)["warm_up"]
-    else:
-        found = "recipe" if os.path.isdir(os.path.join(folder, "checkpoints", "flow")) else None
-    if found is not None and found != kind:
-        raise ValueError(f"{folder} holds a stage 1 of --warm-up {found}, not {kind}; give another --out")
-
-
-def warm_up_on_labels(settings: Dict, data, folder: str, verbose: int) -> Dict:
-    """`--warm-up labels`: the flow extractor trained on the flow the pose labels imply, saved as
-    the stage-1 checkpoint stage 2 starts from (`runner.initialise_from_flow_stage`)."""
-    import tensorflow as tf
-
-    from tfrf.benchmarks.flow_ceiling import TruthTrainer
-    from tfrf.io import atomic_write_text
-    from tfrf.training.networks import create_networks
-
-    directory = os.path.join(folder, "checkpoints", "flow")
-    steps = int(settings["flow_steps"])
-    if tf.train.latest_checkpoint(directory):
-        return {"flow": 0.0, "flow_steps": 0}
-    config = ablation_config(settings, "full")
-    generator = create_networks(config).generator
-    trainer = TruthTrainer(generator, config, data.train, steps, batch_size=config.batch_size, seed=config.seed,
-                           verbose=1 if verbose else 0)
-    trainer.train_to(steps)
-    checkpoint = tf.train.Checkpoint(generator=tf.train.Checkpoint(flow_extractor=generator.flow_extractor))
-    os.makedirs(folder, exist_ok=True)
-    atomic_write_text(os.path.join(folder, WARM_UP_FILE), json.dumps({"warm_up": "labels", "steps": steps}) + "\n")
-    tf.train.CheckpointManager(checkpoint, directory, max_to_keep=1).save(checkpoint_number=steps)
-    return {"flow": trainer.seconds, "flow_steps": steps}
-
-
 def warm_up(settings: Dict, data, out_dir: str, verbose: int) -> Dict:
-    """Stage 1 of the full model, shared by every variant, in `OUT/flow_warmup`."""
-    from tfrf.training.run import TrainingRun
+    """Stage 1 of the full model, shared by every variant, in `OUT/flow_warmup`: the recipe's, or
+    with `--warm-up labels` the labels' flow (`tfrf.benchmarks.ablation_warm_up`)."""
+    from tfrf.benchmarks import ablation_warm_up
 
-    folder = os.path.join(out_dir, "flow_warmup")
-    kind = settings.get("warm_up", "recipe")
-    _check_warm_up(folder, kind)
-    if kind == "labels":
-        return warm_up_on_labels(settings, data, folder, verbose)
-
-    # Stage 1 has no residual flow and its generator Adam keeps Keras's epsilon and the demo's rate:
-    # its run is the same whichever --flow-loss-on, --full-generator-epsilon, --full-learning-rate
-    # and --saturation (one folder serves them all).
-    from tfrf.training.config import KERAS_ADAM_EPSILON, TrainConfig
-
-    # (Stage 1 does not use the saturation hinge: recorded as 0 whatever stage 2 takes.)
-    config = ablation_config(settings, "full").replace(flow_loss_on="base", full_generator_epsilon=KERAS_ADAM_EPSILON,
-                                                       learning_rate=TrainConfig.preset("demo").learning_rate,
-                                                       loss_weights={"saturation": 0.0})
-    run = TrainingRun(config, data, folder, verbose=verbose)
-    return _timings(run.train(("flow",)))
-
-
-def _timings(results: Dict) -> Dict:
-    """`{stage: seconds, f"{stage}_steps": steps trained}` of `TrainingRun.train`'s results."""
-    timings = {}
-    for stage, result in results.items():
-        timings[stage] = result["seconds"]
-        timings[f"{stage}_steps"] = result["end_step"] - result["start_step"]
-    return timings
+    return ablation_warm_up.warm_up(settings.get("warm_up", "recipe"), ablation_config(settings, "full"), data,
+                                    os.path.join(out_dir, "flow_warmup"), verbose)
 
 
 def format_table(rows: Sequence[Dict], ks: Sequence[int], with_lpips: bool) -> str:

@@ -105,10 +105,8 @@ class TrainingModel(tf.keras.Model):
     def compile(self, generator_optimizer, discriminator_optimizer=None, loss_weights=None,
                 gan_form: str = losses.DEFAULT_GAN_LOSS_FORM, correctness_sampler: str = "bilinear",
                 photometric_scales: int = 1, flow_loss_on: str = "base", trains_flow: bool = True, **kwargs):
-        """Set the optimisers, loss weights (`LossWeights` or a dict; paper defaults), GAN form, the
-        correctness loss's sampler ("bilinear" or GFLA's "gaussian"), the photometric pyramid,
-        which flow L_flow scores in stage 2 (`TrainConfig.flow_loss_on`: "base" or "refined"), and
-        whether stage 2 trains the base flow (`TrainConfig.full_trains_flow`)."""
+        """Set the optimisers, loss weights (`LossWeights` or a dict; paper defaults), GAN form, the correctness
+        sampler, the photometric pyramid and stage 2's flow options (`TrainConfig.flow_loss_on`, `full_trains_flow`)."""
         super().compile(**kwargs)
         if (self._distribute_reduction_method is None
                 and isinstance(self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)):
@@ -148,8 +146,7 @@ class TrainingModel(tf.keras.Model):
         self.loss_weights_ = weights
         self.gan_form = gan_form
         self.correctness_sampler, self.photometric_scales = correctness_sampler, int(photometric_scales)
-        self.flow_loss_on = flow_loss_on
-        self.trains_flow = bool(trains_flow)
+        self.flow_loss_on, self.trains_flow = flow_loss_on, bool(trains_flow)
         self.generator_optimizer = _loss_scaled(generator_optimizer)
         self.discriminator_optimizer = _loss_scaled(discriminator_optimizer) if self.uses_discriminator else None
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in self.loss_names}
@@ -202,15 +199,12 @@ class TrainingModel(tf.keras.Model):
 
         Stage "flow": the flow extractor's `flow_variables()` — all of it but the heads L_flow does
         not reach (rf: attention and occlusion; GFLA: the masks), which learn in stage 2.
-        Stage "full": every generator variable (without the flow extractor's `flow_variables()`
-        when compiled with `trains_flow=False`).
-        """
+        Stage "full": every generator variable, without the flow's if compiled with `trains_flow=False`."""
         if self.stage == "flow":
             return self.generator.flow_extractor.flow_variables()
-        if not getattr(self, "trains_flow", True):
-            kept = {variable.ref() for variable in self.generator.flow_extractor.flow_variables()}
-            return [variable for variable in self.generator.trainable_variables if variable.ref() not in kept]
-        return self.generator.trainable_variables
+        frozen = set() if getattr(self, "trains_flow", True) else {
+            variable.ref() for variable in self.generator.flow_extractor.flow_variables()}
+        return [variable for variable in self.generator.trainable_variables if variable.ref() not in frozen]
 
     def call(self, inputs, training=False):
         """Inference: the generated image `[B, H, W, 3]`."""
