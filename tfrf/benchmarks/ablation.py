@@ -64,7 +64,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from tfrf.benchmarks.ablation_warm_up import WARM_UPS, timings as _timings
+from tfrf.benchmarks import ablation_warm_up
 
 VARIANTS = ("full", "no_residual_flow", "no_attention", "no_occlusion", "baseline")
 ALL_VARIANTS = VARIANTS + ("gfla",)
@@ -167,14 +167,12 @@ def train_variant(variant: str, settings: Dict, data, out_dir: str, verbose: int
         _copy_flow_stage(os.path.join(out_dir, "flow_warmup"), run_dir)
     stages = ("flow", "full") if variant == "gfla" else ("full",)
     results = TrainingRun(config, data, run_dir, verbose=verbose).train(stages)
-    return _timings(results)
+    return ablation_warm_up.timings(results)
 
 
 def warm_up(settings: Dict, data, out_dir: str, verbose: int) -> Dict:
     """Stage 1 of the full model, shared by every variant, in `OUT/flow_warmup`: the recipe's, or
     with `--warm-up labels` the labels' flow (`tfrf.benchmarks.ablation_warm_up`)."""
-    from tfrf.benchmarks import ablation_warm_up
-
     return ablation_warm_up.warm_up(settings.get("warm_up", "recipe"), ablation_config(settings, "full"), data,
                                     os.path.join(out_dir, "flow_warmup"), verbose)
 
@@ -301,7 +299,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--misaligned-sources", action="store_true",
                         help="jittered sources, every target at the camera its label names (the paper's setting: "
                              "the target pose is given)")
-    parser.add_argument("--warm-up", choices=WARM_UPS, default="recipe",
+    parser.add_argument("--warm-up", choices=ablation_warm_up.WARM_UPS, default="recipe",
                         help="stage 1 on L_flow (recipe, default) or on the flow the pose labels imply (labels: "
                              "the renderer's, a probe)")
     parser.add_argument("--freeze-flow", action="store_true",

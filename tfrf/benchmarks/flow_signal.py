@@ -159,5 +159,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                                               cache_dir=args.cache_dir, scales=args.scales),
                            format_result, args.out)
 
+
 if __name__ == "__main__":
     raise SystemExit(main())
