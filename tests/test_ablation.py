@@ -212,5 +212,9 @@ def test_a_labels_warm_up_and_a_frozen_flow(tmp_path):
     fresh = runs.load_generator(config, None)  # the seeded initial weights stage 1 started from
     assert not all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(warmed.flow_extractor.flow_variables(),
                                                                          fresh.flow_extractor.flow_variables()))
-    # The other warm-up in the same folder: one line, exit 2.
+    # The other warm-up in the same folder, or a damaged record of it: one line, exit 2.
     assert ablation.main(flags) == 2
+    with open(os.path.join(warm, ablation_warm_up.WARM_UP_FILE), "w") as stream:
+        stream.write("{not json")
+    with pytest.raises(ValueError, match="warm_up.json is damaged"):
+        ablation_warm_up.check_warm_up(warm, "labels")

@@ -23,8 +23,11 @@ def check_warm_up(folder: str, kind: str) -> None:
     """Refuse to reuse a warm-up folder that another kind trained (ValueError naming both)."""
     path = os.path.join(folder, WARM_UP_FILE)
     if os.path.isfile(path):
-        with open(path) as stream:
-            found = json.load(stream)["warm_up"]
+        try:
+            with open(path) as stream:
+                found = json.load(stream)["warm_up"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path} is damaged ({error!r}); remove {folder} to train its stage 1 again") from None
     else:
         found = "recipe" if os.path.isdir(os.path.join(folder, "checkpoints", "flow")) else None
     if found is not None and found != kind:
